@@ -1,0 +1,67 @@
+"""Command-line interface: ``se-res2net <command>`` or ``python -m se_res2net <command>``.
+
+Each sub-command lives in the module of its concept and exposes two functions,
+``add_<cmd>_arguments(parser)`` and ``run_<cmd>(args) -> int``; this file only
+dispatches, importing the module on demand so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Dict, List, Optional, Tuple
+
+# command -> (module, function stem, one-line help)
+COMMANDS: Dict[str, Tuple[str, str, str]] = {
+    "complexity": ("se_res2net.complexity", "complexity", "parameters, thop MACs and FLOPs of every model"),
+    "train": ("se_res2net.trainer", "train", "train one model on CIFAR-10 and write its run record"),
+    "test": ("se_res2net.trainer", "test", "print the test error of a checkpoint"),
+    "sweep": ("se_res2net.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
+    "bench": ("se_res2net.bench", "bench", "training images/s of this trainer vs a plain loop"),
+    "grad-cam": ("se_res2net.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
+    "data": ("se_res2net.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="se-res2net", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, stem, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a command whose module is not built yet
+            if exc.name != module:
+                raise
+            p.set_defaults(_missing=module)
+            continue
+        getattr(mod, f"add_{stem}_arguments")(p)
+        p.set_defaults(_run=getattr(mod, f"run_{stem}"))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "_missing", None):
+        parser.error(f"command {args.command!r} is not available: {args._missing} is missing")
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as exc:
+        # One clear line for user errors; tracebacks only with --verbose.
+        if args.verbose:
+            raise
+        print(f"se-res2net {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
