@@ -117,7 +117,7 @@ def model_complexity(name: str, **overrides: Any) -> Complexity:
 
 def complexity_table(names: Optional[Iterable[str]] = None, progress: bool = False) -> List[Dict[str, Any]]:
     """One row per registered model (or the given names)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     from .registry import list_models
 
@@ -211,7 +211,7 @@ def search_res2net29(
     Distance = mean over (Res2Net params, Res2Net MACs, SE-Res2Net params, SE-Res2Net MACs)
     of |log(measured / reported)|, so a factor of 2 off in either direction costs the same.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     from .blocks import SqueezeExcite
     from .networks import CIFAR_BASE, Res2Net

@@ -379,7 +379,7 @@ def _listing_digest(listing: Dict[str, List[Tuple[Path, int]]], root: Path) -> s
 
 def _decode_pngs(files: Sequence[Tuple[Path, int]], root: Path, desc: str, progress: bool) -> Tuple[np.ndarray, np.ndarray]:
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
     labels = np.empty(len(files), dtype=np.int64)
