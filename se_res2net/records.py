@@ -1,0 +1,232 @@
+"""Run records: one JSON file per (model, seed) run, schema ``se_res2net.run/1``.
+
+A record is what the statistics, tables and claims are computed from, so it
+carries everything needed to trust a number: the configuration, per-epoch
+curves, the final test error (percent), parameters / MACs and a provenance
+block (code hash, git commit, library versions, device, data fingerprint,
+times). The schema is described in ``CONTRIBUTING.md``; this module owns the
+constants, paths, reading / validating / writing and the provenance helpers.
+
+Records are written atomically (:mod:`se_res2net.atomic`): a reader sees the
+previous version or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from ._version import __version__
+from .atomic import PathLike, atomic_write_json
+
+SCHEMA = "se_res2net.run/1"
+STATUSES = ("running", "complete", "failed")
+REQUIRED_KEYS = (
+    "schema",
+    "status",
+    "model",
+    "model_kwargs",
+    "seed",
+    "profile",
+    "config",
+    "params",
+    "macs",
+    "epochs",
+    "final_test_error",
+    "failure",
+    "checkpoint",
+    "provenance",
+)
+EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_error", "epoch_time_s")
+FAILURE_KEYS = ("type", "message", "epoch")
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------- paths
+def run_name(model: str, seed: int) -> str:
+    """File stem of a run: ``<model>_seed<seed>``."""
+    return f"{model}_seed{int(seed)}"
+
+
+def record_path(out_dir: PathLike, model: str, seed: int, name: Optional[str] = None) -> Path:
+    """``<out_dir>/<model>_seed<seed>.json`` (or ``<out_dir>/<name>.json`` when ``name`` is given)."""
+    return Path(out_dir) / f"{name or run_name(model, seed)}.json"
+
+
+def checkpoint_path(out_dir: PathLike, model: str, seed: int, name: Optional[str] = None) -> Path:
+    """``<out_dir>/checkpoints/<model>_seed<seed>.pt`` (or ``<name>.pt``)."""
+    return Path(out_dir) / "checkpoints" / f"{name or run_name(model, seed)}.pt"
+
+
+# --------------------------------------------------------------------------- validation
+def validate_record(record: Mapping[str, Any], source: str = "record") -> None:
+    """Raise ``ValueError`` naming what is wrong with ``record``; return ``None`` if it follows the schema."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{source} is not a JSON object; expected a {SCHEMA} run record")
+    if record.get("schema") != SCHEMA:
+        raise ValueError(
+            f"{source} has schema {record.get('schema')!r}, expected {SCHEMA!r}; "
+            "it was not written by 'se-res2net train' (or by an incompatible version — retrain it)"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{source} lacks the keys {missing}; it is incomplete — delete it and rerun the training")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"{source} has status {record['status']!r}; expected one of {list(STATUSES)}")
+    if not isinstance(record["epochs"], list):
+        raise ValueError(f"{source}: 'epochs' must be a list of per-epoch entries")
+    for i, entry in enumerate(record["epochs"]):
+        lacking = [k for k in EPOCH_KEYS if not isinstance(entry, Mapping) or k not in entry]
+        if lacking:
+            raise ValueError(f"{source}: epoch entry {i} lacks {lacking}")
+    if record["status"] == "complete":
+        if record["final_test_error"] is None:
+            raise ValueError(f"{source} is 'complete' but has no final_test_error")
+    if record["status"] == "failed":
+        failure = record["failure"]
+        if not isinstance(failure, Mapping) or any(k not in failure for k in FAILURE_KEYS):
+            raise ValueError(f"{source} is 'failed' but its 'failure' lacks {list(FAILURE_KEYS)}")
+
+
+def read_record(path: PathLike) -> Dict[str, Any]:
+    """Load and validate a run record; ``FileNotFoundError`` / ``ValueError`` name the problem and the fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"run record {p} does not exist; run 'se-res2net train' first or check the path")
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"run record {p} is not valid JSON ({exc}); delete it and rerun the training") from None
+    validate_record(record, source=f"run record {p}")
+    return record
+
+
+def write_record(path: PathLike, record: Mapping[str, Any]) -> None:
+    """Validate ``record`` and write it atomically as JSON (NaN / inf are refused)."""
+    validate_record(record, source="record to write")
+    atomic_write_json(path, record)
+
+
+def list_records(out_dir: PathLike) -> List[Dict[str, Any]]:
+    """Every valid run record directly under ``out_dir`` (files that are not records are skipped)."""
+    records = []
+    for p in sorted(Path(out_dir).glob("*.json")):
+        try:
+            records.append(read_record(p))
+        except ValueError:
+            continue
+    return records
+
+
+# --------------------------------------------------------------------------- provenance
+def utc_now() -> str:
+    """Current time, ISO-8601 in UTC with a ``Z`` suffix, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def code_hash(package_dir: PathLike = _PACKAGE_DIR) -> Dict[str, Any]:
+    """SHA-256 over the package's source files (``*.py`` / ``*.yaml``, sorted by relative path).
+
+    Pins the code a result was produced with, whether or not the tree is committed.
+    """
+    root = Path(package_dir)
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts and "_sample" not in p.parts
+    )
+    h = hashlib.sha256()
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        h.update(rel.encode("utf-8") + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return {"sha256": h.hexdigest(), "files": len(files)}
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=_PACKAGE_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> Dict[str, Any]:
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding the package."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return {"git_commit": None, "git_dirty": None}
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def cpu_name() -> str:
+    """A human-readable CPU model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_info(device: Any) -> Dict[str, Any]:
+    """``device`` (``"cpu"`` / ``"cuda"``), ``device_name`` and CUDA version for a torch device."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return {"device": "cuda", "device_name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda}
+    return {"device": dev.type, "device_name": cpu_name(), "cuda": None}
+
+
+def provenance(device: Any, data: Any = None, *, start_time: Optional[str] = None) -> Dict[str, Any]:
+    """The provenance block of a record (end time / wall time are filled in by the trainer).
+
+    ``data`` is a :class:`se_res2net.data.Cifar10` (or ``None``).
+    """
+    import torch
+
+    prov: Dict[str, Any] = {"package_version": __version__}
+    prov.update(git_state())
+    prov.update(
+        {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        }
+    )
+    prov.update(device_info(device))
+    prov["torch_threads"] = torch.get_num_threads()
+    prov["platform"] = platform.platform()
+    prov["executable"] = sys.executable
+    if data is not None:
+        prov.update(
+            {
+                "data_source": data.source,
+                "data_fingerprint": data.fingerprint,
+                "data_is_sample": bool(data.is_sample),
+                "train_size": int(len(data.train.labels)),
+                "test_size": int(len(data.test.labels)),
+            }
+        )
+    prov["start_time"] = start_time or utc_now()
+    prov["end_time"] = None
+    prov["wall_time_s"] = 0.0
+    prov["hostname"] = platform.node()
+    return prov

@@ -1,0 +1,846 @@
+"""The trainer: one CIFAR-10 run of one registered model, readable top to bottom.
+
+The report's protocol (``TrainConfig`` defaults): SGD, momentum 0.9, weight decay
+1e-4 on every parameter, batch 128, 300 epochs, learning rate 0.1 divided by 10
+at epochs 150 and 225 (``MultiStepLR`` stepped once per epoch, 0-based: epochs
+0–149 use 0.1), pad-4 / random-crop / flip augmentation, top-1 error on the test
+split after the last epoch.
+
+How it runs
+-----------
+* The whole data set lives on the training device as ``uint8`` tensors (on the GPU
+  when training on CUDA); each epoch draws a permutation from a seeded CPU
+  ``torch.Generator`` and augments each batch with :func:`se_res2net.data.augment`
+  (batched tensor ops, its own seeded generator on the device). Every image is
+  seen once per epoch: the last, smaller batch is **kept** (like
+  ``DataLoader(shuffle=True, drop_last=False)``).
+* Evaluation: the whole test split (or ``test_subset``), eval mode, no
+  augmentation, only :func:`se_res2net.data.normalize`; after every epoch.
+* CUDA: bf16 autocast, channels-last, fused SGD, optional ``torch.compile`` and
+  no host synchronisation inside the epoch (loss / accuracy accumulate as
+  tensors, ``.item()`` once per epoch). CPU: float32 with
+  ``torch.use_deterministic_algorithms(True)``, so the same config gives
+  bit-identical per-epoch numbers (for a fixed thread count).
+* Outputs: the run record ``<out>/<model>_seed<seed>.json`` (schema
+  ``se_res2net.run/1``, :mod:`se_res2net.records`), rewritten atomically after
+  every epoch, and the checkpoint ``<out>/checkpoints/<model>_seed<seed>.pt``
+  every ``checkpoint_every`` epochs and at the end. The checkpoint holds the
+  model, optimiser and scheduler state, the record so far and every RNG state
+  (global torch CPU / CUDA, data order, augmentation), so ``resume=True`` after
+  a crash or a SIGKILL continues bit-identically.
+* A complete record is never overwritten: ``train`` returns it and logs that it
+  skipped, unless ``force=True``.
+* A non-finite loss stops the run: the record is marked ``failed`` with
+  ``failure = {"type": "NonFiniteLoss", ...}``, the last good checkpoint is kept
+  and a ``RuntimeError`` is raised. Any other exception also marks the record
+  failed and is re-raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from .atomic import PathLike, ensure_writable_dir
+from .records import (
+    checkpoint_path,
+    code_hash,
+    device_info,
+    provenance,
+    read_record,
+    record_path,
+    run_name,
+    utc_now,
+    write_record,
+)
+
+log = logging.getLogger(__name__)
+
+DATA_SOURCES = ("auto", "folder", "torchvision", "sample")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+# Config keys whose change changes the numbers: a checkpoint or a complete record written with
+# other values of these is another run. ``data_fingerprint`` and ``bf16_resolved`` are added
+# to the checkpoint's config by the trainer (the data actually used, bf16 after "auto").
+RESULT_KEYS: Tuple[str, ...] = (
+    "model",
+    "model_kwargs",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "milestones",
+    "gamma",
+    "seed",
+    "train_subset",
+    "test_subset",
+)
+CHECKPOINT_KEYS: Tuple[str, ...] = RESULT_KEYS + ("data_fingerprint", "bf16_resolved")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: a loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+def _freeze(value: Any) -> Any:
+    """Lists → tuples, dicts → sorted tuples of pairs, recursively (so the config stays hashable)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def report_milestones(epochs: int) -> Tuple[int, ...]:
+    """The report's schedule (÷10 at 50 % and 75 % of training: 150, 225 for 300 epochs) scaled to ``epochs``.
+
+    Milestones that fall outside ``[1, epochs-1]`` or coincide are dropped (``()`` for 1 epoch).
+    """
+    out: List[int] = []
+    for frac in (0.5, 0.75):
+        m = int(round(epochs * frac))
+        if 1 <= m <= epochs - 1 and (not out or m > out[-1]):
+            out.append(m)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run. Defaults are the report's protocol.
+
+    ``model_kwargs`` are overrides passed to the registered factory; give a dict, it is stored as a
+    sorted tuple of ``(key, value)`` pairs (use :attr:`model_kwargs_dict`). ``None`` for ``bf16`` /
+    ``channels_last`` means "on when training on CUDA".
+    """
+
+    model: str
+    model_kwargs: Any = ()
+    epochs: int = 300
+    batch_size: int = 128  # images per SGD step
+    lr: float = 0.1  # initial learning rate
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # L2 coefficient, applied to every parameter (weights, biases, BN)
+    nesterov: bool = False
+    milestones: Tuple[int, ...] = (150, 225)  # 0-based epochs at which lr *= gamma
+    gamma: float = 0.1
+    seed: int = 0
+    data_source: str = "auto"  # auto | folder | torchvision | sample
+    data_dir: Optional[str] = None
+    download: bool = False  # torchvision source only
+    train_subset: Optional[int] = None  # images kept from the train split (stratified), None = all
+    test_subset: Optional[int] = None
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    bf16: Optional[bool] = None  # bf16 autocast; None = on for CUDA, off on CPU
+    channels_last: Optional[bool] = None  # None = on for CUDA
+    compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 10  # epochs between checkpoints (plus one at the end)
+    eval_batch_size: int = 500
+    profile: str = "custom"  # smoke | budget | full | custom (a label for the record)
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        kwargs = self.model_kwargs
+        if kwargs is None:
+            kwargs = ()
+        if isinstance(kwargs, Mapping):
+            set_("model_kwargs", _freeze(kwargs))
+        elif isinstance(kwargs, (tuple, list)):
+            try:
+                set_("model_kwargs", _freeze(dict(kwargs)))
+            except (TypeError, ValueError):
+                raise ValueError("model_kwargs must be a dict or (key, value) pairs, e.g. {'scale': 4}") from None
+        else:
+            raise ValueError(f"model_kwargs must be a dict, got {type(kwargs).__name__}")
+        if isinstance(self.milestones, (int, float)):
+            set_("milestones", (self.milestones,))
+        try:
+            set_("milestones", tuple(int(m) for m in self.milestones))
+        except (TypeError, ValueError):
+            raise ValueError(f"milestones must be integers (epochs), got {self.milestones!r}; e.g. --schedule 150 225") from None
+        if self.data_dir is not None:
+            set_("data_dir", str(self.data_dir))
+        self.validate()
+
+    # ---- validation -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the fix for the first invalid setting."""
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError("model must be a registered model name; see 'se-res2net complexity' or list_models()")
+        from .registry import get_factory
+
+        get_factory(self.model)  # ValueError listing the known names
+        if not is_int(self.epochs) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}; pass --epochs 1 or more")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}; pass --batch-size 1 or more")
+        if not is_int(self.eval_batch_size) or self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be an integer >= 1, got {self.eval_batch_size!r}")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}; pass e.g. --lr 0.1")
+        if not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}; pass e.g. --momentum 0.9")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0; drop --nesterov or pass --momentum 0.9")
+        if not isinstance(self.weight_decay, (int, float)) or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}; pass e.g. --wd 1e-4")
+        if not isinstance(self.gamma, (int, float)) or not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}; pass e.g. --gamma 0.1")
+        ms = self.milestones
+        if any(b <= a for a, b in zip(ms, ms[1:])):
+            raise ValueError(f"milestones must be strictly increasing, got {list(ms)}; e.g. --schedule 150 225")
+        bad = [m for m in ms if not 1 <= m <= self.epochs - 1]
+        if bad:
+            raise ValueError(
+                f"milestones {bad} lie outside epochs 1..{self.epochs - 1} of a {self.epochs}-epoch run, so they would "
+                f"never apply; pass --schedule with values below {self.epochs} (e.g. {' '.join(map(str, report_milestones(self.epochs))) or 'nothing'}) "
+                "or more --epochs"
+            )
+        if not is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.data_source not in DATA_SOURCES:
+            raise ValueError(f"data_source must be one of {', '.join(DATA_SOURCES)}, got {self.data_source!r}")
+        for name in ("train_subset", "test_subset"):
+            v = getattr(self, name)
+            if v is not None and (not is_int(v) or v < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {v!r}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+            raise ValueError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if not is_int(self.checkpoint_every) or self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
+        if not isinstance(self.profile, str) or not self.profile:
+            raise ValueError("profile must be a non-empty label (smoke, budget, full or custom)")
+
+    # ---- conversions ----------------------------------------------------------------------------
+    @property
+    def model_kwargs_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in self.model_kwargs}
+
+    @property
+    def name(self) -> str:
+        return run_name(self.model, self.seed)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict (tuples → lists, ``model_kwargs`` → dict)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model_kwargs"] = self.model_kwargs_dict
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str = "auto") -> "Any":
+    """``"auto"`` → CUDA if present else CPU; a CUDA device that is not there is a ``ValueError``."""
+    import torch
+
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s)); use cuda:0")
+    return dev
+
+
+def _derive_seed(seed: int, stream: str) -> int:
+    """Independent 63-bit seeds for the data-order and augmentation generators of one run seed."""
+    digest = hashlib.sha256(f"se_res2net/{stream}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _complexity(model: Any) -> Tuple[int, int]:
+    """(params, thop MACs at 1×3×32×32) without touching the model or the global RNG."""
+    import torch
+
+    from .complexity import count_macs, count_params
+
+    with torch.random.fork_rng(devices=[]):
+        return count_params(model), count_macs(model, input_size=32)
+
+
+@contextlib.contextmanager
+def _numerics(device: Any) -> Iterator[None]:
+    """CPU: deterministic algorithms. CUDA: cuDNN autotuning, TF32 matmuls. Restores the previous settings."""
+    import torch
+
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    prev_prec = torch.get_float32_matmul_precision()
+    try:
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+        torch.set_float32_matmul_precision(prev_prec)
+
+
+def _autocast(device: Any, enabled: bool) -> Any:
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _remove_stale_temp_files(*targets: Path) -> None:
+    """Temporary files left by a process killed in the middle of an atomic write."""
+    for target in targets:
+        for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                log.debug("removed stale temporary file %s", tmp)
+
+
+def _result_view(config: Mapping[str, Any], keys: Sequence[str] = RESULT_KEYS) -> Dict[str, Any]:
+    return {k: config.get(k) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: Any,
+    images_uint8: Any,
+    labels: Any,
+    device: Any = "cpu",
+    batch_size: int = 500,
+    *,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> Tuple[float, float]:
+    """Mean cross-entropy and top-1 error (percent) of ``model`` on uint8 NCHW images, eval mode, no augmentation.
+
+    ``images_uint8`` / ``labels``: numpy arrays or tensors (any device; batches are moved to ``device``).
+    The model's train/eval mode is restored afterwards.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from .data import normalize
+
+    device = torch.device(device)
+    if isinstance(images_uint8, np.ndarray):
+        images_uint8 = torch.from_numpy(images_uint8)
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(labels)
+    n = int(labels.shape[0])
+    if n == 0 or images_uint8.shape[0] != n:
+        raise ValueError(f"evaluate needs as many images as labels (>0), got {images_uint8.shape[0]} and {n}")
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    wrong = torch.zeros((), dtype=torch.int64, device=device)
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                x = normalize(images_uint8[i : i + batch_size].to(device, non_blocking=True))
+                y = labels[i : i + batch_size].to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(device, bf16):
+                    out = model(x)
+                out = out.float()
+                loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+                wrong += (out.argmax(1) != y).sum()
+    finally:
+        model.train(was_training)
+    return loss_sum.item() / n, 100.0 * wrong.item() / n
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    out_dir: PathLike,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    record_name: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Train ``config`` and return its run record (also written to ``<out_dir>/<model>_seed<seed>.json``).
+
+    ``resume=True`` continues from the checkpoint in ``<out_dir>/checkpoints`` (it must come from
+    the same model and result-relevant config); without a checkpoint it starts from epoch 0.
+    ``force=True`` discards any previous record / checkpoint of this run and starts afresh.
+    An unfinished run found without ``resume`` / ``force`` is a ``FileExistsError``.
+    ``record_name`` replaces the ``<model>_seed<seed>`` file stem.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import augment, load_cifar10
+    from .registry import create_model
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train() expects a TrainConfig, got {type(config).__name__}")
+    if force and resume:
+        raise ValueError("pass either force (start afresh) or resume (continue), not both")
+    wall_start = time.perf_counter()
+    device = resolve_device(config.device)
+
+    # ---- 1. where the run lives; a finished run is returned, an unfinished one needs resume/force ----
+    out = ensure_writable_dir(out_dir)  # PermissionError before any work
+    ensure_writable_dir(out / "checkpoints")
+    name = record_name or config.name
+    rec_path = record_path(out, config.model, config.seed, name)
+    ckpt_path = checkpoint_path(out, config.model, config.seed, name)
+    ckpt_rel = ckpt_path.relative_to(out).as_posix()
+    cfg = config.to_dict()
+
+    if not force and rec_path.exists():
+        existing = read_record(rec_path)
+        if existing["status"] == "complete":
+            if _result_view(existing["config"]) != _result_view(cfg):
+                diff = [k for k in RESULT_KEYS if existing["config"].get(k) != cfg.get(k)]
+                raise ValueError(
+                    f"{rec_path} is a complete run with another configuration (differs in {diff}); "
+                    "use another --out directory, or --force to replace it"
+                )
+            log.info("skipping %s: %s is already complete (test error %.2f%%); use --force to retrain",
+                     name, rec_path, existing["final_test_error"])
+            return existing
+        if not resume:
+            raise FileExistsError(
+                f"an unfinished run ({existing['status']}) exists at {rec_path}; pass --resume to continue it "
+                "or --force to start afresh"
+            )
+    elif not (force or resume) and ckpt_path.exists():
+        raise FileExistsError(
+            f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
+        )
+
+    # ---- 2. data, model, optimiser (any error here leaves no file behind) ----
+    data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    if config.train_subset is not None or config.test_subset is not None:
+        data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
+    bf16 = device.type == "cuda" if config.bf16 is None else bool(config.bf16)
+    channels_last = device.type == "cuda" if config.channels_last is None else bool(config.channels_last)
+    ck_config = {**cfg, "data_fingerprint": data.fingerprint, "bf16_resolved": bf16}
+
+    torch.manual_seed(config.seed)  # weight init (and the CUDA generators)
+    try:
+        model = create_model(config.model, **config.model_kwargs_dict)
+    except TypeError as exc:
+        raise ValueError(f"model {config.model!r} does not accept the overrides {config.model_kwargs_dict}: {exc}") from None
+    params, macs = _complexity(model)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    sgd_kwargs: Dict[str, Any] = {}
+    if device.type == "cuda":
+        sgd_kwargs["fused"] = True
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+        **sgd_kwargs,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)
+    order_gen = torch.Generator().manual_seed(_derive_seed(config.seed, "order"))
+    aug_gen = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, "augment"))
+    step_model = torch.compile(model) if config.compile else model
+
+    # ---- 3. a fresh record, or the one saved in the checkpoint ----
+    code = code_hash()
+    start_epoch = 0
+    if force:
+        for p in (rec_path, ckpt_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    _remove_stale_temp_files(rec_path, ckpt_path)
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=ck_config, config_keys=CHECKPOINT_KEYS)
+        model.load_state_dict(ck["state_dict"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        rng = ck["rng"]
+        torch.set_rng_state(rng["torch"])
+        if device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        order_gen.set_state(rng["order"])
+        aug_gen.set_state(rng["augment"])
+        record = ck["record"]
+        start_epoch = int(ck["epoch"])
+        record["status"] = "running"  # set to complete below, also when resuming from the final checkpoint
+        record["failure"] = None
+        record["config"] = cfg  # non-result settings (device, progress, checkpoint_every, ...) may change
+        record.setdefault("resumes", []).append(
+            {"epoch": start_epoch, "time": utc_now(), "device_name": device_info(device)["device_name"], "code": code}
+        )
+        if record.get("code", {}).get("sha256") != code["sha256"]:
+            log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
+        log.info("resuming %s from %s at epoch %d/%d", name, ckpt_path, start_epoch, config.epochs)
+    else:
+        if resume:
+            log.info("no checkpoint at %s; starting %s from epoch 0", ckpt_path, name)
+        prov = provenance(device, data)
+        prov.update({"bf16": bf16, "channels_last": channels_last, "compile": bool(config.compile),
+                     "deterministic": device.type == "cpu"})
+        record = {
+            "schema": "se_res2net.run/1",
+            "status": "running",
+            "name": name,
+            "model": config.model,
+            "model_kwargs": config.model_kwargs_dict,
+            "seed": config.seed,
+            "profile": config.profile,
+            "config": cfg,
+            "params": params,
+            "macs": macs,
+            "epochs": [],
+            "final_test_error": None,
+            "failure": None,
+            "checkpoint": None,
+            "code": code,
+            "provenance": prov,
+        }
+        record = _jsonable(record)
+    prior_wall = float(record["provenance"].get("wall_time_s") or 0.0)
+
+    def stamp() -> None:
+        record["provenance"]["end_time"] = utc_now()
+        record["provenance"]["wall_time_s"] = round(prior_wall + time.perf_counter() - wall_start, 3)
+
+    def save_ckpt(epoch_done: int) -> None:
+        rng_state = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "order": order_gen.get_state(),
+            "augment": aug_gen.get_state(),
+        }
+        record["checkpoint"] = ckpt_rel
+        save_checkpoint(
+            ckpt_path,
+            {
+                "model": config.model,
+                "model_kwargs": config.model_kwargs_dict,
+                "state_dict": model.state_dict(),
+                "epoch": epoch_done,
+                "config": ck_config,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state,
+                "record": _jsonable(record),
+            },
+        )
+
+    # ---- 4. the epochs ----
+    images = torch.from_numpy(data.train.images).to(device)
+    labels = torch.from_numpy(data.train.labels).to(device)
+    test_images = torch.from_numpy(data.test.images).to(device)
+    test_labels = torch.from_numpy(data.test.labels).to(device)
+    n = int(labels.shape[0])
+    bs = config.batch_size
+    log.info(
+        "training %s (seed %d, %d params, %d MACs) on %s: %d train / %d test images (%s%s), epochs %d..%d",
+        config.model, config.seed, params, macs, device, n, len(test_labels), data.source,
+        ", SAMPLE" if data.is_sample else "", start_epoch + 1, config.epochs,
+    )
+    bar = tqdm(total=config.epochs, initial=start_epoch, disable=not progress, desc=name, unit="epoch", dynamic_ncols=True)
+    epoch = start_epoch
+    try:
+        with _numerics(device):
+            stamp()
+            write_record(rec_path, record)  # "running"; after a resume: no epoch beyond the checkpoint
+            for epoch in range(start_epoch, config.epochs):
+                t0 = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"]
+                model.train()
+                perm = torch.randperm(n, generator=order_gen).to(device)
+                loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+                correct = torch.zeros((), dtype=torch.int64, device=device)
+                for i in range(0, n, bs):  # the last, smaller batch is kept
+                    idx = perm[i : i + bs]
+                    x = augment(images[idx], aug_gen)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    y = labels[idx]
+                    with _autocast(device, bf16):
+                        out = step_model(x)
+                        loss = F.cross_entropy(out, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach().double() * idx.shape[0]
+                    correct += (out.argmax(1) == y).sum()
+                scheduler.step()
+                train_loss = loss_sum.item() / n  # one host sync per epoch
+                train_acc = 100.0 * correct.item() / n
+                train_time = time.perf_counter() - t0
+                if not math.isfinite(train_loss):
+                    raise NonFiniteLossError(f"train loss is {train_loss} at epoch {epoch + 1} (lr {lr:g})")
+                test_loss, test_error = evaluate(
+                    step_model, test_images, test_labels, device, config.eval_batch_size,
+                    bf16=bf16, channels_last=channels_last,
+                )
+                if not math.isfinite(test_loss):
+                    raise NonFiniteLossError(f"test loss is {test_loss} at epoch {epoch + 1} (lr {lr:g})")
+                entry = {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "test_loss": test_loss,
+                    "test_error": test_error,
+                    "epoch_time_s": round(time.perf_counter() - t0, 4),
+                    "train_time_s": round(train_time, 4),
+                }
+                record["epochs"].append(entry)
+                done = epoch + 1
+                if done == config.epochs:
+                    record["status"] = "complete"
+                    record["final_test_error"] = test_error
+                stamp()
+                if done % config.checkpoint_every == 0 or done == config.epochs:
+                    save_ckpt(done)
+                write_record(rec_path, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", err=f"{test_error:.2f}")
+                log.log(
+                    logging.DEBUG if progress else logging.INFO,
+                    "%s epoch %d/%d lr %.4g train loss %.4f acc %.2f%% test loss %.4f error %.2f%% (%.1f s)",
+                    name, done, config.epochs, lr, train_loss, train_acc, test_loss, test_error, entry["epoch_time_s"],
+                )
+            if record["status"] != "complete":  # resumed from the final checkpoint
+                record["status"] = "complete"
+                record["final_test_error"] = record["epochs"][-1]["test_error"]
+                stamp()
+                write_record(rec_path, record)
+    except NonFiniteLossError as exc:
+        _fail(record, rec_path, "NonFiniteLoss", str(exc), epoch + 1, stamp)
+        kept = f"the last good checkpoint {ckpt_path} is kept" if record.get("checkpoint") else "no checkpoint had been written yet"
+        raise RuntimeError(
+            f"training {name} diverged: {exc}; {rec_path} is marked failed and {kept}; lower --lr or check the model"
+        ) from None
+    except BaseException as exc:
+        _fail(record, rec_path, type(exc).__name__, str(exc) or repr(exc), epoch + 1, stamp)
+        raise
+    finally:
+        bar.close()
+    log.info("%s complete: test error %.2f%% -> %s", name, record["final_test_error"], rec_path)
+    return record
+
+
+def _fail(record: Dict[str, Any], path: Path, kind: str, message: str, epoch: int, stamp: Any) -> None:
+    record["status"] = "failed"
+    record["final_test_error"] = None
+    record["failure"] = {"type": kind, "message": message, "epoch": epoch}
+    try:
+        stamp()
+        write_record(path, record)
+    except Exception:  # never hide the original error behind a failure to record it
+        log.exception("could not write the failed record %s", path)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI: se-res2net train / test
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_model_arg(text: str) -> Tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--model-arg expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registered model name, e.g. se_res2net29")
+    p.add_argument("--model-arg", action="append", type=_parse_model_arg, default=[], metavar="KEY=VALUE",
+                   help="override of the model factory (JSON value), repeatable, e.g. --model-arg scale=8")
+    p.add_argument("--epochs", type=int, default=300, help="training epochs (report: 300)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per SGD step (report: 128)")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (report: 0.1)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (report: 0.9)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (report: no)")
+    p.add_argument("--wd", type=float, default=1e-4, help="weight decay on every parameter (report: 1e-4)")
+    p.add_argument("--schedule", type=int, nargs="*", default=None, metavar="EPOCH",
+                   help="epochs at which lr is multiplied by --gamma (report: 150 225); default: the report's "
+                        "50%%/75%% points of --epochs; give the flag with no value for a constant lr")
+    p.add_argument("--gamma", type=float, default=0.1, help="lr factor at each milestone (report: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (report: 0, 1, 2)")
+    p.add_argument("--data", choices=DATA_SOURCES, default="auto", help="CIFAR-10 source (default: auto)")
+    p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (or the torchvision root)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
+    p.add_argument("--subset", type=int, default=None, metavar="N", help="train on N images (stratified subset)")
+    p.add_argument("--test-subset", type=int, default=None, metavar="M", help="evaluate on M test images")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on CUDA)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: on CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS", help="checkpoint interval (default 10)")
+    p.add_argument("--out", default="runs/custom", help="output directory (default runs/custom)")
+    p.add_argument("--name", default=None, help="file stem of the record / checkpoint (default <model>_seed<seed>)")
+    p.add_argument("--profile", default="custom", help="profile label stored in the record")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--force", action="store_true", help="discard a previous record of this run and start afresh")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log each epoch instead)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    milestones = report_milestones(args.epochs) if args.schedule is None else tuple(args.schedule)
+    return TrainConfig(
+        model=args.model,
+        model_kwargs=dict(args.model_arg),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.wd,
+        nesterov=args.nesterov,
+        milestones=milestones,
+        gamma=args.gamma,
+        seed=args.seed,
+        data_source=args.data,
+        data_dir=args.data_dir,
+        download=args.download,
+        train_subset=args.subset,
+        test_subset=args.test_subset,
+        device=args.device,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        checkpoint_every=args.checkpoint_every,
+        eval_batch_size=args.eval_batch_size,
+        profile=args.profile,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    record = train(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                   record_name=args.name)
+    path = record_path(args.out, config.model, config.seed, args.name)
+    sample = " [SAMPLE data]" if record["provenance"].get("data_is_sample") else ""
+    print(f"{record.get('name', config.name)}: test error {record['final_test_error']:.2f}% after "
+          f"{len(record['epochs'])} epochs{sample} -> {path}")
+    return 0
+
+
+def add_test_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by 'se-res2net train'")
+    p.add_argument("--data", choices=DATA_SOURCES, default="auto", help="CIFAR-10 source (default: auto)")
+    p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (or the torchvision root)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
+    p.add_argument("--test-subset", type=int, default=None, metavar="M", help="evaluate on M test images")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def evaluate_checkpoint(
+    checkpoint: PathLike,
+    data_source: str = "auto",
+    data_dir: Optional[PathLike] = None,
+    *,
+    test_subset: Optional[int] = None,
+    device: str = "auto",
+    batch_size: int = 500,
+    download: bool = False,
+) -> Dict[str, Any]:
+    """Test error (percent) and loss of a checkpoint on the test split (float32, no augmentation)."""
+    from .checkpoint import load_model_from_checkpoint
+    from .data import load_cifar10
+
+    if data_source not in DATA_SOURCES:
+        raise ValueError(f"data source must be one of {', '.join(DATA_SOURCES)}, got {data_source!r}")
+    if test_subset is not None and test_subset < 1:
+        raise ValueError(f"--test-subset must be >= 1, got {test_subset}")
+    dev = resolve_device(device)
+    model, ck = load_model_from_checkpoint(checkpoint, str(dev))
+    data = load_cifar10(data_source, data_dir, download=download, progress=False)
+    if test_subset is not None:
+        data = data.subset(test=test_subset, seed=0)
+    loss, error = evaluate(model, data.test.images, data.test.labels, dev, batch_size)
+    return {
+        "checkpoint": str(checkpoint),
+        "model": ck["model"],
+        "model_kwargs": ck.get("model_kwargs", {}),
+        "epoch": ck["epoch"],
+        "test_loss": loss,
+        "test_error": error,
+        "test_size": len(data.test),
+        "data_source": data.source,
+        "data_is_sample": data.is_sample,
+        "data_fingerprint": data.fingerprint,
+    }
+
+
+def run_test(args: argparse.Namespace) -> int:
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, args.data_dir, test_subset=args.test_subset, device=args.device,
+        batch_size=args.batch_size, download=args.download,
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        sample = " [SAMPLE data]" if result["data_is_sample"] else ""
+        print(f"{result['model']} (epoch {result['epoch']}): test error {result['test_error']:.2f}% "
+              f"(loss {result['test_loss']:.4f}) on {result['test_size']} {result['data_source']} test images{sample}")
+    return 0

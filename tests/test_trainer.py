@@ -1,0 +1,257 @@
+"""The trainer on the embedded sample: records, determinism, evaluation, checkpoints, CLI.
+
+Everything runs on CPU with a tiny Res2Net-29 (``TINY`` overrides, ~15 k parameters)
+on a stratified subset of the sample, so each run takes a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from se_res2net.checkpoint import load_checkpoint, load_model_from_checkpoint  # noqa: E402
+from se_res2net.cli import main  # noqa: E402
+from se_res2net.records import SCHEMA, EPOCH_KEYS, code_hash, read_record, record_path  # noqa: E402
+from se_res2net.trainer import (  # noqa: E402
+    TrainConfig,
+    evaluate,
+    evaluate_checkpoint,
+    report_milestones,
+    train,
+)
+
+TINY = {"layers": (1, 1, 1), "planes": (4, 8, 16), "stem_width": 8}
+NUMBERS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_error")
+
+
+def tiny_config(**kw):
+    base = dict(
+        model="res2net29",
+        model_kwargs=TINY,
+        epochs=2,
+        milestones=(1,),
+        batch_size=32,
+        data_source="sample",
+        train_subset=100,
+        test_subset=40,
+        device="cpu",
+        checkpoint_every=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def numbers(record):
+    return [{k: e[k] for k in NUMBERS} for e in record["epochs"]]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_defaults_are_the_report_protocol():
+    c = TrainConfig("se_res2net29")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay) == (300, 128, 0.1, 0.9, 1e-4)
+    assert c.milestones == (150, 225) and c.gamma == 0.1 and not c.nesterov
+    assert c.profile == "custom" and c.device == "auto" and c.bf16 is None
+
+
+def test_config_is_hashable_and_round_trips():
+    c = tiny_config(model_kwargs={"planes": [4, 8, 16], "layers": [1, 1, 1], "stem_width": 8})
+    assert c == tiny_config()  # lists and dict order are normalised
+    assert hash(c) == hash(tiny_config())
+    d = c.to_dict()
+    assert d["model_kwargs"] == {"layers": [1, 1, 1], "planes": [4, 8, 16], "stem_width": 8}
+    assert d["milestones"] == [1]
+    json.dumps(d)
+    assert TrainConfig.from_dict(d) == c
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({**d, "bogus": 1})
+
+
+def test_report_milestones_scale_the_report_schedule():
+    assert report_milestones(300) == (150, 225)
+    assert report_milestones(4) == (2, 3)
+    assert report_milestones(2) == (1,)
+    assert report_milestones(1) == ()
+
+
+# ----------------------------------------------------------------------------- training
+def test_train_writes_a_valid_record_and_checkpoint(tmp_path):
+    rec = train(tiny_config(), tmp_path, progress=False)
+    path = record_path(tmp_path, "res2net29", 0)
+    assert path.is_file()
+    on_disk = read_record(path)
+    assert on_disk == rec
+    assert rec["schema"] == SCHEMA and rec["status"] == "complete" and rec["failure"] is None
+    assert rec["model"] == "res2net29" and rec["seed"] == 0 and rec["profile"] == "custom"
+    assert rec["model_kwargs"] == {"layers": [1, 1, 1], "planes": [4, 8, 16], "stem_width": 8}
+    assert rec["config"]["milestones"] == [1]
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    for e in rec["epochs"]:
+        assert set(EPOCH_KEYS) <= set(e)
+        assert 0 <= e["train_acc"] <= 100 and 0 <= e["test_error"] <= 100
+        # 40 test images: the error is a multiple of 2.5 %
+        assert (e["test_error"] / 2.5) == pytest.approx(round(e["test_error"] / 2.5))
+    assert rec["epochs"][0]["lr"] == pytest.approx(0.1) and rec["epochs"][1]["lr"] == pytest.approx(0.01)
+    assert rec["final_test_error"] == rec["epochs"][-1]["test_error"]
+    assert rec["params"] == 15463 and rec["macs"] > 0
+    prov = rec["provenance"]
+    for key in ("package_version", "git_commit", "python", "torch", "cuda", "device", "device_name", "data_source",
+                "data_fingerprint", "data_is_sample", "train_size", "test_size", "start_time", "end_time", "wall_time_s"):
+        assert key in prov
+    assert prov["device"] == "cpu" and prov["data_source"] == "sample" and prov["data_is_sample"] is True
+    assert (prov["train_size"], prov["test_size"]) == (100, 40)
+    assert prov["start_time"].endswith("Z") and prov["wall_time_s"] > 0
+    assert rec["code"] == code_hash()
+    # the final checkpoint: relative path in the record, model + full training state inside
+    assert rec["checkpoint"] == "checkpoints/res2net29_seed0.pt"
+    ck = load_checkpoint(tmp_path / rec["checkpoint"])
+    assert ck["epoch"] == 2 and ck["model"] == "res2net29"
+    assert {"optimizer", "scheduler", "rng", "record", "config"} <= set(ck)
+    assert set(ck["rng"]) == {"torch", "cuda", "order", "augment"}
+    # no temporary files left behind
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_same_seed_gives_bit_identical_epochs_and_another_seed_differs(tmp_path):
+    a = train(tiny_config(), tmp_path / "a", progress=False)
+    b = train(tiny_config(), tmp_path / "b", progress=False)
+    assert numbers(a) == numbers(b)  # exact float equality
+    sa = load_checkpoint(tmp_path / "a" / a["checkpoint"])["state_dict"]
+    sb = load_checkpoint(tmp_path / "b" / b["checkpoint"])["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = train(tiny_config(seed=1), tmp_path / "a", progress=False)
+    assert numbers(c) != numbers(a)
+    assert (tmp_path / "a" / "res2net29_seed1.json").is_file()
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
+    """In-process variant of the SIGKILL test: evaluation blows up in epoch 3, resume finishes the run."""
+    full = train(tiny_config(epochs=4, milestones=(2,)), tmp_path / "full", progress=False)
+
+    import se_res2net.trainer as trainer_mod
+
+    real_evaluate = trainer_mod.evaluate
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_evaluate(*args, **kw)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", flaky)
+    cfg = tiny_config(epochs=4, milestones=(2,), checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", progress=False)
+    cut = read_record(record_path(tmp_path / "cut", "res2net29", 0))
+    assert cut["status"] == "failed" and cut["failure"]["type"] == "KeyboardInterrupt" and cut["failure"]["epoch"] == 3
+    assert load_checkpoint(tmp_path / "cut" / cut["checkpoint"])["epoch"] == 2
+    monkeypatch.setattr(trainer_mod, "evaluate", real_evaluate)
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, tmp_path / "cut", progress=False)
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["status"] == "complete" and resumed["failure"] is None
+    assert numbers(resumed) == numbers(full)
+    assert resumed["final_test_error"] == full["final_test_error"]
+    assert [r["epoch"] for r in resumed["resumes"]] == [2]
+
+
+def test_resume_from_the_final_checkpoint_only_writes_the_record(tmp_path):
+    cfg = tiny_config()
+    rec = train(cfg, tmp_path, progress=False)
+    path = record_path(tmp_path, "res2net29", 0)
+    path.unlink()  # killed between the final checkpoint and the final record
+    again = train(cfg, tmp_path, resume=True, progress=False)
+    assert again["status"] == "complete" and numbers(again) == numbers(rec)
+    assert read_record(path)["status"] == "complete"
+
+
+def test_record_name_and_complete_record_is_returned(tmp_path, caplog):
+    cfg = tiny_config(epochs=1, milestones=())
+    rec = train(cfg, tmp_path, progress=False, record_name="tiny_run")
+    assert (tmp_path / "tiny_run.json").is_file() and rec["checkpoint"] == "checkpoints/tiny_run.pt"
+    before = (tmp_path / "tiny_run.json").read_bytes()
+    with caplog.at_level("INFO", logger="se_res2net.trainer"):
+        again = train(cfg, tmp_path, progress=False, record_name="tiny_run")
+    assert again == rec and (tmp_path / "tiny_run.json").read_bytes() == before
+    assert "skipping" in caplog.text
+
+
+# ----------------------------------------------------------------------------- evaluate / checkpoints
+def test_evaluate_restores_mode_and_matches_a_manual_loop():
+    from se_res2net import create_model
+    from se_res2net.data import load_cifar10, normalize
+
+    data = load_cifar10("sample", progress=False).subset(test=30)
+    torch.manual_seed(0)
+    model = create_model("res2net29", **TINY)
+    model.train()
+    loss, err = evaluate(model, data.test.images, data.test.labels, "cpu", batch_size=7)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(normalize(torch.from_numpy(data.test.images)))
+    y = torch.from_numpy(data.test.labels)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(out, y).item(), rel=1e-5)
+    assert err == pytest.approx(100.0 * (out.argmax(1) != y).sum().item() / 30)
+
+
+def test_checkpoint_reloads_to_the_recorded_test_error(tmp_path):
+    rec = train(tiny_config(), tmp_path, progress=False)
+    model, ck = load_model_from_checkpoint(tmp_path / rec["checkpoint"])
+    assert not model.training and ck["model_kwargs"] == TINY
+    result = evaluate_checkpoint(tmp_path / rec["checkpoint"], "sample", test_subset=40, device="cpu")
+    assert result["test_error"] == rec["final_test_error"]
+    assert result["test_loss"] == pytest.approx(rec["epochs"][-1]["test_loss"], rel=1e-6)
+    assert result["data_is_sample"] is True and result["test_size"] == 40
+
+
+# ----------------------------------------------------------------------------- CLI
+TINY_ARGS = ["--model-arg", "layers=[1,1,1]", "--model-arg", "planes=[4,8,16]", "--model-arg", "stem_width=8"]
+
+
+def test_cli_train_then_test(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["train", "--model", "res2net29", *TINY_ARGS, "--data", "sample", "--subset", "100", "--test-subset", "40",
+            "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--out", str(out), "--no-progress",
+            "--checkpoint-every", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "res2net29_seed0: test error" in printed and "SAMPLE" in printed
+    rec = read_record(out / "res2net29_seed0.json")
+    assert rec["config"]["milestones"] == [1]  # default: the report's schedule scaled to 2 epochs
+    assert rec["config"]["weight_decay"] == 1e-4 and rec["config"]["lr"] == 0.1
+    assert rec["config"]["model_kwargs"] == {"layers": [1, 1, 1], "planes": [4, 8, 16], "stem_width": 8}
+    # a second call skips
+    assert main(argv) == 0
+    assert capsys.readouterr().out == printed
+    # test command
+    assert main(["test", "--checkpoint", str(out / rec["checkpoint"]), "--data", "sample", "--test-subset", "40",
+                 "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_error"] == rec["final_test_error"]
+
+
+def test_cli_schedule_flag(tmp_path):
+    from se_res2net.cli import build_parser
+    from se_res2net.trainer import config_from_args
+
+    p = build_parser()
+    args = p.parse_args(["train", "--model", "se_res2net29", "--epochs", "300", "--batch-size", "128", "--lr", "0.1",
+                         "--schedule", "150", "225", "--wd", "1e-4", "--seed", "0"])
+    c = config_from_args(args)
+    assert c == TrainConfig("se_res2net29", data_source="auto")
+    assert config_from_args(p.parse_args(["train", "--model", "res2net29", "--epochs", "3", "--schedule"])).milestones == ()
+    assert os.fspath(args.out) == "runs/custom"
