@@ -22,7 +22,7 @@ import itertools
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 log = logging.getLogger(__name__)

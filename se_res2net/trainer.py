@@ -404,6 +404,39 @@ def evaluate(
 # --------------------------------------------------------------------------------------------------
 
 
+def train_step(
+    model: Any,
+    optimizer: Any,
+    images_uint8: Any,
+    labels: Any,
+    aug_gen: Any,
+    *,
+    device: Any,
+    bf16: bool,
+    channels_last: bool,
+) -> Tuple[Any, Any]:
+    """One SGD step on a uint8 batch: batched augmentation on the device, forward, backward, update.
+
+    Returns the batch's mean loss and number of correct predictions as device tensors (no host
+    sync: the caller reads them once per epoch). Used by :func:`train` and by the benchmark.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .data import augment
+
+    x = augment(images_uint8, aug_gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(device, bf16):
+        out = model(x)
+        loss = F.cross_entropy(out, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), (out.argmax(1) == labels).sum()
+
+
 def train(
     config: TrainConfig,
     out_dir: PathLike,
@@ -422,11 +455,10 @@ def train(
     ``record_name`` replaces the ``<model>_seed<seed>`` file stem.
     """
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import augment, load_cifar10
+    from .data import load_cifar10
     from .registry import create_model
 
     if not isinstance(config, TrainConfig):
@@ -611,18 +643,12 @@ def train(
                 correct = torch.zeros((), dtype=torch.int64, device=device)
                 for i in range(0, n, bs):  # the last, smaller batch is kept
                     idx = perm[i : i + bs]
-                    x = augment(images[idx], aug_gen)
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    y = labels[idx]
-                    with _autocast(device, bf16):
-                        out = step_model(x)
-                        loss = F.cross_entropy(out, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    loss_sum += loss.detach().double() * idx.shape[0]
-                    correct += (out.argmax(1) == y).sum()
+                    loss, n_correct = train_step(
+                        step_model, optimizer, images[idx], labels[idx], aug_gen,
+                        device=device, bf16=bf16, channels_last=channels_last,
+                    )
+                    loss_sum += loss.double() * idx.shape[0]
+                    correct += n_correct
                 scheduler.step()
                 train_loss = loss_sum.item() / n  # one host sync per epoch
                 train_acc = 100.0 * correct.item() / n

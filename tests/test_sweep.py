@@ -1,0 +1,100 @@
+"""The papermill sweep on a tiny profile: executed notebooks, records, skip, failure, no temp files."""
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from se_res2net.profiles import get_profile
+from se_res2net.records import read_record
+from se_res2net.sweep import _Run, _skip_reason, notebook_parameters, resolve_notebook, run_sweep
+
+TINY = {"train_subset": 64, "test_subset": 50, "data_source": "sample", "epochs": 1, "device": "cpu"}
+MODELS = ["res2net29", "resnet56"]
+
+
+def _temps(d):
+    return sorted(p.name for p in d.rglob("*") if ".tmp" in p.name)
+
+
+@pytest.mark.slow
+def test_sweep_runs_skips_and_reports_failures(tmp_path):
+    report = run_sweep("smoke", models=MODELS + ["no_such_model"], seeds=[0], jobs=2, out_root=tmp_path,
+                       overrides=TINY, progress=False, threads=1)
+    out = tmp_path / "smoke"
+    assert sorted(o.model for o in report.completed) == sorted(MODELS)
+    assert [o.model for o in report.failed] == ["no_such_model"]
+    assert not report.ok and "no_such_model" in report.summary()
+
+    for m in MODELS:
+        rec = read_record(out / f"{m}_seed0.json")
+        assert rec["status"] == "complete" and rec["profile"] == "smoke"
+        assert rec["provenance"]["data_is_sample"] is True
+        assert rec["config"]["train_subset"] == 64 and len(rec["epochs"]) == 1
+        nb = nbformat.read(out / f"{m}_seed0.ipynb", as_version=4)
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not any(o.output_type == "error" for o in outputs)
+        assert any(o.output_type == "display_data" for o in outputs)  # the curves
+
+    # the failure: executed notebook with the error, failed record
+    failed = read_record(out / "no_such_model_seed0.json")
+    assert failed["status"] == "failed" and "unknown model" in failed["failure"]["message"]
+    nb = nbformat.read(out / "no_such_model_seed0.ipynb", as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0].ename == "ValueError"
+    assert _temps(tmp_path) == []
+
+    # re-running skips the complete runs without touching them
+    files = {p: p.stat().st_mtime_ns for m in MODELS for p in (out / f"{m}_seed0.ipynb", out / f"{m}_seed0.json")}
+    again = run_sweep("smoke", models=MODELS, seeds=[0], jobs=1, out_root=tmp_path, overrides=TINY, progress=False)
+    assert sorted(o.model for o in again.skipped) == sorted(MODELS) and not again.completed and again.ok
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+    assert _temps(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_exit_code_and_config_mismatch(tmp_path, capsys):
+    from se_res2net.cli import main
+
+    assert run_sweep("smoke", models=["res2net29"], seeds=[0], out_root=tmp_path, overrides=TINY,
+                     progress=False).ok
+    rec = tmp_path / "smoke" / "res2net29_seed0.json"
+    before = rec.stat().st_mtime_ns
+    # the plain smoke profile (256 images) does not match the complete 64-image record: reported, not overwritten
+    rc = main(["sweep", "--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--out-root", str(tmp_path),
+               "--no-progress", "--json"])
+    assert rc == 1
+    result = json.loads(capsys.readouterr().out)
+    assert "another configuration" in result["failed"][0]["error"]
+    assert rec.stat().st_mtime_ns == before
+    # unknown model names are refused before anything runs
+    assert main(["sweep", "--profile", "smoke", "--models", "nope", "--out-root", str(tmp_path)]) == 2
+
+
+def test_resume_when_a_checkpoint_exists(tmp_path):
+    prof = get_profile("smoke")
+    params = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=TINY)
+    run = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(params.items()), "python3")
+    assert _skip_reason(run, prof) == (None, False)
+    run.checkpoint.parent.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"")
+    assert _skip_reason(run, prof) == (None, True)
+
+
+def test_parameters_and_notebook(tmp_path):
+    prof = get_profile("budget")
+    p = notebook_parameters(prof, "se_res2net29", 2, tmp_path, overrides={"epochs": 10})
+    assert p["milestones"] == [5, 8] and p["epochs"] == 10 and p["profile"] == "budget" and p["seed"] == 2
+    with pytest.raises(ValueError, match="overridable"):
+        notebook_parameters(prof, "se_res2net29", 0, tmp_path, overrides={"momentum": 0.5})
+    nb = nbformat.read(resolve_notebook(), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("model", "seed", "profile", "epochs", "milestones", "batch_size", "lr", "weight_decay",
+                 "train_subset", "test_subset", "data_source", "data_dir", "out_dir", "force", "resume"):
+        assert f"\n{name} = " in "\n" + tagged[0].source
+    assert set(p) <= {line.split(" = ")[0] for line in tagged[0].source.splitlines() if " = " in line}
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    with pytest.raises(FileNotFoundError, match="--notebook"):
+        resolve_notebook(os.path.join(str(tmp_path), "missing.ipynb"))
