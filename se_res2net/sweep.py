@@ -447,6 +447,26 @@ def _mark_failed(run: _Run, profile_name: str, error: str, etype: str, started: 
         log.exception("could not write the failed record %s", rec)
 
 
+def _retitle(path: Path, title: str) -> None:
+    """Give an executed run notebook its own title (the book's table of contents lists every run)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # an unreadable notebook keeps its bytes: the error report matters more than a title
+        log.debug("cannot retitle %s", path, exc_info=True)
+        return
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            lines = cell.source.splitlines()
+            if lines and lines[0].startswith("# "):
+                cell.source = "\n".join([f"# {title}", *lines[1:]])
+            else:
+                cell.source = f"# {title}\n\n{cell.source}"
+            break
+    nbformat.write(nb, str(path))
+
+
 def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutcome:
     import papermill as pm
 
@@ -475,6 +495,7 @@ def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutc
         etype = getattr(exc, "ename", None) or type(exc).__name__
     finally:
         if tmp.exists():
+            _retitle(tmp, f"{run.model}, seed {run.seed} ({profile_name} profile)")
             os.replace(tmp, final)
     wall = time.perf_counter() - t0
     if error is not None:

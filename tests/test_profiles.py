@@ -73,3 +73,31 @@ def test_model_lists():
     assert len(REPORT_MODELS) == 5 and len(ABLATION_MODELS) == 5
     assert set(REPORT_MODELS + ABLATION_MODELS) <= set(list_models())
     assert DEFAULT_SEEDS == (0, 1, 2)
+
+
+def test_smoke_profile_fits_the_embedded_sample(monkeypatch):
+    # With no dataset configured the smoke profile falls back to the sample: its subsets must fit in it.
+    from se_res2net import data
+    from se_res2net.profiles import get_profile
+
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "_torchvision_present", lambda root: False)
+    smoke = get_profile("smoke")
+    cfg = smoke.train_config("res2net29", 0)
+    assert cfg.data_source == "sample"
+    sample = data.load_cifar10("sample", progress=False)
+    sub = sample.subset(train=cfg.train_subset, test=cfg.test_subset, seed=0)
+    assert len(sub.train) == cfg.train_subset and len(sub.test) == cfg.test_subset
+
+
+def test_sweep_titles_each_run_notebook(tmp_path):
+    import nbformat
+
+    from se_res2net.sweep import _retitle
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Generic title\n\nbody")])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    _retitle(path, "res2net29, seed 2 (smoke profile)")
+    src = nbformat.read(str(path), as_version=4).cells[0].source
+    assert src.splitlines()[0] == "# res2net29, seed 2 (smoke profile)" and "body" in src
