@@ -105,6 +105,8 @@ class Claim:
     testable: bool = True
     why: str = ""
     verdict_profile: str = "full"
+    # A fact every verdict on this claim must carry (e.g. "our widths were searched to land here").
+    caveat: str = ""
     tolerance: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -182,6 +184,7 @@ def load_claims(path: PathLike = "book/claims.yaml") -> List[Claim]:
             testable=bool(raw.get("testable", True)),
             why=str(raw.get("why") or ""),
             verdict_profile=verdict_profile,
+            caveat=str(raw.get("caveat") or ""),
             tolerance=MappingProxyType(dict(tolerances[kind])),
         ))
     if not out:
@@ -636,6 +639,8 @@ def ledger(
             raise ValueError(f"unknown kind {c.kind!r}")
         if not c.testable and not row.verdict.startswith(UNTESTABLE):
             row.verdict = f"{UNTESTABLE}: {c.why}" if c.why else UNTESTABLE
+        if c.caveat:
+            row.note = "; ".join(x for x in (c.caveat, row.note) if x)
         out.append({"id": c.id, "claim": c.text, "claimed": c.claimed, "measured": row.measured,
                     "profile": row.profile, "hardware": row.hardware, "verdict": row.verdict, "note": row.note,
                     "kind": c.kind, "tolerance": str(c.tolerance.get("rule", ""))})

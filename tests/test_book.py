@@ -76,6 +76,8 @@ def test_book_builds_without_warnings(built_book):
     # Every run notebook present was rendered (listed by the runs/*/* glob of _toc.yml).
     for nb in sorted((BOOK / "runs").glob("*/*.ipynb")):
         assert (HTML / "runs" / nb.parent.name / f"{nb.stem}.html").is_file(), nb
+        # ...with papermill's outputs: the build never re-executes a run notebook.
+        assert f"{nb}: Executing notebook" not in log, f"the build re-executed {nb}"
 
 
 def test_book_config_reaches_the_top_level_files():

@@ -254,3 +254,19 @@ def test_claims_table_and_models(claim_list):
     assert len(t) == len(claim_list)
     models = C.claim_models(claim_list)
     assert models[:5] == ["resnet56", "densenet_bc100", "se_resnet110", "res2net29", "se_res2net29"]
+
+
+def test_caveat_is_carried_into_the_ledger_note():
+    import pandas as pd
+
+    from se_res2net.claims import load_claims, ledger
+    from se_res2net.results import RECORD_COLUMNS
+
+    from pathlib import Path
+
+    claims = [c for c in load_claims(Path(__file__).resolve().parents[1] / "book" / "claims.yaml") if c.id == "P2"]
+    assert claims and "grid search" in claims[0].caveat
+    rows = [{"model": "res2net29", "params": 651122, "macs": 106262000}]
+    table = ledger(claims, pd.DataFrame(columns=RECORD_COLUMNS), rows)
+    assert "grid search" in table.loc[0, "note"]
+    assert table.loc[0, "verdict"].startswith("reproduced")
