@@ -30,14 +30,6 @@ def files_under(path):
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 # ----------------------------------------------------------------------------- config errors
 @pytest.mark.parametrize(
     "changes, match",

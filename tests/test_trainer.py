@@ -49,14 +49,6 @@ def numbers(record):
     return [{k: e[k] for k in NUMBERS} for e in record["epochs"]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 # ----------------------------------------------------------------------------- config
 def test_config_defaults_are_the_report_protocol():
     c = TrainConfig("se_res2net29")
