@@ -847,21 +847,12 @@ def add_gradcam_arguments(p: "argparse.ArgumentParser") -> None:
     p.add_argument("--overlay-rows", type=int, default=4, metavar="K", help="mosaics shown in the overlay figure")
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu")
-    return device
-
-
 def run_gradcam(args: "argparse.Namespace") -> int:
     from .data import load_cifar10
+    from .trainer import resolve_device
 
     out_dir = ensure_writable_dir(args.out_dir)  # fail before the work if it cannot be written
-    device = _resolve_device(args.device)
+    device = str(resolve_device(args.device))
     models, info = load_models(args.checkpoint, device=device)
     data = load_cifar10(source=args.data, data_dir=args.data_dir)
     result = run_evaluation(

@@ -49,14 +49,11 @@ def scaled_milestones(epochs: int) -> Tuple[int, ...]:
     1-epoch run has a constant learning rate: ``scaled_milestones(300) == (150, 225)``,
     ``scaled_milestones(30) == (15, 22)``, ``scaled_milestones(1) == ()``.
     """
+    from .trainer import report_milestones  # the one definition of the rule (light import: no torch)
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    out = []
-    for m in REPORT_MILESTONES:
-        s = round(epochs * m / REPORT_EPOCHS)
-        if 1 <= s <= epochs - 1 and (not out or s > out[-1]):
-            out.append(s)
-    return tuple(out)
+    return report_milestones(epochs)
 
 
 def dataset_configured(data_dir: Optional[str] = None) -> bool:
