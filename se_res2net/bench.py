@@ -1,20 +1,29 @@
-"""Training throughput: this trainer's step against a plain PyTorch loop, images/s, side by side.
+"""Training throughput, side by side in one run: a plain PyTorch loop against this trainer's step.
 
-``trainer``
-    What :func:`se_res2net.trainer.train` does per step: the data set lives on the device as ``uint8``,
-    each batch is indexed from a precomputed permutation and augmented by :func:`se_res2net.data.augment`
-    (batched pad-4 / crop / flip / normalise on the device); on CUDA bf16 autocast, channels-last and fused
-    SGD; no host synchronisation inside the timed window.
+Variants (``VARIANTS``), each training a fresh instance of the same architecture (same init seed), same
+batch size, SGD with the report's hyper-parameters, on the same device, in one process:
+
 ``plain``
     The textbook loop: a ``Dataset`` of PIL images, ``transforms.RandomCrop(32, padding=4)``,
     ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)`` in a ``DataLoader``
     (``shuffle=True``, ``drop_last=True``, ``num_workers`` 4 on CUDA / 0 on CPU by default, ``pin_memory`` on
     CUDA), float32, eager, default memory format, ``loss.item()`` every step (the usual running loss).
+``eager``
+    :func:`se_res2net.trainer.train_step` as :func:`~se_res2net.trainer.train` runs it: the data set on the
+    device as ``uint8``, batches indexed from a precomputed permutation and augmented on the device by
+    :func:`se_res2net.data.augment`, the device's default fast path (:func:`~se_res2net.trainer.resolve_fast_path`:
+    bf16 autocast, channels-last and fused SGD on CUDA; fp32 on CPU), no host synchronisation in the timed window.
+``compile``
+    ``eager`` with ``torch.compile(model)`` (mode ``default``).
+``cudagraphs``
+    ``eager`` with ``torch.compile(model, mode="reduce-overhead")``: CUDA graphs on CUDA (on CPU it compiles
+    like ``default``).
 
-Both train a fresh instance of the same architecture (same init seed), same batch size, SGD with the
-report's hyper-parameters, on the same device, in one process: ``warmup`` steps first (not timed), then the
-same number of timed ``steps``. ``speedup = trainer images/s / plain images/s``. Nothing here asserts a
-speed; the numbers depend on the machine (see ``benchmarks/NOTES.md``).
+Each variant runs ``warmup`` untimed steps (compilation happens there), then ``steps`` timed steps.
+``images/s = steps × batch / seconds``; ratios are against ``plain`` (and ``eager``) of the same model in the
+same run. ``achieved TFLOP/s`` counts 3 × 2 × thop MACs per image (forward, and a backward of about twice
+the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device.
+Nothing here asserts a speed: the numbers depend on the machine (see ``benchmarks/NOTES.md``).
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ import json
 import logging
 import math
 import os
+import subprocess
+import sys
+import tempfile
 import time
-from typing import Any, Dict, Iterator, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
 DATA_CHOICES = ("sample", "auto", "folder", "torchvision")
+VARIANTS = ("plain", "eager", "compile", "cudagraphs")
+_COMPILE = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead"}
 
 
 def _sync(device: Any) -> None:
@@ -39,29 +54,31 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def _optimizer(model: Any, device: Any, fused: bool) -> Any:
-    import torch
-
-    kw: Dict[str, Any] = {"fused": True} if fused and device.type == "cuda" else {}
-    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **kw)
+def _check_variants(variants: Sequence[str]) -> List[str]:
+    out = list(variants)
+    bad = [v for v in out if v not in VARIANTS]
+    if bad or not out:
+        raise ValueError(f"unknown bench variant(s) {bad or '(none given)'}; choose from {', '.join(VARIANTS)}")
+    return out
 
 
 def _time_trainer_path(
-    model_name: str, data: Any, device: Any, batch_size: int, steps: int, warmup: int, seed: int, compile_: bool
+    model_name: str, data: Any, device: Any, batch_size: int, steps: int, warmup: int, seed: int, variant: str,
+    barrier: Optional[Path] = None,
 ) -> Dict[str, Any]:
-    """The trainer's step (see :func:`se_res2net.trainer.train`, section 4) on device-resident uint8 data."""
+    """The trainer's step (:func:`se_res2net.trainer.train_step`) on device-resident uint8 data."""
     import torch
 
     from .registry import create_model
-    from .trainer import _derive_seed, _numerics, train_step
+    from .trainer import TrainConfig, _derive_seed, _numerics, make_optimizer, prepare_model, resolve_fast_path, train_step
 
-    bf16 = channels_last = device.type == "cuda"
+    mode = _COMPILE[variant]
+    config = TrainConfig(model_name, batch_size=batch_size, seed=seed, compile=mode is not None,
+                         compile_mode=mode or "default", device=str(device))
+    fast = resolve_fast_path(config, device.type)
     torch.manual_seed(seed)
-    model = create_model(model_name).to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, device, fused=True)
-    step_model = torch.compile(model) if compile_ else model
+    model, step_model = prepare_model(create_model(model_name), device, fast)
+    optimizer = make_optimizer(model, config, fast)
     model.train()
 
     images = torch.from_numpy(data.train.images).to(device)
@@ -75,14 +92,16 @@ def _time_trainer_path(
 
     def step(i: int) -> None:
         idx = order[i * batch_size : (i + 1) * batch_size]
-        loss, _ = train_step(step_model, optimizer, images[idx], labels[idx], aug_gen,
-                             device=device, bf16=bf16, channels_last=channels_last)
+        loss, _ = train_step(step_model, optimizer, images[idx], labels[idx], aug_gen, fast)
         loss_sum.add_(loss.double())  # accumulated on the device, read once at the end
 
     with _numerics(device):
         for i in range(warmup):
             step(i)
         _sync(device)
+        if barrier is not None:
+            _wait_at_barrier(barrier)
+        t_start = time.time()
         t0 = time.perf_counter()
         for i in range(warmup, warmup + steps):
             step(i)
@@ -93,10 +112,10 @@ def _time_trainer_path(
         "images_per_s": steps * batch_size / elapsed,
         "step_ms": 1000.0 * elapsed / steps,
         "elapsed_s": elapsed,
+        "start_unix": t_start,
+        "end_unix": t_start + elapsed,
         "mean_loss": mean_loss,
-        "setup": f"uint8 on {device.type}, batched data.augment, "
-        + ("bf16 autocast, channels_last, fused SGD" if device.type == "cuda" else "fp32, deterministic")
-        + (", torch.compile" if compile_ else ""),
+        "setup": f"uint8 on {device.type}, batched data.augment, {fast.describe()}",
     }
 
 
@@ -129,8 +148,6 @@ def _time_plain_path(
     from .data import CIFAR10_MEAN, CIFAR10_STD
     from .registry import create_model
 
-    if len(data.train) < batch_size:
-        raise ValueError(f"--batch-size {batch_size} is larger than the {len(data.train)} training images; lower it")
     transform = transforms.Compose(
         [
             transforms.RandomCrop(32, padding=4),
@@ -157,7 +174,7 @@ def _time_plain_path(
 
     torch.manual_seed(seed)
     model = create_model(model_name).to(device)
-    optimizer = _optimizer(model, device, fused=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     model.train()
     it = batches()
     running = 0.0
@@ -175,6 +192,7 @@ def _time_plain_path(
     for _ in range(warmup):
         running += step()
     _sync(device)
+    t_start = time.time()
     t0 = time.perf_counter()
     for _ in range(steps):
         running += step()
@@ -185,13 +203,24 @@ def _time_plain_path(
         "images_per_s": steps * batch_size / elapsed,
         "step_ms": 1000.0 * elapsed / steps,
         "elapsed_s": elapsed,
+        "start_unix": t_start,
+        "end_unix": t_start + elapsed,
         "mean_loss": running / (warmup + steps),
         "setup": f"DataLoader(PIL, RandomCrop+Flip+ToTensor+Normalize, workers={workers}), fp32, eager, loss.item()",
     }
 
 
+def _check_ints(**values: Any) -> None:
+    lows = {"steps": 1, "warmup": 0, "batch_size": 1}
+    for name, v in values.items():
+        lo = lows[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
 def bench(
-    model: str = "se_res2net29",
+    models: Sequence[str] = ("se_res2net29",),
+    variants: Sequence[str] = ("plain", "eager"),
     device: str = "auto",
     batch_size: int = 128,
     steps: int = 20,
@@ -200,20 +229,31 @@ def bench(
     data_dir: Optional[str] = None,
     workers: Optional[int] = None,
     seed: int = 0,
-    compile: bool = False,
+    *,
+    barrier: Optional[Path] = None,
 ) -> Dict[str, Any]:
-    """Measure both paths and return a JSON-ready dict with ``trainer`` / ``plain`` images/s and ``speedup``."""
+    """Time every (model, variant) in this process and return a JSON-ready dict.
+
+    ``rows``: one dict per (model, variant) with ``images_per_s``, ``step_ms``, ``tflops`` (achieved),
+    ``vs_plain`` and ``vs_eager`` (ratios within the same model, ``None`` when that variant was not run).
+    """
     import torch
 
+    from .complexity import count_macs
     from .data import load_cifar10
     from .records import device_info
-    from .registry import get_factory
+    from .registry import create_model, get_factory
     from .trainer import resolve_device
 
-    get_factory(model)
-    for name, v, lo in (("steps", steps, 1), ("warmup", warmup, 0), ("batch_size", batch_size, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if isinstance(models, str):
+        models = [models]
+    models = list(models)
+    if not models:
+        raise ValueError("give at least one model to bench")
+    for m in models:
+        get_factory(m)
+    variants = _check_variants(variants)
+    _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
     if data not in DATA_CHOICES:
         raise ValueError(f"data must be one of {', '.join(DATA_CHOICES)}, got {data!r}")
     dev = resolve_device(device)
@@ -222,17 +262,35 @@ def bench(
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     cifar = load_cifar10(data, data_dir, progress=False)
-    log.info("bench %s on %s: batch %d, %d warm-up + %d timed steps, %s data", model, dev, batch_size, warmup, steps,
-             cifar.source)
-    plain = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-    fast = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, compile)
+    if "plain" in variants and len(cifar.train) < batch_size:
+        raise ValueError(f"--batch-size {batch_size} is larger than the {len(cifar.train)} training images; lower it")
+    rows: List[Dict[str, Any]] = []
+    for model in models:
+        with torch.random.fork_rng(devices=[]):
+            macs = count_macs(create_model(model), input_size=32)
+        by_variant: Dict[str, Dict[str, Any]] = {}
+        for variant in variants:
+            log.info("bench %s / %s on %s: batch %d, %d warm-up + %d timed steps", model, variant, dev, batch_size,
+                     warmup, steps)
+            if variant == "plain":
+                r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
+            else:
+                r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            r.update({"model": model, "variant": variant, "macs": macs,
+                      "tflops": 6.0 * macs * r["images_per_s"] / 1e12})
+            by_variant[variant] = r
+            rows.append(r)
+        for r in by_variant.values():
+            for ref in ("plain", "eager"):
+                base = by_variant.get(ref)
+                r[f"vs_{ref}"] = r["images_per_s"] / base["images_per_s"] if base else None
     info = device_info(dev)
     return {
-        "model": model,
         "device": info["device"],
         "device_name": info["device_name"],
+        "cuda": info["cuda"],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "batch_size": batch_size,
@@ -241,44 +299,156 @@ def bench(
         "data_source": cifar.source,
         "data_is_sample": bool(cifar.is_sample),
         "train_images": len(cifar.train),
-        "trainer": fast,
-        "plain": plain,
-        "speedup": fast["images_per_s"] / plain["images_per_s"],
+        "rows": rows,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Concurrency: N processes training at once on one device
+# --------------------------------------------------------------------------------------------------
+
+
+def _wait_at_barrier(barrier: Path, timeout_s: float = 1800.0) -> None:
+    """Say 'ready' (a file per process), then wait until the coordinator creates ``barrier``."""
+    barrier = Path(barrier)
+    (barrier.parent / f"ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout_s
+    while not barrier.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench barrier {barrier} never opened")
+        time.sleep(0.01)
+
+
+def bench_concurrency(
+    model: str = "se_res2net29",
+    variant: str = "eager",
+    counts: Sequence[int] = (1, 2, 4, 8),
+    device: str = "auto",
+    batch_size: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+    data: str = "sample",
+    data_dir: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Aggregate training images/s of ``n`` concurrent ``se-res2net bench`` processes, for each ``n``.
+
+    The processes warm up (and compile) independently, then start their timed steps together (a file
+    barrier); aggregate images/s = all timed images / (last end - first start).
+    """
+    _check_variants([variant])
+    if variant == "plain":
+        raise ValueError("concurrency is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
+    _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
+        raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
+    rows = []
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="se_res2net_bench_") as tmp:
+            barrier = Path(tmp) / "go"
+            cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", model, "--variants", variant,
+                   "--device", device, "--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup),
+                   "--data", data, "--json", "--barrier", str(barrier)]
+            if data_dir:
+                cmd += ["--data-dir", str(data_dir)]
+            env = dict(os.environ)
+            if env.get("OMP_NUM_THREADS") is None:
+                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                     for _ in range(n)]
+            try:
+                deadline = time.monotonic() + 1800.0
+                while len(list(Path(tmp).glob("ready-*"))) < n:
+                    dead = [p for p in procs if p.poll() is not None]
+                    if dead:
+                        raise RuntimeError(f"a bench process exited early: {dead[0].stderr.read()[-2000:]}")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("bench processes never became ready")
+                    time.sleep(0.05)
+                barrier.touch()
+                results = []
+                for p in procs:
+                    out, err = p.communicate()
+                    if p.returncode != 0:
+                        raise RuntimeError(f"a bench process failed (exit {p.returncode}): {err[-2000:]}")
+                    results.append(json.loads(out)["rows"][0])
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+        start = min(r["start_unix"] for r in results)
+        end = max(r["end_unix"] for r in results)
+        images = n * steps * batch_size
+        rows.append({"processes": n, "aggregate_images_per_s": images / (end - start),
+                     "per_process_images_per_s": [r["images_per_s"] for r in results]})
+    base = rows[0]["aggregate_images_per_s"]
+    for r in rows:
+        r["vs_first"] = r["aggregate_images_per_s"] / base
+    return {"model": model, "variant": variant, "device": device, "batch_size": batch_size, "timed_steps": steps,
+            "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------------
+# Output and CLI
+# --------------------------------------------------------------------------------------------------
 
 
 def format_table(result: Dict[str, Any]) -> str:
     sample = " (embedded SAMPLE)" if result["data_is_sample"] else ""
     lines = [
-        f"bench {result['model']} on {result['device']} ({result['device_name']}), torch {result['torch']}, "
+        f"bench on {result['device']} ({result['device_name']}), torch {result['torch']}, "
         f"{result['torch_threads']} thread(s), batch {result['batch_size']}, {result['warmup_steps']} warm-up + "
         f"{result['timed_steps']} timed steps, data {result['data_source']}{sample}",
-        f"{'path':<8} {'images/s':>10} {'ms/step':>9}  setup",
+        f"{'model':<16} {'variant':<10} {'images/s':>10} {'ms/step':>9} {'TFLOP/s':>8} {'vs plain':>9} "
+        f"{'vs eager':>9}  setup",
     ]
-    for key in ("plain", "trainer"):
-        r = result[key]
-        lines.append(f"{key:<8} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f}  {r['setup']}")
-    lines.append(f"speedup = trainer / plain = {result['speedup']:.2f}x")
+    ratio = lambda v: "—" if v is None else f"{v:.2f}x"  # noqa: E731
+    for r in result["rows"]:
+        lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
+                     f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
+    return "\n".join(lines)
+
+
+def format_concurrency(result: Dict[str, Any]) -> str:
+    lines = [f"concurrency: {result['model']} / {result['variant']} on {result['device']}, batch "
+             f"{result['batch_size']}, {result['timed_steps']} timed steps per process",
+             f"{'processes':>9} {'aggregate images/s':>19} {'vs 1st':>7}  per process"]
+    for r in result["rows"]:
+        per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
+        lines.append(f"{r['processes']:>9} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x  {per}")
     return "\n".join(lines)
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="se_res2net29", help="registered model (default se_res2net29)")
+    p.add_argument("--models", "--model", nargs="+", default=["se_res2net29"], metavar="MODEL",
+                   help="registered models (default se_res2net29)")
+    p.add_argument("--variants", nargs="+", default=["plain", "eager"], choices=VARIANTS, metavar="VARIANT",
+                   help=f"what to time, side by side: {', '.join(VARIANTS)} (default: plain eager)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per path (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per path (default 3)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per variant (default 3)")
     p.add_argument("--data", choices=DATA_CHOICES, default="sample",
                    help="sample (embedded, default) or a CIFAR-10 source as in 'se-res2net train --data'")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (default: $SE_RES2NET_DATA_DIR)")
     p.add_argument("--workers", type=int, default=None, help="plain loop DataLoader workers (default 4 on CUDA, 0 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the trainer path's model")
+    p.add_argument("--concurrency", type=int, nargs="+", default=None, metavar="N",
+                   help="instead: aggregate images/s of N concurrent processes (first model, first trainer variant)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # used by --concurrency
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.concurrency:
+        variant = next((v for v in args.variants if v != "plain"), "eager")
+        result = bench_concurrency(
+            model=args.models[0], variant=variant, counts=args.concurrency, device=args.device,
+            batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, data=args.data, data_dir=args.data_dir,
+        )
+        print(json.dumps(result, indent=2) if args.json else format_concurrency(result))
+        return 0
     result = bench(
-        model=args.model,
+        models=args.models,
+        variants=args.variants,
         device=args.device,
         batch_size=args.batch_size,
         steps=args.steps,
@@ -286,7 +456,7 @@ def run_bench(args: argparse.Namespace) -> int:
         data=args.data,
         data_dir=args.data_dir,
         workers=args.workers,
-        compile=args.compile,
+        barrier=Path(args.barrier) if args.barrier else None,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0

@@ -20,6 +20,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "test": ("se_res2net.trainer", "test", "print the test error of a checkpoint"),
     "sweep": ("se_res2net.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
     "bench": ("se_res2net.bench", "bench", "training images/s of this trainer vs a plain loop"),
+    "parity": ("se_res2net.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
     "grad-cam": ("se_res2net.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
     "data": ("se_res2net.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
 }

@@ -39,6 +39,7 @@ p = 0.5, normalise) done as batched tensor ops on the batch's device, determinis
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -685,11 +686,15 @@ def load_cifar10(
 # --------------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _mean_std(device: Any) -> Tuple["torch.Tensor", "torch.Tensor"]:
+    """The normalisation constants on ``device``, made once per device: building them from Python floats on
+    every batch would be a blocking host-to-device copy inside the training loop."""
     import torch
 
-    mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    with torch.inference_mode(False):  # plain tensors even when first made under inference_mode
+        mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR10_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return mean, std
 
 

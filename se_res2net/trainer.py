@@ -16,11 +16,20 @@ How it runs
   ``DataLoader(shuffle=True, drop_last=False)``).
 * Evaluation: the whole test split (or ``test_subset``), eval mode, no
   augmentation, only :func:`se_res2net.data.normalize`; after every epoch.
-* CUDA: bf16 autocast, channels-last, fused SGD, optional ``torch.compile`` and
-  no host synchronisation inside the epoch (loss / accuracy accumulate as
-  tensors, ``.item()`` once per epoch). CPU: float32 with
-  ``torch.use_deterministic_algorithms(True)``, so the same config gives
+* The fast path (:class:`FastPath`, resolved from the config by
+  :func:`resolve_fast_path`): on CUDA by default bf16 autocast, channels-last and
+  fused SGD; optionally ``torch.compile`` in any of :data:`COMPILE_MODES`
+  (``reduce-overhead`` = CUDA graphs). Every switch can also be set on CPU, which
+  is how CI proves each of them against the eager fp32 loop. There is no host
+  synchronisation inside the epoch (:func:`train_epoch`: loss / accuracy
+  accumulate as device tensors, read once per epoch). CPU: float32 by default,
+  with ``torch.use_deterministic_algorithms(True)``, so the same config gives
   bit-identical per-epoch numbers (for a fixed thread count).
+* Test error is always measured in float32, whatever the training precision: the
+  weights are copied into a plain (contiguous, eager, fp32) copy of the network
+  and evaluated with TF32 and cuDNN autotuning off, exactly as
+  ``se-res2net test CHECKPOINT`` does, so that command reproduces the record's
+  error on the same device.
 * Outputs: the run record ``<out>/<model>_seed<seed>.json`` (schema
   ``se_res2net.run/1``, :mod:`se_res2net.records`), rewritten atomically after
   every epoch, and the checkpoint ``<out>/checkpoints/<model>_seed<seed>.pt``
@@ -67,6 +76,11 @@ from .records import (
 log = logging.getLogger(__name__)
 
 DATA_SOURCES = ("auto", "folder", "torchvision", "sample")
+# torch.compile modes the trainer accepts ("reduce-overhead" adds CUDA graphs on CUDA; on CPU it compiles
+# like "default").
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# SGD implementations: "auto" = fused on CUDA, torch's default (a for-loop on CPU tensors) elsewhere.
+SGD_IMPLS = ("auto", "fused", "foreach", "forloop")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Config keys whose change changes the numbers: a checkpoint or a complete record written with
@@ -154,6 +168,8 @@ class TrainConfig:
     bf16: Optional[bool] = None  # bf16 autocast; None = on for CUDA, off on CPU
     channels_last: Optional[bool] = None  # None = on for CUDA
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # one of COMPILE_MODES (used when compile is True)
+    sgd_impl: str = "auto"  # one of SGD_IMPLS
     checkpoint_every: int = 10  # epochs between checkpoints (plus one at the end)
     eval_batch_size: int = 500
     profile: str = "custom"  # smoke | budget | full | custom (a label for the record)
@@ -230,6 +246,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or an integer >= 1, got {v!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ValueError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}; choose the mode with compile_mode")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+        if self.sgd_impl not in SGD_IMPLS:
+            raise ValueError(f"sgd_impl must be one of {', '.join(SGD_IMPLS)}, got {self.sgd_impl!r}")
         if not is_int(self.checkpoint_every) or self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
         if not isinstance(self.profile, str) or not self.profile:
@@ -331,6 +353,100 @@ def _autocast(device: Any, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """The switches of one run's training step, after ``None`` / ``"auto"`` are resolved for its device.
+
+    ``compile_mode`` is ``None`` for eager. ``cudagraphs``: the step marks each iteration's start for
+    CUDA-graph trees (``torch.compiler.cudagraph_mark_step_begin``), which ``reduce-overhead`` needs.
+    """
+
+    bf16: bool
+    channels_last: bool
+    sgd_impl: str  # fused | foreach | forloop
+    compile_mode: Optional[str]
+
+    @property
+    def cudagraphs(self) -> bool:
+        return self.compile_mode == "reduce-overhead"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        parts = ["bf16 autocast" if self.bf16 else "fp32", "channels_last" if self.channels_last else "NCHW",
+                 f"{self.sgd_impl} SGD", f"torch.compile({self.compile_mode})" if self.compile_mode else "eager"]
+        return ", ".join(parts)
+
+
+def resolve_fast_path(config: "TrainConfig", device_type: str) -> FastPath:
+    """The fast path ``config`` asks for on a ``device_type`` (``"cuda"`` or ``"cpu"``) device.
+
+    Unset switches (``None`` / ``"auto"``) are on for CUDA and off elsewhere; explicit ones are kept
+    on any device, so every CUDA setting also runs on CPU (that is how CI tests them).
+    """
+    on_cuda = device_type == "cuda"
+    sgd = config.sgd_impl if config.sgd_impl != "auto" else ("fused" if on_cuda else "forloop")
+    return FastPath(
+        bf16=on_cuda if config.bf16 is None else bool(config.bf16),
+        channels_last=on_cuda if config.channels_last is None else bool(config.channels_last),
+        sgd_impl=sgd,
+        compile_mode=config.compile_mode if config.compile else None,
+    )
+
+
+def make_optimizer(model: Any, config: "TrainConfig", fast: FastPath) -> Any:
+    """SGD with the config's hyper-parameters and the fast path's implementation (fused / foreach / for-loop)."""
+    import torch
+
+    impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False}}[fast.sgd_impl]
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+        **impl,
+    )
+
+
+def prepare_model(model: Any, device: Any, fast: FastPath) -> Tuple[Any, Any]:
+    """Move ``model`` to ``device`` (channels-last if asked) and return ``(model, step_model)``.
+
+    ``step_model`` is what the training step calls: ``model`` itself, or ``torch.compile(model, mode=...)``
+    (same parameters). Evaluation never uses it (see :func:`evaluate`).
+    """
+    import torch
+
+    model.to(device)
+    if fast.channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model, mode=fast.compile_mode) if fast.compile_mode else model
+    return model, step_model
+
+
+@contextlib.contextmanager
+def _fp32_numerics(device: Any) -> Iterator[None]:
+    """Evaluation numerics: IEEE fp32 (no TF32) and fixed cuDNN algorithms on CUDA; a no-op on CPU.
+
+    Autotuning picks algorithms by timing, so two processes could round differently; with it off, the same
+    weights on the same GPU give the same logits in training-time evaluation and in ``se-res2net test``.
+    """
+    import torch
+
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        cudnn.benchmark, cudnn.deterministic = False, True
+        cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _remove_stale_temp_files(*targets: Path) -> None:
     """Temporary files left by a process killed in the middle of an atomic write."""
     for target in targets:
@@ -355,12 +471,12 @@ def evaluate(
     labels: Any,
     device: Any = "cpu",
     batch_size: int = 500,
-    *,
-    bf16: bool = False,
-    channels_last: bool = False,
 ) -> Tuple[float, float]:
-    """Mean cross-entropy and top-1 error (percent) of ``model`` on uint8 NCHW images, eval mode, no augmentation.
+    """Mean cross-entropy and top-1 error (percent) of ``model`` on uint8 NCHW images: eval mode, no
+    augmentation, float32 (no autocast, no TF32, fixed cuDNN algorithms; see :func:`_fp32_numerics`).
 
+    Pass a plain eager fp32 model (the trainer passes a contiguous copy of the weights, never the compiled
+    or channels-last training module), so the number does not depend on how the network was trained.
     ``images_uint8`` / ``labels``: numpy arrays or tensors (any device; batches are moved to ``device``).
     The model's train/eval mode is restored afterwards.
     """
@@ -383,15 +499,11 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     wrong = torch.zeros((), dtype=torch.int64, device=device)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _fp32_numerics(device):
             for i in range(0, n, batch_size):
                 x = normalize(images_uint8[i : i + batch_size].to(device, non_blocking=True))
                 y = labels[i : i + batch_size].to(device, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with _autocast(device, bf16):
-                    out = model(x)
-                out = out.float()
+                out = model(x).float()
                 loss_sum += F.cross_entropy(out, y, reduction="sum").double()
                 wrong += (out.argmax(1) != y).sum()
     finally:
@@ -410,31 +522,63 @@ def train_step(
     images_uint8: Any,
     labels: Any,
     aug_gen: Any,
-    *,
-    device: Any,
-    bf16: bool,
-    channels_last: bool,
+    fast: FastPath,
 ) -> Tuple[Any, Any]:
     """One SGD step on a uint8 batch: batched augmentation on the device, forward, backward, update.
 
     Returns the batch's mean loss and number of correct predictions as device tensors (no host
-    sync: the caller reads them once per epoch). Used by :func:`train` and by the benchmark.
+    sync: the caller reads them once per epoch). Used by :func:`train_epoch` and by the benchmark.
     """
     import torch
     import torch.nn.functional as F
 
     from .data import augment
 
+    if fast.cudagraphs:  # a new iteration for CUDA-graph trees: the previous step's outputs may be reused
+        torch.compiler.cudagraph_mark_step_begin()
     x = augment(images_uint8, aug_gen)
-    if channels_last:
+    if fast.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with _autocast(device, bf16):
+    with _autocast(images_uint8.device, fast.bf16):
         out = model(x)
         loss = F.cross_entropy(out, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.detach(), (out.argmax(1) == labels).sum()
+    loss = loss.detach()
+    if fast.cudagraphs:  # the next replay overwrites the graph's output buffers
+        loss = loss.clone()
+    return loss, (out.detach().argmax(1) == labels).sum()
+
+
+def train_epoch(
+    step_model: Any,
+    optimizer: Any,
+    images: Any,
+    labels: Any,
+    perm: Any,
+    aug_gen: Any,
+    batch_size: int,
+    fast: FastPath,
+) -> Tuple[Any, Any]:
+    """One pass over ``images[perm]`` in batches of ``batch_size`` (the last, smaller batch is kept).
+
+    Returns ``(loss_sum, correct)`` as device tensors: the sum of per-image losses (float64) and the
+    number of correct predictions. Nothing in here waits for the device: no ``.item()``, ``.cpu()``,
+    printing or Python ``if`` on a tensor (``tests/test_fast_path.py`` checks this statically and by
+    counting synchronising calls).
+    """
+    import torch
+
+    n = perm.shape[0]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for i in range(0, n, batch_size):
+        idx = perm[i : i + batch_size]
+        loss, n_correct = train_step(step_model, optimizer, images[idx], labels[idx], aug_gen, fast)
+        loss_sum += loss.double() * idx.shape[0]
+        correct += n_correct
+    return loss_sum, correct
 
 
 def train(
@@ -503,9 +647,8 @@ def train(
     data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
     if config.train_subset is not None or config.test_subset is not None:
         data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
-    bf16 = device.type == "cuda" if config.bf16 is None else bool(config.bf16)
-    channels_last = device.type == "cuda" if config.channels_last is None else bool(config.channels_last)
-    ck_config = {**cfg, "data_fingerprint": data.fingerprint, "bf16_resolved": bf16}
+    fast = resolve_fast_path(config, device.type)
+    ck_config = {**cfg, "data_fingerprint": data.fingerprint, "bf16_resolved": fast.bf16}
 
     torch.manual_seed(config.seed)  # weight init (and the CUDA generators)
     try:
@@ -513,24 +656,13 @@ def train(
     except TypeError as exc:
         raise ValueError(f"model {config.model!r} does not accept the overrides {config.model_kwargs_dict}: {exc}") from None
     params, macs = _complexity(model)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    sgd_kwargs: Dict[str, Any] = {}
-    if device.type == "cuda":
-        sgd_kwargs["fused"] = True
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-        **sgd_kwargs,
-    )
+    with torch.random.fork_rng(devices=[]):  # the fp32 evaluation copy must not move the training RNG
+        eval_model = create_model(config.model, **config.model_kwargs_dict).to(device)
+    model, step_model = prepare_model(model, device, fast)
+    optimizer = make_optimizer(model, config, fast)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)
     order_gen = torch.Generator().manual_seed(_derive_seed(config.seed, "order"))
     aug_gen = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, "augment"))
-    step_model = torch.compile(model) if config.compile else model
 
     # ---- 3. a fresh record, or the one saved in the checkpoint ----
     code = code_hash()
@@ -566,8 +698,9 @@ def train(
         if resume:
             log.info("no checkpoint at %s; starting %s from epoch 0", ckpt_path, name)
         prov = provenance(device, data)
-        prov.update({"bf16": bf16, "channels_last": channels_last, "compile": bool(config.compile),
-                     "deterministic": device.type == "cpu"})
+        prov.update({"bf16": fast.bf16, "channels_last": fast.channels_last, "compile": bool(config.compile),
+                     "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl,
+                     "deterministic": device.type == "cpu", "eval_precision": "fp32"})
         record = {
             "schema": "se_res2net.run/1",
             "status": "running",
@@ -639,26 +772,16 @@ def train(
                 lr = optimizer.param_groups[0]["lr"]
                 model.train()
                 perm = torch.randperm(n, generator=order_gen).to(device)
-                loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-                correct = torch.zeros((), dtype=torch.int64, device=device)
-                for i in range(0, n, bs):  # the last, smaller batch is kept
-                    idx = perm[i : i + bs]
-                    loss, n_correct = train_step(
-                        step_model, optimizer, images[idx], labels[idx], aug_gen,
-                        device=device, bf16=bf16, channels_last=channels_last,
-                    )
-                    loss_sum += loss.double() * idx.shape[0]
-                    correct += n_correct
+                loss_sum, correct = train_epoch(step_model, optimizer, images, labels, perm, aug_gen, bs, fast)
                 scheduler.step()
                 train_loss = loss_sum.item() / n  # one host sync per epoch
                 train_acc = 100.0 * correct.item() / n
                 train_time = time.perf_counter() - t0
                 if not math.isfinite(train_loss):
                     raise NonFiniteLossError(f"train loss is {train_loss} at epoch {epoch + 1} (lr {lr:g})")
-                test_loss, test_error = evaluate(
-                    step_model, test_images, test_labels, device, config.eval_batch_size,
-                    bf16=bf16, channels_last=channels_last,
-                )
+                # fp32 on a plain copy of the weights, whatever the training precision / layout / compilation
+                eval_model.load_state_dict(model.state_dict())
+                test_loss, test_error = evaluate(eval_model, test_images, test_labels, device, config.eval_batch_size)
                 if not math.isfinite(test_loss):
                     raise NonFiniteLossError(f"test loss is {test_loss} at epoch {epoch + 1} (lr {lr:g})")
                 entry = {
@@ -758,8 +881,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory format (default: on CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
+                   help="torch.compile the model; MODE one of " + ", ".join(COMPILE_MODES)
+                        + " (default: default; reduce-overhead = CUDA graphs)")
+    p.add_argument("--sgd", choices=SGD_IMPLS, default="auto",
+                   help="SGD implementation (default auto: fused on CUDA, the for-loop on CPU)")
+    p.add_argument("--eval-batch-size", type=int, default=500, help="test images per evaluation batch (default 500)")
     p.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS", help="checkpoint interval (default 10)")
     p.add_argument("--out", default="runs/custom", help="output directory (default runs/custom)")
     p.add_argument("--name", default=None, help="file stem of the record / checkpoint (default <model>_seed<seed>)")
@@ -791,7 +918,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         bf16=args.bf16,
         channels_last=args.channels_last,
-        compile=args.compile,
+        compile=args.compile is not None,
+        compile_mode=args.compile or "default",
+        sgd_impl=args.sgd,
         checkpoint_every=args.checkpoint_every,
         eval_batch_size=args.eval_batch_size,
         profile=args.profile,
@@ -810,39 +939,59 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_test_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a .pt file written by 'se-res2net train'")
-    p.add_argument("--data", choices=DATA_SOURCES, default="auto", help="CIFAR-10 source (default: auto)")
+    p.add_argument("checkpoint_path", nargs="?", default=None, metavar="CHECKPOINT",
+                   help="a .pt file written by 'se-res2net train' (or give it with --checkpoint)")
+    p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--data", choices=DATA_SOURCES, default=None,
+                   help="CIFAR-10 source (default: the checkpoint's own, else auto)")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (or the torchvision root)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
-    p.add_argument("--test-subset", type=int, default=None, metavar="M", help="evaluate on M test images")
+    p.add_argument("--test-subset", type=int, default=None, metavar="M",
+                   help="evaluate on M test images (default: the checkpoint's own test subset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the checkpoint's eval batch size (500)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def evaluate_checkpoint(
     checkpoint: PathLike,
-    data_source: str = "auto",
+    data_source: Optional[str] = None,
     data_dir: Optional[PathLike] = None,
     *,
     test_subset: Optional[int] = None,
     device: str = "auto",
-    batch_size: int = 500,
+    batch_size: Optional[int] = None,
     download: bool = False,
 ) -> Dict[str, Any]:
-    """Test error (percent) and loss of a checkpoint on the test split (float32, no augmentation)."""
+    """Test error (percent) and loss of a checkpoint on the test split (float32, no augmentation).
+
+    Unset arguments come from the checkpoint's training config (data source, test subset, evaluation
+    batch size), so by default this measures exactly what the run record's ``test_error`` measured; the
+    result says whether the data matched (``same_data_as_run``). A checkpoint's data source ``folder`` /
+    ``torchvision`` becomes ``auto`` here (the folder may live elsewhere on this machine).
+    """
     from .checkpoint import load_model_from_checkpoint
     from .data import load_cifar10
 
-    if data_source not in DATA_SOURCES:
-        raise ValueError(f"data source must be one of {', '.join(DATA_SOURCES)}, got {data_source!r}")
-    if test_subset is not None and test_subset < 1:
-        raise ValueError(f"--test-subset must be >= 1, got {test_subset}")
     dev = resolve_device(device)
     model, ck = load_model_from_checkpoint(checkpoint, str(dev))
+    cfg = ck.get("config", {}) or {}
+    if data_source is None:
+        data_source = "sample" if cfg.get("data_source") == "sample" else "auto"
+    if data_source not in DATA_SOURCES:
+        raise ValueError(f"data source must be one of {', '.join(DATA_SOURCES)}, got {data_source!r}")
+    if test_subset is None:
+        test_subset = cfg.get("test_subset")
+    if test_subset is not None and test_subset < 1:
+        raise ValueError(f"--test-subset must be >= 1, got {test_subset}")
+    if batch_size is None:
+        batch_size = int(cfg.get("eval_batch_size") or 500)
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     data = load_cifar10(data_source, data_dir, download=download, progress=False)
     if test_subset is not None:
-        data = data.subset(test=test_subset, seed=0)
+        # the trainer subsets train and test together with seed 0; the test part does not depend on the train part
+        data = data.subset(train=cfg.get("train_subset"), test=test_subset, seed=0)
     loss, error = evaluate(model, data.test.images, data.test.labels, dev, batch_size)
     return {
         "checkpoint": str(checkpoint),
@@ -852,21 +1001,30 @@ def evaluate_checkpoint(
         "test_loss": loss,
         "test_error": error,
         "test_size": len(data.test),
+        "batch_size": batch_size,
         "data_source": data.source,
         "data_is_sample": data.is_sample,
         "data_fingerprint": data.fingerprint,
+        "same_data_as_run": cfg.get("data_fingerprint") == data.fingerprint if cfg.get("data_fingerprint") else None,
     }
 
 
 def run_test(args: argparse.Namespace) -> int:
+    path = args.checkpoint_path or args.checkpoint
+    if path is None:
+        raise ValueError("give the checkpoint to evaluate: se-res2net test PATH.pt")
+    if args.checkpoint_path and args.checkpoint and args.checkpoint_path != args.checkpoint:
+        raise ValueError("two checkpoints given (positional and --checkpoint); give one")
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.data_dir, test_subset=args.test_subset, device=args.device,
+        path, args.data, args.data_dir, test_subset=args.test_subset, device=args.device,
         batch_size=args.batch_size, download=args.download,
     )
     if args.json:
         print(json.dumps(result))
     else:
         sample = " [SAMPLE data]" if result["data_is_sample"] else ""
+        other = "" if result["same_data_as_run"] is not False else " (NOT the data the run was evaluated on)"
         print(f"{result['model']} (epoch {result['epoch']}): test error {result['test_error']:.2f}% "
-              f"(loss {result['test_loss']:.4f}) on {result['test_size']} {result['data_source']} test images{sample}")
+              f"(loss {result['test_loss']:.4f}) on {result['test_size']} {result['data_source']} test "
+              f"images{sample}{other}")
     return 0
