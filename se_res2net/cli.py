@@ -19,6 +19,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "train": ("se_res2net.trainer", "train", "train one model on CIFAR-10 and write its run record"),
     "test": ("se_res2net.trainer", "test", "print the test error of a checkpoint"),
     "sweep": ("se_res2net.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
+    "progress": ("se_res2net.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
     "bench": ("se_res2net.bench", "bench", "training images/s of this trainer vs a plain loop"),
     "parity": ("se_res2net.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
     "grad-cam": ("se_res2net.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),

@@ -5,25 +5,44 @@ For profile ``P`` and run ``<model>_seed<k>`` it writes, under ``<out_root>/P/``
 * ``<model>_seed<k>.ipynb`` — the executed notebook (curves, summary table; the traceback when it failed),
 * ``<model>_seed<k>.json`` — the run record, written by :func:`se_res2net.trainer.train`
   (or, when the trainer never got that far, a minimal ``failed`` record written here),
-* ``checkpoints/<model>_seed<k>.pt`` — the trainer's checkpoint (git ignores ``*.pt``).
+* ``checkpoints/<model>_seed<k>.pt`` — the trainer's checkpoint (git ignores ``*.pt``),
+* ``logs/<model>_seed<k>.log`` — what the process that executed the notebook printed (local executor).
 
-Rules
------
-* A run whose record is ``complete`` (with the planned configuration) is **skipped**: its notebook is not
-  executed again and no file is touched. ``force=True`` re-runs it from scratch.
-* A run with a checkpoint or an unfinished record is **resumed** (``resume=True`` in the notebook).
+Where runs execute (``executor``)
+---------------------------------
+``local`` (default)
+    Each run in its own worker process (``python -m se_res2net._worker``), ``jobs`` runs at a time **per
+    device**: with CUDA devices visible, the slots are spread over every GPU (``jobs`` × GPUs concurrent runs,
+    each worker started with its own ``CUDA_VISIBLE_DEVICES``); on CPU, ``jobs`` runs with
+    ``cores // jobs`` threads each. A worker dies with the sweep (``PR_SET_PDEATHSIG``), and its kernel
+    exits within about a second once its parent is gone.
+``submitit``
+    Each run is a job of `submitit <https://github.com/facebookincubator/submitit>`_: ``cluster="slurm"``
+    submits a Slurm job array (``partition``, ``gpus_per_job``, ``time_min``, at most ``jobs`` at once),
+    ``cluster="local"`` runs the same jobs as local subprocesses (how CI tests it), ``"debug"`` in this
+    process. Job logs go to ``<out>/submitit/``.
+
+Rules, whatever the executor
+----------------------------
+* Everything about a run is decided by the process that executes it, **under the run's sweep lock**
+  (:mod:`se_res2net.locks`): a run whose record is ``complete`` (with the planned configuration) and whose
+  notebook exists is **skipped** without touching any file; a complete run whose notebook is missing (its
+  sweep was killed after training, before the notebook was renamed into place) has its notebook executed
+  again, which renders the record without training; a run with a checkpoint or an unfinished record is
+  **resumed**; a run whose lock another live process holds is reported **busy** and left alone.
+  ``force=True`` re-runs from scratch.
+* The trainer holds a second lock while it trains (:func:`se_res2net.trainer.train`), so even the kernel of a
+  killed sweep that has not yet exited cannot write at the same time as the restarted sweep.
 * papermill writes its output notebook cell by cell, so it executes into a hidden temporary file
   ``.<model>_seed<k>.<random>.ipynb.tmp`` beside the final one and renames it into place at the end — also when
   the run failed, so the executed notebook shows the error. No half-written notebook is ever left under the
   final name; stale temporary files of killed sweeps are removed before a run is executed again.
 * A failed run does not stop the sweep; failures are listed at the end (:class:`SweepReport`) and the CLI exits
-  with status 1.
-* ``jobs > 1`` runs several notebooks at once (a thread pool, each thread driving one papermill kernel).
-  Each kernel gets ``OMP_NUM_THREADS = cores // jobs`` torch threads so CPU runs do not oversubscribe; on a GPU
-  the jobs share it.
+  with status 1. A sweep killed at any moment (SIGKILL included) and started again ends with every run
+  complete, each trained exactly once (``tests/test_sweep_kill.py``).
 
-The notebook runs in the ``python3`` Jupyter kernel of *this* interpreter: the sweep puts
-``sys.prefix/share/jupyter`` first on ``JUPYTER_PATH`` and checks the kernelspec before starting.
+The notebook runs in the ``python3`` Jupyter kernel of *this* interpreter: workers put
+``sys.prefix/share/jupyter`` first on ``JUPYTER_PATH``, and the sweep checks the kernelspec before starting.
 """
 
 from __future__ import annotations
@@ -33,17 +52,21 @@ import contextlib
 import json
 import logging
 import os
+import pickle
+import queue
 import secrets
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .atomic import PathLike, atomic_write_text, ensure_writable_dir
+from .atomic import PathLike, atomic_write_json, atomic_write_text, ensure_writable_dir
+from .locks import LockBusy, RunLock, sweep_lock_path
 from .profiles import ALL_MODELS, DEFAULT_SEEDS, PROFILES, Profile, get_profile, scaled_milestones
 from .records import SCHEMA, checkpoint_path, read_record, record_path, run_name, utc_now, write_record
 
@@ -53,6 +76,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTEBOOK = "notebooks/train.ipynb"
 DEFAULT_OUT_ROOT = "book/runs"
 KERNEL_NAME = "python3"
+PLAN_FILE = ".sweep-plan.json"  # what the running sweep planned (read by `se-res2net progress`)
+EXECUTORS = ("local", "submitit")
+CLUSTERS = ("slurm", "local", "debug")
 # Notebook parameters a sweep may override for every run (the rest come from the profile).
 OVERRIDABLE = (
     "epochs",
@@ -64,8 +90,10 @@ OVERRIDABLE = (
     "test_subset",
     "data_source",
     "device",
+    "compile_mode",
+    "checkpoint_every",
 )
-_ENV_LOCK = threading.Lock()
+STATUSES = ("completed", "skipped", "failed", "busy")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,7 +103,8 @@ _ENV_LOCK = threading.Lock()
 
 @dataclass
 class RunOutcome:
-    """What happened to one (model, seed): ``status`` is ``completed``, ``skipped`` or ``failed``."""
+    """What happened to one (model, seed): ``status`` is ``completed``, ``skipped``, ``failed`` or ``busy``
+    (another live process holds the run). ``images_trained``: training images processed in this attempt."""
 
     model: str
     seed: int
@@ -86,6 +115,8 @@ class RunOutcome:
     final_test_error: Optional[float] = None
     wall_time_s: float = 0.0
     resumed: bool = False
+    images_trained: int = 0
+    device: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -102,7 +133,16 @@ class RunOutcome:
             "final_test_error": self.final_test_error,
             "wall_time_s": round(self.wall_time_s, 2),
             "resumed": self.resumed,
+            "images_trained": self.images_trained,
+            "device": self.device,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunOutcome":
+        kw = dict(d)
+        kw["record"] = Path(kw["record"])
+        kw["notebook"] = None if kw.get("notebook") is None else Path(kw["notebook"])
+        return cls(**kw)
 
 
 @dataclass
@@ -115,7 +155,10 @@ class SweepReport:
     completed: List[RunOutcome] = field(default_factory=list)
     skipped: List[RunOutcome] = field(default_factory=list)
     failed: List[RunOutcome] = field(default_factory=list)
+    busy: List[RunOutcome] = field(default_factory=list)
     wall_time_s: float = 0.0
+    executor: str = "local"
+    slots: List[Optional[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,20 +166,37 @@ class SweepReport:
 
     @property
     def runs(self) -> List[RunOutcome]:
-        return self.completed + self.skipped + self.failed
+        return self.completed + self.skipped + self.failed + self.busy
+
+    @property
+    def images_per_s(self) -> float:
+        """Aggregate training throughput of this sweep: images trained by its runs / its wall time."""
+        images = sum(o.images_trained for o in self.runs)
+        return images / self.wall_time_s if self.wall_time_s > 0 else 0.0
 
     def add(self, outcome: RunOutcome) -> None:
-        {"completed": self.completed, "skipped": self.skipped, "failed": self.failed}[outcome.status].append(outcome)
+        {"completed": self.completed, "skipped": self.skipped, "failed": self.failed,
+         "busy": self.busy}[outcome.status].append(outcome)
 
     def summary(self) -> str:
-        """A few human-readable lines: counts, wall time, and one line per failure."""
+        """A few human-readable lines: counts, wall time, throughput, one line per failure / busy run."""
+        where = self.executor
+        if self.executor == "local":
+            gpus = sorted({s for s in self.slots if s is not None})
+            where = f"{len(self.slots)} concurrent run(s)" + (f" on GPU(s) {', '.join(gpus)}" if gpus else "")
         lines = [
             f"sweep {self.profile} -> {self.out_dir}: {len(self.completed)} completed, {len(self.skipped)} skipped "
-            f"(already complete), {len(self.failed)} failed in {self.wall_time_s:.1f} s with {self.jobs} job(s)"
+            f"(already complete), {len(self.failed)} failed"
+            + (f", {len(self.busy)} busy (running elsewhere)" if self.busy else "")
+            + f" in {self.wall_time_s:.1f} s ({where})",
         ]
+        if any(o.images_trained for o in self.runs):
+            lines.append(f"  aggregate throughput: {self.images_per_s:,.0f} training images/s")
         for o in sorted(self.failed, key=lambda o: o.name):
-            where = f" (see {o.notebook})" if o.notebook else ""
-            lines.append(f"  FAILED {o.name}: {o.error}{where}")
+            at = f" (see {o.notebook})" if o.notebook else ""
+            lines.append(f"  FAILED {o.name}: {o.error}{at}")
+        for o in sorted(self.busy, key=lambda o: o.name):
+            lines.append(f"  BUSY {o.name}: {o.error}")
         return "\n".join(lines)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -144,10 +204,14 @@ class SweepReport:
             "profile": self.profile,
             "out_dir": str(self.out_dir),
             "jobs": self.jobs,
+            "executor": self.executor,
+            "slots": self.slots,
             "wall_time_s": round(self.wall_time_s, 2),
+            "images_per_s": round(self.images_per_s, 1),
             "completed": [o.to_dict() for o in self.completed],
             "skipped": [o.to_dict() for o in self.skipped],
             "failed": [o.to_dict() for o in self.failed],
+            "busy": [o.to_dict() for o in self.busy],
         }
 
 
@@ -175,18 +239,31 @@ def _jupyter_data_dir() -> Path:
     return Path(sys.prefix) / "share" / "jupyter"
 
 
+def jupyter_path() -> str:
+    """``JUPYTER_PATH`` with this interpreter's kernelspecs first."""
+    parts = [str(_jupyter_data_dir())] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
 def check_kernel(kernel_name: str = KERNEL_NAME) -> str:
     """Check that the Jupyter kernel ``kernel_name`` runs this interpreter; return its argv[0].
 
-    Call it with ``sys.prefix/share/jupyter`` first on ``JUPYTER_PATH`` (as :func:`sweep` does).
+    Looks with ``sys.prefix/share/jupyter`` first on ``JUPYTER_PATH``, as the workers do.
     """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     fix = f"install it with: {sys.executable} -m ipykernel install --prefix {sys.prefix} --name {kernel_name}"
+    saved = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = jupyter_path()
     try:
         spec = KernelSpecManager().get_kernel_spec(kernel_name)
     except NoSuchKernel:
         raise ValueError(f"no Jupyter kernel named {kernel_name!r}; {fix}") from None
+    finally:
+        if saved is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = saved
     argv0 = spec.argv[0] if spec.argv else ""
     generic = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
     if argv0 not in generic:  # jupyter_client replaces a generic "python" by sys.executable
@@ -203,30 +280,40 @@ def check_kernel(kernel_name: str = KERNEL_NAME) -> str:
     return argv0
 
 
-@contextlib.contextmanager
-def _environment(threads: int) -> Iterator[None]:
-    """Kernels inherit the environment: this venv's kernelspecs first, OMP threads per job."""
-    with _ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        try:
-            jp = [str(_jupyter_data_dir())] + [p for p in (saved["JUPYTER_PATH"] or "").split(os.pathsep) if p]
-            os.environ["JUPYTER_PATH"] = os.pathsep.join(jp)
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-            os.environ["MKL_NUM_THREADS"] = str(threads)
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover (non-Linux)
         return os.cpu_count() or 1
+
+
+def visible_gpus() -> List[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs).
+
+    ``CUDA_VISIBLE_DEVICES`` when it is set (its entries, in order), else ``0..n-1`` for the
+    ``torch.cuda.device_count()`` devices torch sees (none without CUDA).
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def device_slots(jobs: int, gpus: Sequence[str]) -> List[Optional[str]]:
+    """One entry per concurrent run: the ``CUDA_VISIBLE_DEVICES`` value its worker gets (``None``: leave the
+    environment alone, i.e. CPU or whatever the run's device says).
+
+    ``jobs`` runs per GPU, interleaved so the first runs land on different GPUs; ``jobs`` slots without GPUs.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}; pass --jobs 1 or more")
+    if not gpus:
+        return [None] * jobs
+    return [g for _ in range(jobs) for g in gpus]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,12 +323,15 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class _Run:
+    """One (model, seed) to execute: everything a worker process or a cluster job needs (picklable)."""
+
     model: str
     seed: int
     out_dir: Path
     notebook_in: Path
     parameters: Tuple[Tuple[str, Any], ...]
     kernel_name: str
+    profile: Optional[Profile] = None  # None: the registered profile named by the parameters
 
     @property
     def name(self) -> str:
@@ -259,8 +349,15 @@ class _Run:
     def notebook(self) -> Path:
         return self.out_dir / f"{self.name}.ipynb"
 
+    @property
+    def log(self) -> Path:
+        return self.out_dir / "logs" / f"{self.name}.log"
+
     def params(self) -> Dict[str, Any]:
         return dict(self.parameters)
+
+    def get_profile(self) -> Profile:
+        return self.profile if self.profile is not None else get_profile(self.params()["profile"])
 
 
 def notebook_parameters(
@@ -298,6 +395,8 @@ def notebook_parameters(
         "data_source": profile.data_source,
         "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().resolve()),
         "device": "auto",
+        "compile_mode": None,
+        "checkpoint_every": None,
         "threads": threads,
         # papermill runs the notebook with cwd = the run directory: a relative path keeps machine
         # paths out of the committed notebooks.
@@ -347,13 +446,26 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
                         error=(f"{run.record} is a complete run with another configuration (differs in {diff}); "
                                "use --force to replace it or another --out-root"),
                     ), False
-            return RunOutcome(run.model, run.seed, "skipped", run.record, _existing(run.notebook),
-                              final_test_error=record.get("final_test_error")), False
+            if run.notebook.exists():
+                return RunOutcome(run.model, run.seed, "skipped", run.record, run.notebook,
+                                  final_test_error=record.get("final_test_error")), False
+            # trained, but its sweep died before the executed notebook was in place: render it again
+            log.info("%s is complete but has no executed notebook; executing it to render the record", run.name)
+            return None, True
     return None, rec_exists or run.checkpoint.exists()
 
 
 def _existing(p: Path) -> Optional[Path]:
     return p if p.exists() else None
+
+
+def _epochs_done(path: Path) -> Tuple[int, int]:
+    """(epochs in the record, training images per epoch) — (0, 0) without a readable record."""
+    try:
+        rec = read_record(path)
+    except (FileNotFoundError, ValueError):
+        return 0, 0
+    return len(rec["epochs"]), int(rec["provenance"].get("train_size") or 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -478,8 +590,11 @@ def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutc
     tmp = _temp_notebook(final)
     started = time.time()
     t0 = time.perf_counter()
+    epochs_before = 0 if force else _epochs_done(run.record)[0]
     error: Optional[str] = None
     etype = "NotebookError"
+    # papermill warns on every save that the temporary name does not end in .ipynb
+    warnings.filterwarnings("ignore", message=r".*does not end in one of.*", category=UserWarning)
     try:
         pm.execute_notebook(
             str(run.notebook_in),
@@ -498,25 +613,188 @@ def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutc
             _retitle(tmp, f"{run.model}, seed {run.seed} ({profile_name} profile)")
             os.replace(tmp, final)
     wall = time.perf_counter() - t0
+    epochs_after, train_size = _epochs_done(run.record)
+    images = max(0, epochs_after - epochs_before) * train_size
+    device = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    def outcome(status: str, **kw: Any) -> RunOutcome:
+        return RunOutcome(run.model, run.seed, status, run.record, final, wall_time_s=wall, resumed=resume,
+                          images_trained=images, device=device, **kw)
+
     if error is not None:
         if not final.exists() or final.stat().st_mtime < started - 1e-3:
             _write_error_notebook(final, run, error)
         _mark_failed(run, profile_name, error, etype, started)
-        return RunOutcome(run.model, run.seed, "failed", run.record, final, error=error, wall_time_s=wall,
-                          resumed=resume)
+        return outcome("failed", error=error)
     try:
         record = read_record(run.record)
     except (FileNotFoundError, ValueError) as exc:
         error = f"the notebook ran but its record is missing or invalid: {exc}"
         _mark_failed(run, profile_name, error, "MissingRecord", started)
-        return RunOutcome(run.model, run.seed, "failed", run.record, final, error=error, wall_time_s=wall,
-                          resumed=resume)
+        return outcome("failed", error=error)
     if record["status"] != "complete":
-        error = f"the notebook ran but the record's status is {record['status']!r}"
-        return RunOutcome(run.model, run.seed, "failed", run.record, final, error=error, wall_time_s=wall,
-                          resumed=resume)
-    return RunOutcome(run.model, run.seed, "completed", run.record, final,
-                      final_test_error=record["final_test_error"], wall_time_s=wall, resumed=resume)
+        return outcome("failed", error=f"the notebook ran but the record's status is {record['status']!r}")
+    return outcome("completed", final_test_error=record["final_test_error"])
+
+
+def run_one(run: _Run, force: bool = False) -> RunOutcome:
+    """Execute one run in this process: take its sweep lock, decide (skip / resume / busy), execute.
+
+    This is what a local worker process and a submitit job call. It never raises for a run's own failure
+    (that is a ``failed`` outcome with the notebook and record kept); it does for bugs in the sweep.
+    """
+    lock = RunLock(sweep_lock_path(run.out_dir, run.name), what=f"se-res2net sweep {run.name}")
+    try:
+        lock.acquire()
+    except LockBusy as exc:
+        return RunOutcome(run.model, run.seed, "busy", run.record, _existing(run.notebook),
+                          error=f"another process is executing it ({exc})")
+    try:
+        prof = run.get_profile()
+        resume = False
+        if not force:
+            skipped, resume = _skip_reason(run, prof)
+            if skipped is not None:
+                return skipped
+        os.environ["JUPYTER_PATH"] = jupyter_path()  # the kernel inherits this process's environment
+        return _execute(run, resume, force, prof.name)
+    finally:
+        lock.release()
+
+
+def _submitit_job(run: _Run, force: bool) -> Dict[str, Any]:
+    """Entry point of a submitit job: torch threads from the job's CPUs, then :func:`run_one`."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = cpus
+    return run_one(run, force).to_dict()
+
+
+# --------------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------------
+
+
+def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "JUPYTER_PATH": jupyter_path(),
+                "SE_RES2NET_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+    if slot is not None:
+        env["CUDA_VISIBLE_DEVICES"] = slot
+    # the worker must import this very package, also when it is not installed (a plain checkout)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _spawn_worker(run: _Run, force: bool, slot: Optional[str], threads: int) -> RunOutcome:
+    """Run :func:`run_one` in a fresh worker process (its output appended to the run's log)."""
+    ensure_writable_dir(run.log.parent)
+    with tempfile.TemporaryDirectory(prefix="se_res2net_worker_") as tmp:
+        spec, result = Path(tmp) / "run.pkl", Path(tmp) / "outcome.json"
+        spec.write_bytes(pickle.dumps({"run": run, "force": force}))
+        started = time.time()
+        with open(run.log, "a", encoding="utf-8") as fh:
+            fh.write(f"\n==== {utc_now()} worker for {run.name} (CUDA_VISIBLE_DEVICES={slot}, {threads} thread(s))\n")
+            fh.flush()
+            proc = subprocess.Popen([sys.executable, "-m", "se_res2net._worker", str(spec), str(result)],
+                                    stdout=fh, stderr=subprocess.STDOUT, env=_worker_env(threads, slot),
+                                    cwd=str(run.out_dir))
+            rc = proc.wait()
+        if result.exists():
+            return RunOutcome.from_dict(json.loads(result.read_text(encoding="utf-8")))
+    error = f"the worker process exited with status {rc} without a result; see {run.log}"
+    with contextlib.suppress(LockBusy), RunLock(sweep_lock_path(run.out_dir, run.name)):
+        _mark_failed(run, run.get_profile().name, error, "WorkerDied", started)
+    return RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook), error=error, device=slot)
+
+
+def _execute_local(plan: Sequence[_Run], force: bool, slots: Sequence[Optional[str]], threads: int,
+                   on_done: Callable[[RunOutcome], None]) -> None:
+    free: "queue.Queue[Optional[str]]" = queue.Queue()
+    for s in slots:
+        free.put(s)
+
+    def work(run: _Run) -> RunOutcome:
+        slot = free.get()
+        try:
+            return _spawn_worker(run, force, slot, threads)
+        finally:
+            free.put(slot)
+
+    with ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="sweep") as pool:
+        futures = {pool.submit(work, run): run for run in plan}
+        try:
+            for fut in as_completed(futures):
+                run = futures[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a bug in the sweep itself: report it, go on
+                    log.exception("run %s crashed the sweep worker", run.name)
+                    outcome = RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook),
+                                         error=_error_text(exc))
+                on_done(outcome)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where submitit sends the jobs: ``cluster`` (slurm | local | debug) and the Slurm job's resources."""
+
+    cluster: str = "slurm"
+    partition: Optional[str] = None
+    gpus_per_job: int = 1
+    cpus_per_job: Optional[int] = None
+    time_min: int = 24 * 60
+    max_parallel: Optional[int] = None  # at most this many array tasks at once (Slurm)
+    folder: Optional[Path] = None  # submitit's logs; default <out_dir>/submitit
+
+    def __post_init__(self) -> None:
+        if self.cluster not in CLUSTERS:
+            raise ValueError(f"cluster must be one of {', '.join(CLUSTERS)}, got {self.cluster!r}")
+        for name, lo in (("gpus_per_job", 0), ("time_min", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if self.cpus_per_job is not None and (not isinstance(self.cpus_per_job, int) or self.cpus_per_job < 1):
+            raise ValueError(f"cpus_per_job must be an integer >= 1, got {self.cpus_per_job!r}")
+
+
+def _execute_submitit(plan: Sequence[_Run], force: bool, opts: ClusterOptions, out_dir: Path,
+                      on_done: Callable[[RunOutcome], None], poll_s: float = 2.0) -> None:
+    try:
+        import submitit
+    except ImportError:  # pragma: no cover (a dependency)
+        raise ValueError("--executor submitit needs the submitit package: pip install submitit") from None
+
+    folder = opts.folder or (out_dir / "submitit")
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=opts.cluster)
+    params: Dict[str, Any] = {"name": f"se-res2net-{out_dir.name}", "timeout_min": opts.time_min,
+                              "gpus_per_node": opts.gpus_per_job, "cpus_per_task": opts.cpus_per_job,
+                              "tasks_per_node": 1, "nodes": 1}
+    if opts.cluster == "slurm":
+        params["slurm_partition"] = opts.partition
+        params["slurm_array_parallelism"] = opts.max_parallel
+    executor.update_parameters(**params)
+    submitted = time.time()
+    jobs = executor.map_array(_submitit_job, list(plan), [force] * len(plan))
+    log.info("submitted %d job(s) to %s (%s); logs in %s", len(jobs), opts.cluster,
+             ", ".join(str(j.job_id) for j in jobs[:5]) + (" ..." if len(jobs) > 5 else ""), folder)
+    pending = dict(zip(jobs, plan))
+    while pending:
+        for job in [j for j in pending if j.done()]:
+            run = pending.pop(job)
+            try:
+                outcome = RunOutcome.from_dict(job.result())
+            except Exception as exc:  # the job itself died (time limit, node failure, ...): its error
+                error = f"submitit job {job.job_id} failed: {_error_text(exc).splitlines()[0]}"
+                with contextlib.suppress(LockBusy), RunLock(sweep_lock_path(run.out_dir, run.name)):
+                    _mark_failed(run, run.get_profile().name, error, "JobFailed", submitted)
+                outcome = RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook), error=error)
+            on_done(outcome)
+        if pending:
+            time.sleep(poll_s)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -539,13 +817,18 @@ def sweep(
     threads: Optional[int] = None,
     kernel_name: str = KERNEL_NAME,
     check_data: bool = True,
+    executor: str = "local",
+    cluster: Optional[ClusterOptions] = None,
+    gpus: Optional[Sequence[str]] = None,
 ) -> SweepReport:
     """Execute the training notebook for every (model, seed) and return a :class:`SweepReport`.
 
     ``models`` default to the report's and the ablation's models, ``seeds`` to ``(0, 1, 2)``. Runs go to
     ``<out_root>/<profile>/``. ``overrides`` replace profile values for every run (keys in ``OVERRIDABLE``).
-    ``threads``: torch threads per kernel (default ``cores // jobs``). ``check_data``: load the data set once
-    before starting (verifies it, fills the cache, and fails early instead of once per run).
+    ``executor``: ``local`` (worker processes; ``jobs`` per GPU over ``gpus``, default every visible GPU) or
+    ``submitit`` (``cluster`` options; ``jobs`` caps concurrent Slurm array tasks).
+    ``threads``: torch threads per local run (default ``cores // concurrent runs``). ``check_data``: load the
+    data set once before starting (verifies it, fills the cache, fails early instead of once per run).
     Model names are not checked here: an unknown one is a failed run (the CLI checks them first).
     """
     from tqdm.auto import tqdm
@@ -557,16 +840,20 @@ def sweep(
         raise ValueError("nothing to run: give at least one model and one seed")
     if any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be integers >= 0, got {seeds}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}; pass --jobs 1 or more")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    overrides = dict(overrides or {})
+    on_cpu = str(overrides.get("device") or "auto") == "cpu"
+    slots = device_slots(jobs, [] if on_cpu else list(visible_gpus() if gpus is None else gpus))
     nb_in = resolve_notebook(notebook)
     out_dir = ensure_writable_dir(Path(out_root) / prof.name).resolve()
     ensure_writable_dir(out_dir / "checkpoints")
-    threads = threads or max(1, available_cores() // jobs)
-    report = SweepReport(profile=prof.name, out_dir=out_dir, jobs=jobs)
+    threads = threads or max(1, available_cores() // len(slots))
+    report = SweepReport(profile=prof.name, out_dir=out_dir, jobs=jobs, executor=executor,
+                         slots=list(slots) if executor == "local" else [])
     t_start = time.perf_counter()
 
-    plan: List[Tuple[_Run, bool]] = []
+    plan: List[_Run] = []
     seen = set()
     for model in models:
         for seed in seeds:
@@ -574,56 +861,63 @@ def sweep(
                 continue
             seen.add((model, seed))
             params = notebook_parameters(prof, model, seed, out_dir, data_dir=data_dir, overrides=overrides,
-                                         threads=threads)
-            run = _Run(model, seed, out_dir, nb_in, tuple(params.items()), kernel_name)
-            if force:
-                plan.append((run, False))
-                continue
-            outcome, resume = _skip_reason(run, prof)
-            if outcome is not None:
-                if outcome.status == "skipped":
+                                         threads=threads if executor == "local" else None)
+            run = _Run(model, seed, out_dir, nb_in, tuple(params.items()), kernel_name,
+                       None if prof.name in PROFILES and PROFILES[prof.name] == prof else prof)
+            if not force:
+                skipped, _ = _skip_reason(run, prof)  # a cheap look; the worker decides again under the lock
+                if skipped is not None and skipped.status == "skipped":
                     log.info("skipping %s: already complete", run.name)
-                report.add(outcome)
-            else:
-                plan.append((run, resume))
+                    report.add(skipped)
+                    continue
+            plan.append(run)
 
     if plan:
-        with _environment(threads):
-            check_kernel(kernel_name)
-            if check_data:
-                _check_data(prof, plan[0][0].params())
-            # papermill warns on every save that the temporary name does not end in .ipynb
-            warnings.filterwarnings("ignore", message=r".*does not end in one of.*", category=UserWarning)
-            log.info("sweep %s: %d run(s) to execute, %d skipped, %d job(s) x %d thread(s) -> %s",
-                     prof.name, len(plan), len(report.skipped), jobs, threads, out_dir)
-            bar = tqdm(total=len(plan), disable=not progress, desc=f"sweep {prof.name}", unit="run", dynamic_ncols=True)
-            try:
-                with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sweep") as pool:
-                    futures = {pool.submit(_execute, run, resume, force, prof.name): run for run, resume in plan}
-                    try:
-                        for fut in as_completed(futures):
-                            run = futures[fut]
-                            try:
-                                outcome = fut.result()
-                            except Exception as exc:  # a bug in the sweep itself: report it, go on
-                                log.exception("run %s crashed the sweep worker", run.name)
-                                outcome = RunOutcome(run.model, run.seed, "failed", run.record,
-                                                     _existing(run.notebook), error=_error_text(exc))
-                            report.add(outcome)
-                            if outcome.status == "failed":
-                                log.warning("%s failed: %s", run.name, outcome.error)
-                            bar.update(1)
-                            bar.set_postfix(done=len(report.completed), failed=len(report.failed))
-                    except KeyboardInterrupt:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
-            finally:
-                bar.close()
+        check_kernel(kernel_name)
+        if check_data:
+            _check_data(prof, plan[0].params())
+        _write_plan(out_dir, prof, models, seeds, jobs, slots, executor, overrides)
+        where = (f"{len(slots)} slot(s) x {threads} thread(s)"
+                 + (f" on GPU(s) {', '.join(sorted(set(s for s in slots if s)))}" if any(slots) else "")
+                 if executor == "local" else f"submitit/{(cluster or ClusterOptions()).cluster}")
+        log.info("sweep %s: %d run(s) to execute, %d skipped, %s -> %s", prof.name, len(plan), len(report.skipped),
+                 where, out_dir)
+        bar = tqdm(total=len(plan), disable=not progress, desc=f"sweep {prof.name}", unit="run", dynamic_ncols=True)
+
+        def on_done(outcome: RunOutcome) -> None:
+            report.add(outcome)
+            if outcome.status == "failed":
+                log.warning("%s failed: %s", outcome.name, outcome.error)
+            elif outcome.status == "busy":
+                log.warning("%s is busy: %s", outcome.name, outcome.error)
+            bar.update(1)
+            bar.set_postfix(done=len(report.completed), failed=len(report.failed))
+
+        try:
+            if executor == "local":
+                _execute_local(plan, force, slots, threads, on_done)
+            else:
+                opts = cluster or ClusterOptions()
+                if opts.max_parallel is None and jobs > 1:
+                    opts = ClusterOptions(**{**opts.__dict__, "max_parallel": jobs})
+                _execute_submitit(plan, force, opts, out_dir, on_done)
+        finally:
+            bar.close()
     report.wall_time_s = time.perf_counter() - t_start
-    for lst in (report.completed, report.skipped, report.failed):
+    for lst in (report.completed, report.skipped, report.failed, report.busy):
         lst.sort(key=lambda o: (models.index(o.model) if o.model in models else 0, o.seed))
     log.info("%s", report.summary())
     return report
+
+
+def _write_plan(out_dir: Path, prof: Profile, models: Sequence[str], seeds: Sequence[int], jobs: int,
+                slots: Sequence[Optional[str]], executor: str, overrides: Mapping[str, Any]) -> None:
+    """What this sweep runs, for ``se-res2net progress`` (a hidden file beside the records)."""
+    atomic_write_json(out_dir / PLAN_FILE, {
+        "profile": prof.name, "models": list(models), "seeds": list(seeds), "jobs": jobs,
+        "slots": list(slots), "executor": executor, "overrides": dict(overrides), "epochs": int(
+            overrides.get("epochs") or prof.epochs), "started": utc_now(), "pid": os.getpid(),
+    })
 
 
 def _check_data(prof: Profile, params: Mapping[str, Any]) -> None:
@@ -655,18 +949,53 @@ def run_sweep(profile: Any, *args: Any, **kwargs: Any) -> Union[SweepReport, int
 # --------------------------------------------------------------------------------------------------
 
 
+def _parse_set(text: str) -> Tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if key not in OVERRIDABLE:
+        raise argparse.ArgumentTypeError(f"--set {key}: not overridable; choose from {', '.join(OVERRIDABLE)}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from .trainer import COMPILE_MODES
+
     p.add_argument("--profile", required=True, choices=list(PROFILES), help="smoke (CPU minutes), budget (GPU "
                    "< 1 h for the table), full (the report's 300 epochs)")
     p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                    help="models to run (default: the 5 report models and the 5 ablation variants)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED", help="seeds (default: 0 1 2)")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cores // jobs)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="concurrent runs per GPU (local; over every visible GPU), or in all on CPU; with "
+                        "--executor submitit: at most this many jobs at once (default 1)")
+    p.add_argument("--gpus", default=None, metavar="LIST",
+                   help="local executor: the GPUs to use, e.g. 0,1 (default: every visible GPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per local run (default: cores // runs)")
     p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help="runs go to OUT_ROOT/<profile>/ (default book/runs)")
     p.add_argument("--force", action="store_true", help="re-run runs that are already complete")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (default: $SE_RES2NET_DATA_DIR)")
-    p.add_argument("--device", default=None, help="override the device of every run (auto, cpu, cuda, cuda:N)")
+    p.add_argument("--device", default=None, help="override the device of every run (auto, cpu, cuda)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
+                   help="torch.compile every run (MODE: " + ", ".join(COMPILE_MODES) + ")")
+    p.add_argument("--set", action="append", type=_parse_set, default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a profile value for every run (JSON value), repeatable: "
+                        + ", ".join(OVERRIDABLE))
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local worker processes (default) or submitit jobs")
+    p.add_argument("--cluster", choices=CLUSTERS, default="slurm",
+                   help="submitit: slurm (default), local (subprocesses, for testing) or debug (in process)")
+    p.add_argument("--partition", default=None, help="submitit/slurm: the Slurm partition")
+    p.add_argument("--gpus-per-job", type=int, default=1, help="submitit: GPUs per job (default 1)")
+    p.add_argument("--cpus-per-job", type=int, default=None, help="submitit: CPUs per job")
+    p.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES",
+                   help="submitit: time limit per job in minutes (default 1440; a run that hits it resumes "
+                        "from its checkpoint when the sweep is started again)")
     p.add_argument("--notebook", default=DEFAULT_NOTEBOOK, help="the papermill notebook (default notebooks/train.ipynb)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -679,7 +1008,16 @@ def _run_sweep_cli(args: argparse.Namespace) -> int:
         get_factory(m)  # ValueError listing the registered names
     if not getattr(args, "verbose", False):
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines
-    overrides = {"device": args.device} if args.device else None
+    overrides = dict(args.overrides or [])
+    if args.device:
+        overrides["device"] = args.device
+    if args.compile:
+        overrides["compile_mode"] = args.compile
+    cluster = None
+    if args.executor == "submitit":
+        cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_job=args.gpus_per_job,
+                                 cpus_per_job=args.cpus_per_job, time_min=args.time)
+    gpus = None if args.gpus is None else [g.strip() for g in args.gpus.split(",") if g.strip()]
     report = sweep(
         args.profile,
         models=args.models,
@@ -692,6 +1030,9 @@ def _run_sweep_cli(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overrides=overrides,
         threads=args.threads,
+        executor=args.executor,
+        cluster=cluster,
+        gpus=gpus,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

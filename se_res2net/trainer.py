@@ -589,6 +589,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     record_name: Optional[str] = None,
+    lock_timeout_s: float = 120.0,
 ) -> Dict[str, Any]:
     """Train ``config`` and return its run record (also written to ``<out_dir>/<model>_seed<seed>.json``).
 
@@ -597,7 +598,38 @@ def train(
     ``force=True`` discards any previous record / checkpoint of this run and starts afresh.
     An unfinished run found without ``resume`` / ``force`` is a ``FileExistsError``.
     ``record_name`` replaces the ``<model>_seed<seed>`` file stem.
+
+    One process trains a run at a time: ``train`` holds ``checkpoints/<name>.train.lock`` throughout
+    and waits up to ``lock_timeout_s`` seconds for another holder (e.g. the kernel of a killed sweep,
+    which exits within seconds) before raising a ``RuntimeError`` that names it. Everything, including
+    whether the run is already complete, is decided after the lock is taken.
     """
+    from .locks import LockBusy, RunLock, train_lock_path
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train() expects a TrainConfig, got {type(config).__name__}")
+    if force and resume:
+        raise ValueError("pass either force (start afresh) or resume (continue), not both")
+    out = ensure_writable_dir(out_dir)  # PermissionError before any work
+    ensure_writable_dir(out / "checkpoints")
+    name = record_name or config.name
+    lock = RunLock(train_lock_path(out, name), what=f"se-res2net train {name}")
+    try:
+        lock.acquire(timeout_s=lock_timeout_s)
+    except LockBusy as exc:
+        raise RuntimeError(
+            f"run {name} is being trained by another process ({exc}); wait for it to finish, or stop it and "
+            "start again with --resume"
+        ) from None
+    try:
+        return _train_locked(config, out, name, force=force, resume=resume, progress=progress)
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    config: TrainConfig, out: Path, name: str, *, force: bool, resume: bool, progress: bool
+) -> Dict[str, Any]:
     import torch
     from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
@@ -605,17 +637,10 @@ def train(
     from .data import load_cifar10
     from .registry import create_model
 
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"train() expects a TrainConfig, got {type(config).__name__}")
-    if force and resume:
-        raise ValueError("pass either force (start afresh) or resume (continue), not both")
     wall_start = time.perf_counter()
     device = resolve_device(config.device)
 
     # ---- 1. where the run lives; a finished run is returned, an unfinished one needs resume/force ----
-    out = ensure_writable_dir(out_dir)  # PermissionError before any work
-    ensure_writable_dir(out / "checkpoints")
-    name = record_name or config.name
     rec_path = record_path(out, config.model, config.seed, name)
     ckpt_path = checkpoint_path(out, config.model, config.seed, name)
     ckpt_rel = ckpt_path.relative_to(out).as_posix()

@@ -1,0 +1,157 @@
+"""Where a sweep stands: which runs are done, which train right now, how fast, and when it will end.
+
+``se-res2net progress --profile full`` reads the run records under ``<out_root>/<profile>/`` and the plan
+the sweep wrote there (``.sweep-plan.json``: models, seeds, epochs, concurrency). A run is
+
+``complete`` / ``failed``
+    as its record says;
+``training``
+    its record is unfinished and a live process holds its lock (so it is being trained now);
+``incomplete``
+    its record is unfinished and nobody holds it (a killed sweep): the next sweep resumes it from its checkpoint;
+``pending``
+    no record yet.
+
+Throughput is measured, not assumed: a run's images/s is its training images over its last epoch's training
+time; the ETA divides the remaining epochs by the concurrency, at each model's measured seconds per epoch (the
+mean of the runs measured so far when a model has not started yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .atomic import PathLike
+from .locks import RunLock, sweep_lock_path, train_lock_path
+from .profiles import ALL_MODELS, DEFAULT_SEEDS, get_profile
+from .records import read_record, record_path, run_name
+from .sweep import DEFAULT_OUT_ROOT, PLAN_FILE
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def sweep_progress(
+    out_root: PathLike = DEFAULT_OUT_ROOT,
+    profile: str = "full",
+    models: Optional[Sequence[str]] = None,
+    seeds: Optional[Sequence[int]] = None,
+) -> Dict[str, Any]:
+    """The state of every planned run and the sweep's totals (JSON-ready)."""
+    prof = get_profile(profile)
+    out = Path(out_root) / prof.name
+    plan: Dict[str, Any] = {}
+    if (out / PLAN_FILE).exists():
+        try:
+            plan = json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            plan = {}
+    models = list(models or plan.get("models") or ALL_MODELS)
+    seeds = [int(s) for s in (seeds or plan.get("seeds") or DEFAULT_SEEDS)]
+    planned_epochs = int(plan.get("epochs") or prof.epochs)
+    rows: List[Dict[str, Any]] = []
+    for model in models:
+        for seed in seeds:
+            name = run_name(model, seed)
+            row: Dict[str, Any] = {"run": name, "model": model, "seed": seed, "state": "pending", "epochs_done": 0,
+                                   "epochs": planned_epochs, "epoch_s": None, "images_per_s": None,
+                                   "last_test_error": None, "final_test_error": None, "device_name": None}
+            try:
+                rec = read_record(record_path(out, model, seed))
+            except (FileNotFoundError, ValueError):
+                rec = None
+            if rec is not None:
+                eps = rec["epochs"]
+                train_size = rec["provenance"].get("train_size") or 0
+                recent = eps[-3:]
+                row.update(
+                    epochs_done=len(eps),
+                    epochs=int(rec["config"].get("epochs") or planned_epochs),
+                    epoch_s=_mean([e.get("epoch_time_s") for e in recent]),
+                    images_per_s=(train_size / eps[-1]["train_time_s"]) if eps and eps[-1].get("train_time_s") else None,
+                    last_test_error=eps[-1]["test_error"] if eps else None,
+                    final_test_error=rec.get("final_test_error"),
+                    device_name=rec["provenance"].get("device_name"),
+                )
+                if rec["status"] in ("complete", "failed"):
+                    row["state"] = rec["status"]
+                else:
+                    live = RunLock(sweep_lock_path(out, name)).is_locked() or RunLock(train_lock_path(out, name)).is_locked()
+                    row["state"] = "training" if live else "incomplete"
+            elif RunLock(sweep_lock_path(out, name)).is_locked():
+                row["state"] = "starting"
+            rows.append(row)
+
+    # seconds per epoch: the run's own, else its model's, else every run's mean
+    by_model = {m: _mean([r["epoch_s"] for r in rows if r["model"] == m]) for m in models}
+    overall = _mean([r["epoch_s"] for r in rows])
+    remaining_s: List[float] = []
+    for r in rows:
+        left = 0 if r["state"] in ("complete", "failed") else max(0, r["epochs"] - r["epochs_done"])
+        per = r["epoch_s"] or by_model.get(r["model"]) or overall
+        r["eta_s"] = None if per is None else left * per
+        if left:
+            remaining_s.append(r["eta_s"] if r["eta_s"] is not None else math.nan)
+    concurrency = len(plan.get("slots") or []) or max(1, sum(r["state"] == "training" for r in rows))
+    known = [s for s in remaining_s if math.isfinite(s)]
+    eta: Optional[float] = 0.0 if not remaining_s else None
+    if remaining_s and len(known) == len(remaining_s):
+        eta = max(max(known), sum(known) / concurrency)
+    states = {s: sum(r["state"] == s for r in rows) for s in
+              ("complete", "training", "starting", "incomplete", "failed", "pending")}
+    return {
+        "profile": prof.name,
+        "out_dir": str(out),
+        "runs": rows,
+        "counts": states,
+        "concurrency": concurrency,
+        "images_per_s": sum(r["images_per_s"] or 0 for r in rows if r["state"] == "training"),
+        "eta_s": eta,
+        "plan_started": plan.get("started"),
+    }
+
+
+def _hms(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def format_progress(p: Dict[str, Any]) -> str:
+    c = p["counts"]
+    lines = [
+        f"{p['profile']} sweep in {p['out_dir']}: {c['complete']} complete, {c['training']} training, "
+        f"{c['incomplete']} incomplete (resumable), {c['failed']} failed, {c['pending'] + c['starting']} pending",
+        f"{'run':<34} {'state':<11} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} {'ETA':>9}",
+    ]
+    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+    for r in p["runs"]:
+        err = r["final_test_error"] if r["final_test_error"] is not None else r["last_test_error"]
+        lines.append(
+            f"{r['run']:<34} {r['state']:<11} {r['epochs_done']:>4}/{r['epochs']:<4} {fmt(r['epoch_s'], '.1f'):>8} "
+            f"{fmt(r['images_per_s'], '.0f'):>8} {fmt(err, '.2f'):>10} {_hms(r['eta_s']) if r['eta_s'] else '':>9}"
+        )
+    lines.append(f"now {p['images_per_s']:,.0f} training images/s over {c['training']} run(s); "
+                 f"ETA of the sweep {_hms(p['eta_s'])} at concurrency {p['concurrency']}")
+    return "\n".join(lines)
+
+
+def add_progress_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="full", help="the sweep's profile (default full)")
+    p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help="runs root (default book/runs)")
+    p.add_argument("--models", nargs="+", default=None, help="default: the running sweep's plan, else all models")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the plan's, else 0 1 2")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run_progress(args: argparse.Namespace) -> int:
+    p = sweep_progress(args.out_root, args.profile, args.models, args.seeds)
+    print(json.dumps(p, indent=2) if args.json else format_progress(p))
+    return 0

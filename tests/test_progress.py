@@ -1,0 +1,54 @@
+"""se-res2net progress: states from records and live locks, measured images/s, ETA."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from se_res2net.locks import RunLock, sweep_lock_path
+from se_res2net.progress import format_progress, sweep_progress
+from se_res2net.records import read_record, write_record
+from se_res2net.trainer import TrainConfig, train
+
+TINY = {"layers": (1, 1, 1), "planes": (4, 8, 16), "stem_width": 8}
+
+
+@pytest.mark.slow
+def test_progress_reports_states_throughput_and_eta(tmp_path, capsys):
+    out = tmp_path / "smoke"
+    for seed in (0, 1, 2):
+        cfg = TrainConfig("res2net29", model_kwargs=TINY, epochs=3, milestones=(), batch_size=32,
+                          data_source="sample", train_subset=64, test_subset=20, device="cpu", seed=seed,
+                          profile="smoke")
+        train(cfg, out, progress=False)
+    # seed 1: unfinished, nobody holds it (a killed sweep) -> incomplete; seed 2: unfinished and held -> training
+    for seed in (1, 2):
+        path = out / f"res2net29_seed{seed}.json"
+        rec = read_record(path)
+        rec.update(status="running", final_test_error=None)
+        rec["epochs"] = rec["epochs"][:1]
+        write_record(path, rec)
+    with RunLock(sweep_lock_path(out, "res2net29_seed2")):
+        p = sweep_progress(tmp_path, "smoke", models=["res2net29", "resnet56"], seeds=[0, 1, 2])
+    states = {r["run"]: r["state"] for r in p["runs"]}
+    assert states == {"res2net29_seed0": "complete", "res2net29_seed1": "incomplete", "res2net29_seed2": "training",
+                      "resnet56_seed0": "pending", "resnet56_seed1": "pending", "resnet56_seed2": "pending"}
+    assert p["counts"]["complete"] == 1 and p["counts"]["pending"] == 3
+    rows = {r["run"]: r for r in p["runs"]}
+    r2 = rows["res2net29_seed2"]
+    last = read_record(out / "res2net29_seed2.json")["epochs"][-1]
+    assert r2["images_per_s"] == pytest.approx(64 / last["train_time_s"])
+    assert p["images_per_s"] == pytest.approx(r2["images_per_s"])  # only the run training now counts
+    assert r2["eta_s"] == pytest.approx(2 * last["epoch_time_s"])  # 2 epochs left at its own pace
+    # resnet56 has no measurement: it is costed at the mean of the measured runs
+    assert rows["resnet56_seed0"]["eta_s"] > 0 and p["eta_s"] >= max(r["eta_s"] for r in p["runs"])
+    text = format_progress(p)
+    assert "1 complete, 1 training, 1 incomplete" in text and "ETA of the sweep" in text
+
+    from se_res2net.cli import main
+
+    assert main(["progress", "--profile", "smoke", "--out-root", str(tmp_path), "--models", "res2net29",
+                 "--seeds", "0", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["counts"]["complete"] == 1 and got["eta_s"] == 0.0
