@@ -20,6 +20,8 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "test": ("se_res2net.trainer", "test", "print the test error of a checkpoint"),
     "sweep": ("se_res2net.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
     "progress": ("se_res2net.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
+    "pack": ("se_res2net.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),
+    "unpack": ("se_res2net.transfer", "unpack", "verify and extract archives written by 'se-res2net pack'"),
     "bench": ("se_res2net.bench", "bench", "training images/s of this trainer vs a plain loop"),
     "parity": ("se_res2net.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
     "grad-cam": ("se_res2net.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),

@@ -368,6 +368,20 @@ def _list_folder(root: Path, expected: _Expected) -> Dict[str, List[Tuple[Path, 
     return listing
 
 
+def _expected_for_folder(root: Path) -> _Expected:
+    """What a class folder must hold: the full set, or — when it has exactly the sample's per-class count —
+    a copy of the embedded sample (verified against the sample's fingerprint and labelled ``is_sample``), so a
+    transferred copy of the sample exercises the same folder path as the real data set (the GPU runbook's
+    rehearsal)."""
+    probe = root / "train" / CIFAR10_CLASSES[0]
+    try:
+        with os.scandir(probe) as it:
+            n = sum(1 for e in it if e.name.lower().endswith(".png"))
+    except OSError:
+        return _FULL  # _list_folder names what is missing
+    return _SAMPLE if n == SAMPLE_TRAIN_PER_CLASS else _FULL
+
+
 def _listing_digest(listing: Dict[str, List[Tuple[Path, int]]], root: Path) -> str:
     """Digest of relative names, sizes and mtimes: a cheap check that the source did not change since caching."""
     h = hashlib.sha256()
@@ -662,12 +676,13 @@ def load_cifar10(
                 )
             data_dir = env_dir
         root = Path(data_dir).expanduser()
-        listing = _list_folder(root, _FULL)
+        expected = _expected_for_folder(root)
+        listing = _list_folder(root, expected)
         digest = _listing_digest(listing, root)
         train, test = _load_cached(
-            "folder", root, _FULL, cache_root, digest, lambda: _decode_folder(root, _FULL, progress, listing)
+            "folder", root, expected, cache_root, digest, lambda: _decode_folder(root, expected, progress, listing)
         )
-        return _make(train, test, "folder", _FULL, root)
+        return _make(train, test, "folder", expected, root)
 
     # torchvision
     root = torchvision_root(data_dir)

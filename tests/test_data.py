@@ -230,9 +230,26 @@ def test_sample_copy_via_folder_loader_matches(sample, sample_copy):
     assert got.fingerprint == sample.fingerprint and got.is_sample
 
 
-def test_sample_folder_is_not_full_cifar(sample_copy, tmp_path):
-    with pytest.raises(ValueError, match=r"holds 30 PNG files, CIFAR-10 has 5000.*--data-dir"):
-        d.load_cifar10(data_dir=sample_copy, cache_dir=tmp_path / "cache")
+def test_sample_folder_loads_as_the_sample_never_as_cifar10(sample, sample_copy, tmp_path):
+    # a folder copy of the embedded sample (the GPU runbook's rehearsal data) is recognised as the sample:
+    # verified against the sample's fingerprint and labelled as such in everything that uses it
+    got = d.load_cifar10(data_dir=sample_copy, cache_dir=tmp_path / "cache")
+    assert got.is_sample and got.source == "folder" and got.fingerprint == sample.fingerprint
+    # any other folder of that size is neither: one altered image fails the sample's fingerprint
+    from PIL import Image
+
+    victim = sorted((sample_copy / "train" / "dog").glob("*.png"))[0]
+    with Image.open(victim) as im:
+        pixels = im.convert("RGB")
+    pixels.putpixel((0, 0), (0, 0, 0) if pixels.getpixel((0, 0)) != (0, 0, 0) else (255, 255, 255))
+    pixels.save(victim)
+    with pytest.raises(ValueError, match=r"fingerprint.*embedded CIFAR-10 sample"):
+        d.load_cifar10(data_dir=sample_copy, cache=False)
+    # and a folder with other counts is checked against the full set
+    shutil.rmtree(sample_copy / "train" / "airplane")
+    (sample_copy / "train" / "airplane").mkdir()
+    with pytest.raises(ValueError, match=r"holds 0 PNG files, CIFAR-10 has 5000"):
+        d.load_cifar10(data_dir=sample_copy, cache=False)
 
 
 def test_missing_class(sample_copy):

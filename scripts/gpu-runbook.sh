@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The GPU runbook: everything a short, offline GPU block needs, one step per call.
+#
+# The GPU machine has no network, takes a few carried files per call (64 MiB) and gives back at most
+# 8 files of 16 MiB. So: carry the data parts and the wheels once, one call each, and `stash` them outside
+# the checkout; `setup` joins and verifies the data and installs the wheels; `bench` measures; `start` runs the
+# sweep detached (it outlives the call); `progress` polls it; `pack` brings back records, executed notebooks,
+# logs and the checkpoints of unfinished runs. CI rehearses all of it on CPU (tests/test_gpu_runbook.py).
+#
+#   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
+#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/) into $RUNBOOK_HOME/stage
+#   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
+#   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
+#   scripts/gpu-runbook.sh start SWEEP ARGS     se-res2net sweep ... detached -> $RUNBOOK_HOME/logs/sweep.log
+#   scripts/gpu-runbook.sh progress             is the sweep alive; which runs are done; images/s; ETA
+#   scripts/gpu-runbook.sh wait [SECONDS]       until the detached sweep ends (or SECONDS pass; exit 124)
+#   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
+#   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack)
+#   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout
+#
+# Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results; outside the checkout),
+# PY (default .venv/bin/python if present, else python3), RUNS_ROOT (default book/runs),
+# PIP_* variables pass through to pip (CI installs into PIP_TARGET).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+HOME_DIR=${RUNBOOK_HOME:-$HOME/se_res2net_gpu}
+STAGE=$HOME_DIR/stage
+RESULTS=$HOME_DIR/results
+LOGS=$HOME_DIR/logs
+if [ -z "${PY:-}" ]; then
+  if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
+fi
+RUNS_ROOT=${RUNS_ROOT:-book/runs}
+# The checkout is the package: no install needed (the sweep's workers and kernels inherit this).
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+[ -f "$HOME_DIR/env.sh" ] && . "$HOME_DIR/env.sh"
+
+say() { printf '[runbook %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+die() { printf '[runbook] error: %s\n' "$*" >&2; exit 2; }
+se() { "$PY" -m se_res2net "$@"; }
+
+step=${1:-}
+[ -n "$step" ] || { sed -n '2,25p' "$0"; exit 2; }
+shift
+
+case "$step" in
+  split)
+    # The format of shared/tools/split-for-transfer.sh: tar | gzip -1 | split, plus SHA256SUMS.
+    src=${1:-}; parts=${2:-}; size=${3:-50M}
+    [ -d "$src" ] && [ -n "$parts" ] || die "usage: $0 split SRC_DIR PARTS_DIR [PART_SIZE]"
+    mkdir -p "$parts"
+    [ -z "$(ls -A "$parts")" ] || die "$parts is not empty; split into an empty folder"
+    tar -C "$(dirname "$src")" -cf - "$(basename "$src")" | gzip -1 | split -b "$size" -d -a 2 - "$parts/part-"
+    (cd "$parts" && sha256sum part-* > SHA256SUMS)
+    say "split $src into $(ls "$parts"/part-* | wc -l) part(s) in $parts"
+    ;;
+
+  stash)
+    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/ or wheels/, e.g. .xfer/data)"
+    mkdir -p "$STAGE"
+    for d in "$@"; do
+      [ -d "$d" ] || die "$d is not a folder"
+      name=$(basename "$d")
+      case "$name" in data|wheels) ;; *) die "stash folders named data/ (split parts) or wheels/ (*.whl), not $name/" ;; esac
+      mkdir -p "$STAGE/$name"
+      cp -p "$d"/* "$STAGE/$name/"
+      say "stashed $(ls "$d" | wc -l) file(s) of $d into $STAGE/$name ($(du -sh "$STAGE/$name" | cut -f1))"
+    done
+    ;;
+
+  setup)
+    mkdir -p "$RESULTS" "$LOGS"
+    # 1. data: every part present and intact (checksums), joined, then verified by its fingerprint
+    if [ -d "$STAGE/data" ]; then
+      [ -f "$STAGE/data/SHA256SUMS" ] || die "$STAGE/data has no SHA256SUMS; stash the parts folder written by 'split'"
+      missing=$(cd "$STAGE/data" && awk '{print $2}' SHA256SUMS | while read -r f; do [ -f "$f" ] || echo "$f"; done)
+      [ -z "$missing" ] || die "data parts not stashed yet: $(echo $missing); carry and stash them first"
+      (cd "$STAGE/data" && sha256sum -c --quiet SHA256SUMS) || die "a data part is corrupt (checksum); carry it again"
+      rm -rf "$HOME_DIR/data.partial"
+      mkdir -p "$HOME_DIR/data.partial"
+      cat "$STAGE/data"/part-* | gzip -dc | tar -C "$HOME_DIR/data.partial" -xf -
+      top=$(ls "$HOME_DIR/data.partial")
+      [ "$(echo "$top" | wc -l)" -eq 1 ] || die "the parts hold more than one top-level folder: $top"
+      rm -rf "$HOME_DIR/data"
+      mv "$HOME_DIR/data.partial" "$HOME_DIR/data"
+      data_dir=$HOME_DIR/data/$top
+      say "joined $(ls "$STAGE/data"/part-* | wc -l) part(s) into $data_dir"
+      se data --source folder --data-dir "$data_dir" --no-progress | tee "$RESULTS/data-check.txt"
+      echo "export SE_RES2NET_DATA_DIR='$data_dir'" > "$HOME_DIR/env.sh"
+      export SE_RES2NET_DATA_DIR=$data_dir
+    else
+      say "no data stashed ($STAGE/data); runs will use SE_RES2NET_DATA_DIR=${SE_RES2NET_DATA_DIR:-<unset>}"
+    fi
+    # 2. wheels: offline, no dependency resolution (they were chosen to fill exactly what the machine lacks)
+    if compgen -G "$STAGE/wheels/*.whl" > /dev/null; then
+      if ! "$PY" -m pip install -q --no-index --no-deps "$STAGE"/wheels/*.whl 2> "$LOGS/pip.err"; then
+        grep -q externally-managed "$LOGS/pip.err" || { cat "$LOGS/pip.err" >&2; die "pip install failed"; }
+        "$PY" -m pip install -q --no-index --no-deps --break-system-packages "$STAGE"/wheels/*.whl
+      fi
+      say "installed $(ls "$STAGE"/wheels/*.whl | wc -l) wheel(s) offline"
+    else
+      say "no wheels stashed ($STAGE/wheels)"
+    fi
+    # 3. the Jupyter kernel the sweep's papermill runs use
+    if ! "$PY" -c "from se_res2net.sweep import check_kernel; check_kernel()" 2> /dev/null; then
+      "$PY" -m ipykernel install --user --name python3 > /dev/null
+      say "installed the python3 Jupyter kernel for $PY"
+    fi
+    # 4. versions (kept with the results)
+    {
+      echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "host: $(hostname)"; echo "checkout: $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+      "$PY" - <<'EOF'
+import platform, importlib
+import torch
+print("python:", platform.python_version())
+print("torch:", torch.__version__, "cuda:", torch.version.cuda, "cudnn:", torch.backends.cudnn.version())
+print("devices:", [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or "none (CPU)")
+for m in ("torchvision", "numpy", "papermill", "nbclient", "ipykernel", "thop", "pytorch_grad_cam", "submitit"):
+    try:
+        print(f"{m}:", getattr(importlib.import_module(m), "__version__", "?"))
+    except ImportError:
+        print(f"{m}: MISSING")
+EOF
+      command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    } | tee "$RESULTS/versions.txt"
+    "$PY" -c "import papermill, thop, pytorch_grad_cam" || die "a package the runs need is missing (see above); stash its wheel"
+    say "setup done"
+    ;;
+
+  bench)
+    mkdir -p "$RESULTS"
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    se bench --json "$@" > "$RESULTS/bench-$stamp.json"
+    "$PY" -c "import json,sys; from se_res2net.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_concurrency(r) if 'processes' in r['rows'][0] else format_table(r))" \
+      "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
+    ;;
+
+  start)
+    [ $# -ge 1 ] || die "usage: $0 start --profile P [sweep args] (see se-res2net sweep --help)"
+    mkdir -p "$LOGS"
+    if [ -f "$HOME_DIR/sweep.pid" ] && kill -0 "$(cat "$HOME_DIR/sweep.pid")" 2> /dev/null; then
+      die "a sweep is running already (pid $(cat "$HOME_DIR/sweep.pid")); 'progress' to watch it, 'stop' to end it"
+    fi
+    printf '%s\n' "$@" > "$HOME_DIR/sweep.args"
+    # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it
+    setsid nohup "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
+    echo $! > "$HOME_DIR/sweep.pid"
+    say "sweep started (pid $!), log $LOGS/sweep.log"
+    ;;
+
+  progress)
+    profile=smoke; prev=
+    if [ -f "$HOME_DIR/sweep.args" ]; then
+      while read -r a; do [ "$prev" = "--profile" ] && profile=$a; prev=$a; done < "$HOME_DIR/sweep.args"
+    fi
+    if [ -f "$HOME_DIR/sweep.pid" ] && kill -0 "$(cat "$HOME_DIR/sweep.pid")" 2> /dev/null; then
+      say "sweep running (pid $(cat "$HOME_DIR/sweep.pid"))"
+    else
+      say "no sweep running; last lines of its log:"; tail -n 3 "$LOGS/sweep.log" 2> /dev/null || true
+    fi
+    se progress --profile "$profile" --out-root "$RUNS_ROOT" "$@"
+    ;;
+
+  wait)
+    limit=${1:-0}; t0=$(date +%s)
+    [ -f "$HOME_DIR/sweep.pid" ] || die "no sweep was started"
+    while kill -0 "$(cat "$HOME_DIR/sweep.pid")" 2> /dev/null; do
+      if [ "$limit" -gt 0 ] && [ $(( $(date +%s) - t0 )) -ge "$limit" ]; then say "still running after ${limit}s"; exit 124; fi
+      sleep 2
+    done
+    say "the sweep has ended; last lines of its log:"; tail -n 5 "$LOGS/sweep.log"
+    ;;
+
+  stop)
+    [ -f "$HOME_DIR/sweep.pid" ] || die "no sweep was started"
+    pid=$(cat "$HOME_DIR/sweep.pid")
+    if kill -0 "$pid" 2> /dev/null; then
+      kill -TERM -- "-$pid" 2> /dev/null || kill -TERM "$pid"  # the session: the sweep and its workers
+      for _ in $(seq 1 60); do kill -0 "$pid" 2> /dev/null || break; sleep 0.5; done
+      say "sweep $pid stopped; its runs resume from their checkpoints when started again"
+    else
+      say "sweep $pid is not running"
+    fi
+    ;;
+
+  pack)
+    out=${1:-}; [ -n "$out" ] || die "usage: $0 pack OUT_DIR [se-res2net pack args]"; shift
+    extras=()
+    for d in "$RESULTS" "$LOGS"; do [ -d "$d" ] && extras+=(--extra "$d"); done
+    se pack "$out" --runs-root "$RUNS_ROOT" "${extras[@]}" "$@"
+    ls -l "$out"
+    ;;
+
+  unpack)
+    [ -n "${1:-}" ] || die "usage: $0 unpack ARCHIVE_DIR"
+    se unpack "$1" --dest "$REPO"
+    ;;
+
+  *) die "unknown step '$step'; steps: split stash setup bench start progress wait stop pack unpack" ;;
+esac

@@ -1,0 +1,292 @@
+"""Bring results back from a machine with narrow transfer limits: at most N archives of at most M bytes.
+
+``se-res2net pack OUT --runs-root book/runs [--extra DIR ...] [--weights RUN ...]`` gathers, in this order of
+priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
+(benchmark results, versions, the sweep's log), model-only weights of the named runs, and the checkpoints of
+runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
+them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them
+(defaults 8 and 16 MiB: the GPU machine's limits). Each archive holds ``MANIFEST-KK.json`` (path, size,
+SHA-256 of every member). What does not fit is listed and makes the command fail, after everything that fits
+has been written: nothing is lost silently.
+
+``se-res2net unpack DIR [--dest .]`` checks every member against its manifest and extracts it; it refuses
+paths outside the destination, and it never replaces a *complete* run record with a different one (that is
+another result: move the local one away first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .atomic import PathLike, atomic_save, atomic_write_bytes, ensure_writable_dir
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 8
+MAX_BYTES = 16 * 1024 * 1024
+# tar headers, the manifest and gzip's worst case on incompressible data, per archive
+_OVERHEAD = 64 * 1024
+MANIFEST_SCHEMA = "se_res2net.transfer/1"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file to bring back: where it is here, its path in the archive, why it is wanted."""
+
+    source: Path
+    member: str
+    kind: str  # record | notebook | log | extra | weights | checkpoint
+    size: int
+    data: Optional[bytes] = None  # generated content (model-only weights), else read from source
+
+
+_PRIORITY = ("record", "notebook", "log", "extra", "weights", "checkpoint")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _model_weights(checkpoint: Path) -> bytes:
+    """The model state only (no optimiser, no RNG) of a checkpoint, as a loadable se_res2net checkpoint."""
+    import torch
+
+    from .checkpoint import SCHEMA, load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    slim = {k: ck[k] for k in ("model", "model_kwargs", "state_dict", "epoch", "config") if k in ck}
+    slim["schema"] = SCHEMA
+    slim["record"] = ck.get("record")
+    buf = io.BytesIO()
+    torch.save(slim, buf)
+    return buf.getvalue()
+
+
+def collect(
+    runs_root: PathLike,
+    prefix: str,
+    extras: Sequence[PathLike] = (),
+    weights: Sequence[str] = (),
+) -> List[Item]:
+    """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority."""
+    from .records import read_record
+
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs root {root} does not exist; pass --runs-root (default book/runs)")
+    items: List[Item] = []
+
+    def add(path: Path, member: str, kind: str) -> None:
+        items.append(Item(path, member, kind, path.stat().st_size))
+
+    wanted_weights = set(weights)
+    for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
+        base = f"{prefix}/{pdir.name}"
+        for path in sorted(set(pdir.glob("*.json")) | set(pdir.glob(".*.json"))):  # records and the sweep plan
+            add(path, f"{base}/{path.name}", "record")
+        for path in sorted(pdir.glob("*.ipynb")):
+            add(path, f"{base}/{path.name}", "notebook")
+        for path in sorted((pdir / "logs").glob("*.log")):
+            add(path, f"{base}/logs/{path.name}", "log")
+        for ckpt in sorted((pdir / "checkpoints").glob("*.pt")):
+            name = ckpt.stem
+            try:
+                status = read_record(pdir / f"{name}.json")["status"]
+            except (FileNotFoundError, ValueError):
+                status = None
+            if name in wanted_weights:
+                data = _model_weights(ckpt)
+                items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
+                wanted_weights.discard(name)
+            if status != "complete":
+                add(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint")
+    if wanted_weights:
+        raise FileNotFoundError(f"no checkpoint for --weights {sorted(wanted_weights)} under {root}/<profile>/checkpoints")
+    for extra in extras:
+        e = Path(extra)
+        if not e.exists():
+            raise FileNotFoundError(f"--extra {e} does not exist")
+        files = [e] if e.is_file() else sorted(p for p in e.rglob("*") if p.is_file())
+        for path in files:
+            rel = path.name if e.is_file() else f"{e.name}/{path.relative_to(e).as_posix()}"
+            add(path, f"extra/{rel}", "extra")
+    order = {k: i for i, k in enumerate(_PRIORITY)}
+    return sorted(items, key=lambda it: order[it.kind])  # stable: keeps the folder order within a kind
+
+
+def plan_archives(items: Sequence[Item], max_files: int = MAX_FILES,
+                  max_bytes: int = MAX_BYTES) -> Tuple[List[List[Item]], List[Item]]:
+    """First-fit by priority into at most ``max_files`` bins of ``max_bytes`` (uncompressed size + overhead,
+    an upper bound of the compressed size). Returns (archives, left_out)."""
+    if max_files < 1 or max_bytes <= _OVERHEAD:
+        raise ValueError(f"need max_files >= 1 and max_bytes > {_OVERHEAD}, got {max_files} and {max_bytes}")
+    bins: List[List[Item]] = []
+    used: List[int] = []
+    left: List[Item] = []
+    for it in items:
+        need = it.size + 1024  # its tar header and manifest line
+        for i in range(len(bins)):
+            if used[i] + need <= max_bytes - _OVERHEAD:
+                bins[i].append(it)
+                used[i] += need
+                break
+        else:
+            if len(bins) < max_files and need <= max_bytes - _OVERHEAD:
+                bins.append([it])
+                used.append(need)
+            else:
+                left.append(it)
+    return bins, left
+
+
+def pack_results(
+    out_dir: PathLike,
+    runs_root: PathLike = "book/runs",
+    *,
+    prefix: Optional[str] = None,
+    extras: Sequence[PathLike] = (),
+    weights: Sequence[str] = (),
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+) -> Dict[str, Any]:
+    """Write the archives into ``out_dir`` (which must hold no earlier archives); return a summary dict."""
+    out = ensure_writable_dir(out_dir)
+    stale = sorted(p.name for p in out.glob("results-*.tar.gz"))
+    if stale:
+        raise FileExistsError(f"{out} already holds {stale}; pack into an empty folder (results are never overwritten)")
+    prefix = prefix if prefix is not None else Path(runs_root).as_posix().strip("/")
+    items = collect(runs_root, prefix, extras, weights)
+    bins, left = plan_archives(items, max_files, max_bytes)
+    written = []
+    for k, members in enumerate(bins, start=1):
+        path = out / f"results-{k:02d}.tar.gz"
+        manifest = {"schema": MANIFEST_SCHEMA, "archive": path.name, "of": len(bins), "files": []}
+        blobs = []
+        for it in members:
+            data = it.data if it.data is not None else it.source.read_bytes()
+            manifest["files"].append({"path": it.member, "kind": it.kind, "size": len(data), "sha256": _sha256(data)})
+            blobs.append((it.member, data))
+        mdata = json.dumps(manifest, indent=1).encode()
+
+        def write(tmp: str, blobs: List[Tuple[str, bytes]] = blobs, mdata: bytes = mdata, k: int = k) -> None:
+            with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+                for name, data in [(f"MANIFEST-{k:02d}.json", mdata)] + blobs:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+
+        atomic_save(path, write)
+        size = path.stat().st_size
+        if size > max_bytes:  # cannot happen with the bound above; never hand over an archive that breaks the limit
+            path.unlink()
+            raise RuntimeError(f"{path.name} came out at {size} bytes > {max_bytes}; report this as a bug")
+        written.append({"archive": str(path), "bytes": size, "files": len(members)})
+    summary = {
+        "archives": written,
+        "packed": sum(len(b) for b in bins),
+        "left_out": [{"path": it.member, "kind": it.kind, "bytes": it.size} for it in left],
+        "by_kind": {k: sum(1 for b in bins for it in b if it.kind == k) for k in _PRIORITY},
+    }
+    return summary
+
+
+def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool = False) -> Dict[str, Any]:
+    """Verify and extract every ``results-*.tar.gz`` of ``archive_dir`` into ``dest``."""
+    from .records import read_record
+
+    src = Path(archive_dir)
+    archives = sorted(src.glob("results-*.tar.gz"))
+    if not archives:
+        raise FileNotFoundError(f"no results-*.tar.gz in {src}")
+    dest_root = Path(dest).resolve()
+    extracted, kept = [], []
+    for archive in archives:
+        with tarfile.open(archive, "r:gz") as tar:
+            names = tar.getnames()
+            mnames = [n for n in names if n.startswith("MANIFEST-")]
+            if len(mnames) != 1:
+                raise ValueError(f"{archive} has no manifest; it was not written by 'se-res2net pack'")
+            manifest = json.loads(tar.extractfile(mnames[0]).read())
+            for entry in manifest["files"]:
+                member = PurePosixPath(entry["path"])
+                if member.is_absolute() or ".." in member.parts:
+                    raise ValueError(f"{archive}: refusing the path {member} (outside the destination)")
+                fh = tar.extractfile(entry["path"])
+                if fh is None:
+                    raise ValueError(f"{archive} lacks {entry['path']} listed in its manifest")
+                data = fh.read()
+                if _sha256(data) != entry["sha256"]:
+                    raise ValueError(f"{archive}: {entry['path']} does not match its manifest (corrupt transfer)")
+                target = dest_root / Path(*member.parts)
+                if target.exists():
+                    if target.read_bytes() == data:
+                        continue
+                    if entry["kind"] == "record" and not force:
+                        try:
+                            local_complete = read_record(target)["status"] == "complete"
+                        except ValueError:
+                            local_complete = False
+                        if local_complete:
+                            kept.append(str(target))
+                            log.warning("kept the local complete record %s (the archive's differs); "
+                                        "move it away or pass --force to take the archive's", target)
+                            continue
+                ensure_writable_dir(target.parent)
+                atomic_write_bytes(target, data)
+                extracted.append(str(target))
+    return {"extracted": extracted, "kept_local": kept}
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def add_pack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="folder for results-KK.tar.gz (must hold none yet)")
+    p.add_argument("--runs-root", default="book/runs", help="the sweep's runs root (default book/runs)")
+    p.add_argument("--prefix", default=None, help="path of the runs root inside the archives (default: as given)")
+    p.add_argument("--extra", action="append", default=[], metavar="PATH", help="a file or folder to add, repeatable")
+    p.add_argument("--weights", nargs="+", default=[], metavar="RUN",
+                   help="add model-only weights of these runs, e.g. se_res2net29_seed0")
+    p.add_argument("--max-files", type=int, default=MAX_FILES, help=f"at most this many archives (default {MAX_FILES})")
+    p.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"bytes per archive (default {MAX_BYTES})")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    s = pack_results(args.out, args.runs_root, prefix=args.prefix, extras=args.extra, weights=args.weights,
+                     max_files=args.max_files, max_bytes=args.max_bytes)
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        for a in s["archives"]:
+            print(f"{a['archive']}: {a['files']} files, {a['bytes'] / 2**20:.2f} MiB")
+        print("packed " + ", ".join(f"{n} {k}(s)" for k, n in s["by_kind"].items() if n))
+        for it in s["left_out"]:
+            print(f"LEFT OUT (does not fit): {it['path']} ({it['kind']}, {it['bytes'] / 2**20:.2f} MiB)")
+    return 3 if s["left_out"] else 0
+
+
+def add_unpack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("archives", help="folder holding results-KK.tar.gz")
+    p.add_argument("--dest", default=".", help="where to extract (default: the current folder, the repository root)")
+    p.add_argument("--force", action="store_true", help="replace local complete records that differ")
+
+
+def run_unpack(args: argparse.Namespace) -> int:
+    s = unpack_results(args.archives, args.dest, force=args.force)
+    print(f"extracted {len(s['extracted'])} file(s) into {Path(args.dest).resolve()}")
+    for path in s["kept_local"]:
+        print(f"KEPT the local complete record {path}; the archive's version differs (--force to take it)")
+    return 1 if s["kept_local"] else 0

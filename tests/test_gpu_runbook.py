@@ -1,0 +1,202 @@
+"""The GPU runbook, rehearsed end to end on CPU with the embedded sample standing in for CIFAR-10.
+
+The same steps a GPU block runs, in the same order, each as its own command (as each device call is):
+split the data into parts and carry them in separate "calls", stash, setup (join, checksum and fingerprint,
+offline wheel install, versions), bench, start the sweep detached, watch its progress, stop it mid-run, pack
+(the unfinished run's checkpoint comes back), start it again to the end, pack again within the limits of
+8 archives x 16 MiB, and unpack on "this side" exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from se_res2net.records import read_record
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNBOOK = ROOT / "scripts" / "gpu-runbook.sh"
+SAMPLE = ROOT / "se_res2net" / "_sample" / "cifar10"
+
+
+def _probe_wheel(dest: Path) -> Path:
+    """A minimal pure-Python wheel (the stand-in for the wheels the GPU machine lacks)."""
+    name, version = "runbook_probe", "0.1"
+    files = {
+        f"{name}/__init__.py": b"OK = 'installed offline by the runbook'\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+        for p, d in files.items()) + f"{name}-{version}.dist-info/RECORD,,\n"
+    files[f"{name}-{version}.dist-info/RECORD"] = record.encode()
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for p, d in files.items():
+            z.writestr(p, d)
+    return wheel
+
+
+class Runbook:
+    def __init__(self, tmp: Path):
+        self.home = tmp / "gpu_home"
+        self.runs = tmp / "runs"
+        self.site = tmp / "site"
+        self.env = dict(os.environ, RUNBOOK_HOME=str(self.home), RUNS_ROOT=str(self.runs), PY=sys.executable,
+                        PIP_TARGET=str(self.site), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+        self.env.pop("SE_RES2NET_DATA_DIR", None)
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["bash", str(RUNBOOK), *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"runbook {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+def _wait(predicate, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _archives(out: Path):
+    files = sorted(out.iterdir())
+    assert 1 <= len(files) <= 8 and all(f.name.startswith("results-") for f in files)
+    assert all(f.stat().st_size <= 16 * 1024 * 1024 for f in files)
+    members = {}
+    for f in files:
+        with tarfile.open(f) as tar:
+            for m in tar.getmembers():
+                members[m.name] = tar.extractfile(m).read()
+    return members
+
+
+@pytest.mark.slow
+def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
+    rb = Runbook(tmp_path)
+    carry = tmp_path / "carry"
+
+    # --- here: split the data (small parts, so there are several) and prepare a wheel
+    rb("split", str(SAMPLE), str(carry / "data"), "150K")
+    parts = sorted((carry / "data").glob("part-*"))
+    assert len(parts) >= 2 and (carry / "data" / "SHA256SUMS").exists()
+    _probe_wheel(carry / "wheels")
+
+    # --- on the GPU machine: one call per carried folder, then setup
+    missing = rb("setup", check=False)  # nothing stashed: no data, no wheels, still a clear run
+    assert "no data stashed" in missing.stdout
+    for part in parts[:-1]:  # the data arrives part by part
+        one = tmp_path / "call" / "data"
+        one.mkdir(parents=True, exist_ok=True)
+        for f in one.iterdir():
+            f.unlink()
+        for f in (part, carry / "data" / "SHA256SUMS"):
+            (one / f.name).write_bytes(f.read_bytes())
+        rb("stash", str(one))
+    early = rb("setup", check=False)  # the last part has not arrived
+    assert early.returncode == 2 and "not stashed yet" in early.stderr and parts[-1].name in early.stderr
+    (tmp_path / "last" / "data").mkdir(parents=True)
+    (tmp_path / "last" / "data" / parts[-1].name).write_bytes(parts[-1].read_bytes())
+    rb("stash", str(tmp_path / "last" / "data"))
+    rb("stash", str(carry / "wheels"))
+    setup = rb("setup")
+    out = setup.stdout
+    assert "joined" in out and "EMBEDDED SAMPLE" in out and "fingerprint" in out
+    assert "installed 1 wheel(s) offline" in out and (rb.site / "runbook_probe" / "__init__.py").exists()
+    assert "torch:" in out and "papermill:" in out
+    data_dir = rb.home / "data" / "cifar10"
+    assert (rb.home / "env.sh").read_text().strip() == f"export SE_RES2NET_DATA_DIR='{data_dir}'"
+
+    # a corrupt part is caught by its checksum, before anything is unpacked
+    corrupt = tmp_path / "corrupt_home"
+    bad = Runbook(tmp_path)
+    bad.home = corrupt
+    bad.env["RUNBOOK_HOME"] = str(corrupt)
+    (corrupt / "stage" / "data").mkdir(parents=True)
+    for f in (carry / "data").iterdir():
+        data = bytearray(f.read_bytes())
+        if f.name == parts[0].name:
+            data[100] ^= 0xFF
+        (corrupt / "stage" / "data" / f.name).write_bytes(bytes(data))
+    res = bad("setup", check=False)
+    assert res.returncode != 0 and "corrupt" in res.stderr and not (corrupt / "data").exists()
+
+    # --- benchmark
+    rb("bench", "--models", "res2net29", "--variants", "plain", "eager", "--device", "cpu", "--batch-size", "16",
+       "--steps", "1", "--warmup", "0", "--data", "auto")
+    (bench,) = (rb.home / "results").glob("bench-*.json")
+    assert {r["variant"] for r in json.loads(bench.read_text())["rows"]} == {"plain", "eager"}
+
+    # --- the sweep, detached; stop it mid-run, pack; start again, finish, pack
+    sweep = ["--profile", "smoke", "--models", "res2net29", "resnet56", "--seeds", "0", "--jobs", "2",
+             "--threads", "1", "--device", "cpu", "--set", "epochs=4", "--set", "checkpoint_every=1",
+             "--set", "batch_size=32", "--set", "train_subset=128", "--set", "test_subset=50"]
+    rb("start", *sweep)
+    again = rb("start", *sweep, check=False)
+    assert again.returncode == 2 and "running already" in again.stderr
+    smoke = rb.runs / "smoke"
+    _wait(lambda: any((smoke / "checkpoints").glob("*.pt")))
+    progress = rb("progress").stdout
+    assert "sweep running" in progress and "ETA of the sweep" in progress
+    rb("stop")
+    unfinished = [p.stem for p in (smoke / "checkpoints").glob("*.pt")
+                  if read_record(smoke / f"{p.stem}.json")["status"] != "complete"]
+    assert unfinished, "the sweep finished before it could be stopped"
+    assert "incomplete" in rb("progress").stdout
+
+    first = tmp_path / "out1"
+    rb("pack", str(first))
+    members = _archives(first)
+    assert any(f"smoke/checkpoints/{unfinished[0]}.pt" in m for m in members)  # it can resume elsewhere
+    assert any(m.endswith("versions.txt") for m in members) and any("sweep.log" in m for m in members)
+
+    rb("start", *sweep)
+    rb("wait", "600", timeout=700)
+    final = rb("progress").stdout
+    assert "2 complete" in final
+    for m in ("res2net29", "resnet56"):
+        rec = read_record(smoke / f"{m}_seed0.json")
+        assert rec["status"] == "complete" and len(rec["epochs"]) == 4
+        assert rec["provenance"]["data_source"] == "folder" and rec["provenance"]["data_is_sample"] is True
+    assert any(read_record(smoke / f"{m}_seed0.json").get("resumes") for m in ("res2net29", "resnet56"))
+
+    second = tmp_path / "out2"
+    rb("pack", str(second), "--weights", "res2net29_seed0")
+    members = _archives(second)
+    names = set(members)
+    assert not any("/checkpoints/" in m for m in names)  # complete runs: their checkpoints stay behind
+    for m in ("res2net29", "resnet56"):
+        assert any(n.endswith(f"smoke/{m}_seed0.json") for n in names)
+        assert any(n.endswith(f"smoke/{m}_seed0.ipynb") for n in names)
+        assert any(n.endswith(f"smoke/logs/{m}_seed0.log") for n in names)
+    assert any(n.endswith("smoke/weights/res2net29_seed0.pt") for n in names)
+    refused = rb("pack", str(second), check=False)  # never over earlier results
+    assert refused.returncode == 2 and "already holds" in refused.stderr
+
+    # --- here: unpack into a fresh checkout and find the same bytes
+    dest = tmp_path / "checkout"
+    subprocess.run([sys.executable, "-m", "se_res2net", "unpack", str(second), "--dest", str(dest)], check=True,
+                   cwd=ROOT, env=rb.env, capture_output=True)
+    prefix = str(rb.runs).strip("/")
+    got = dest / prefix / "smoke" / "res2net29_seed0.json"
+    assert got.read_bytes() == (smoke / "res2net29_seed0.json").read_bytes()
+    from se_res2net.trainer import evaluate_checkpoint
+
+    weights = dest / prefix / "smoke" / "weights" / "res2net29_seed0.pt"
+    assert weights.stat().st_size < (smoke / "checkpoints" / "res2net29_seed0.pt").stat().st_size
+    ev = evaluate_checkpoint(weights, data_source="folder", data_dir=str(data_dir), device="cpu")
+    assert ev["test_error"] == read_record(got)["final_test_error"]  # the model-only weights reproduce the run
