@@ -675,7 +675,7 @@ def profile_summary(records_df: "pd.DataFrame") -> "pd.DataFrame":
     """Per profile present: runs (complete / other), models, seeds, epochs, hardware, data, wall time."""
     import pandas as pd
 
-    cols = ["profile", "complete runs", "failed or running", "models", "seeds", "epochs", "hardware",
+    cols = ["profile", "complete runs", "incomplete or failed", "models", "seeds", "epochs", "hardware",
             "data", "total wall time (h)"]
     if records_df is None or len(records_df) == 0:
         return pd.DataFrame(columns=cols)
@@ -685,7 +685,7 @@ def profile_summary(records_df: "pd.DataFrame") -> "pd.DataFrame":
         ok = _complete(g)
         data = sorted({f"{s}{' (sample)' if smp else ''}" for s, smp in zip(g["data_source"], g["data_is_sample"])})
         rows.append({
-            "profile": prof, "complete runs": int(len(ok)), "failed or running": int(len(g) - len(ok)),
+            "profile": prof, "complete runs": int(len(ok)), "incomplete or failed": int(len(g) - len(ok)),
             "models": int(g["model"].nunique()), "seeds": ", ".join(str(s) for s in sorted(g["seed"].unique())),
             "epochs": ", ".join(str(e) for e in sorted(g["epochs"].unique())),
             "hardware": ", ".join(sorted({str(d) for d in g["device_name"].dropna()})) or "not recorded",
@@ -722,9 +722,14 @@ def run_pages(records_df: "pd.DataFrame", book_dir: PathLike = ".") -> "pd.DataF
         for _, r in records_df.sort_values(["profile", "model", "seed"]).iterrows():
             stem = f"{r['model']}_seed{int(r['seed'])}"
             nb = book / "runs" / str(r["profile"]) / f"{stem}.ipynb"
-            rows.append({"profile": r["profile"], "model": r["model"], "seed": int(r["seed"]), "status": r["status"],
-                         "final_test_error": r["final_test_error"], "epochs": int(r["epochs"]),
+            done = r["state"] == "complete"
+            rows.append({"profile": r["profile"], "model": r["model"], "seed": int(r["seed"]), "state": r["state"],
+                         "final_test_error": r["final_test_error"],
+                         "epochs": f"{int(r['epochs'])} of {int(r['planned_epochs'])}",
+                         # where an unfinished run stopped: shown as such, never as its result
+                         "last logged test error (not a result)": math.nan if done else r["last_test_error"],
                          "wall_time_s": r["wall_time_s"], "hardware": r["device_name"],
                          "notebook": f"runs/{r['profile']}/{stem}.html" if nb.is_file() else ""})
-    return pd.DataFrame(rows, columns=["profile", "model", "seed", "status", "final_test_error", "epochs",
-                                       "wall_time_s", "hardware", "notebook"])
+    return pd.DataFrame(rows, columns=["profile", "model", "seed", "state", "final_test_error", "epochs",
+                                       "last logged test error (not a result)", "wall_time_s", "hardware",
+                                       "notebook"])

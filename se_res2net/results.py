@@ -34,6 +34,7 @@ __all__ = [
     "model_order",
     "load_records",
     "load_curves",
+    "incomplete_runs",
     "results_table",
     "ablation_table",
     "significance_table",
@@ -42,9 +43,12 @@ __all__ = [
 ]
 
 RECORD_COLUMNS = [
-    "profile", "model", "seed", "status", "final_test_error", "params", "macs", "epochs",
-    "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
+    "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
+    "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
 ]
+#: How the book names a record's status: a ``running`` record that no process is writing any more (the
+#: book cannot tell the difference, and a result it is not) is an **incomplete** run.
+STATES = {"complete": "complete", "failed": "failed", "running": "incomplete"}
 CURVE_COLUMNS = ["profile", "model", "seed", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_error"]
 
 #: The report's results-table order; other models follow alphabetically.
@@ -141,23 +145,29 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     """One row per run record (columns :data:`RECORD_COLUMNS`).
 
     ``profile`` filters by folder name (a name or a list). Only ``complete`` runs unless
-    ``include_failed`` (then ``failed`` and ``running`` records too, with NaN errors where
-    they have none). ``epochs`` is the number of logged epochs.
+    ``include_failed`` (then ``failed`` and unfinished records too, with NaN final errors).
+    ``epochs`` is the number of logged epochs, ``planned_epochs`` the configured number,
+    ``last_test_error`` the test error after the last logged epoch (for an unfinished run: where it
+    stopped, not a result); ``state`` is ``complete``, ``failed`` or ``incomplete`` (:data:`STATES`).
     """
     import pandas as pd
 
     rows = []
     for prof, path, rec in _iter_records(root, profile, include_failed):
         prov = rec["provenance"]
+        planned = (rec.get("config") or {}).get("epochs")
         rows.append({
             "profile": prof,
             "model": rec["model"],
             "seed": int(rec["seed"]),
             "status": rec["status"],
+            "state": STATES[rec["status"]],
             "final_test_error": _num(rec.get("final_test_error")),
             "params": _num(rec.get("params")),
             "macs": _num(rec.get("macs")),
             "epochs": len(rec["epochs"]),
+            "planned_epochs": int(planned) if _is_number(planned) else len(rec["epochs"]),
+            "last_test_error": _num(rec["epochs"][-1].get("test_error")) if rec["epochs"] else math.nan,
             "wall_time_s": _num(prov.get("wall_time_s")),
             "device_name": prov.get("device_name"),
             "data_source": prov.get("data_source"),
@@ -165,8 +175,9 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "path": str(path),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-    return df.astype({"seed": "int64", "epochs": "int64", "final_test_error": "float64", "params": "float64",
-                      "macs": "float64", "wall_time_s": "float64", "data_is_sample": "bool"})
+    return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
+                      "last_test_error": "float64", "params": "float64", "macs": "float64", "wall_time_s": "float64",
+                      "data_is_sample": "bool"})
 
 
 def load_curves(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,
@@ -194,6 +205,25 @@ def _complete(df: "pd.DataFrame") -> "pd.DataFrame":
     return df[(df["status"] == "complete") & df["final_test_error"].notna()]
 
 
+INCOMPLETE_COLUMNS = ["profile", "model", "seed", "state", "epochs", "last_test_error", "path"]
+
+
+def incomplete_runs(df: "pd.DataFrame") -> "pd.DataFrame":
+    """The runs that are not results: incomplete (stopped between epochs) or failed, with how far they got
+    (``epochs`` as ``"k of N"``) and the test error after their last logged epoch."""
+    import pandas as pd
+
+    if df is None or len(df) == 0:
+        return pd.DataFrame(columns=INCOMPLETE_COLUMNS)
+    bad = df[df["state"] != "complete"].sort_values(["profile", "model", "seed"])
+    out = pd.DataFrame({
+        "profile": bad["profile"], "model": bad["model"], "seed": bad["seed"], "state": bad["state"],
+        "epochs": [f"{e} of {p}" for e, p in zip(bad["epochs"], bad["planned_epochs"])],
+        "last_test_error": bad["last_test_error"], "path": bad["path"],
+    }, columns=INCOMPLETE_COLUMNS)
+    return out.reset_index(drop=True)
+
+
 def _first_param(values: "pd.Series", what: str, model: str) -> float:
     vals = values.dropna().unique()
     if len(vals) > 1:
@@ -205,7 +235,7 @@ RESULTS_COLUMNS = ["profile", "model", "n", "n_failed", "mean_error", "std_error
 
 
 def results_table(df: "pd.DataFrame", models: Optional[Sequence[str]] = None) -> "pd.DataFrame":
-    """Per (profile, model): n complete runs, failed/running count, mean and std (ddof=1) of the
+    """Per (profile, model): n complete runs, incomplete/failed count (``n_failed``), mean and std (ddof=1) of the
     final test error (%), params (M), MACs (M) and FLOPs (M) = 2 × MACs.
 
     ``models`` restricts and orders the rows; otherwise :func:`model_order`.

@@ -15,9 +15,12 @@ CLAIMS = ROOT / "book" / "claims.yaml"
 REPORT = ROOT.parent / "shared" / "seeds" / "000_7dd082c2c19ddd61.txt"
 
 
-def rec(profile, model, seed, err, device="Fake GPU", sample=False, status="complete"):
+def rec(profile, model, seed, err, device="Fake GPU", sample=False, status="complete", epochs=1, planned=1,
+        last=None):
     return {"profile": profile, "model": model, "seed": seed, "status": status, "final_test_error": err,
-            "params": 1e6, "macs": 1e8, "epochs": 1, "wall_time_s": 10.0, "device_name": device,
+            "state": {"running": "incomplete"}.get(status, status), "params": 1e6, "macs": 1e8, "epochs": epochs,
+            "planned_epochs": planned, "last_test_error": err if last is None else last,
+            "wall_time_s": 10.0, "device_name": device,
             "data_source": "folder", "data_is_sample": sample, "path": f"runs/{profile}/{model}_seed{seed}.json"}
 
 
@@ -236,7 +239,7 @@ def test_profile_summary_and_headline():
     assert C.headline_profile(recs) == "budget"
     s = C.profile_summary(recs).set_index("profile")
     assert list(s.index) == ["budget", "smoke"]
-    assert s.loc["budget", "complete runs"] == 1 and s.loc["budget", "failed or running"] == 1
+    assert s.loc["budget", "complete runs"] == 1 and s.loc["budget", "incomplete or failed"] == 1
     assert s.loc["budget", "hardware"] == "H100"
     assert C.headline_profile(records()) is None
     assert C.profile_summary(records()).empty
@@ -247,6 +250,17 @@ def test_run_pages_link_existing_notebooks(tmp_path):
     (tmp_path / "runs" / "smoke" / "a_seed0.ipynb").write_text("{}")
     pages = C.run_pages(records(rec("smoke", "a", 0, 80.0), rec("smoke", "a", 1, 80.0)), tmp_path)
     assert pages["notebook"].tolist() == ["runs/smoke/a_seed0.html", ""]
+
+
+def test_run_pages_show_an_unfinished_run_as_incomplete_with_its_last_epoch(tmp_path):
+    killed = rec("full", "a", 2, math.nan, status="running", epochs=120, planned=300, last=7.5)
+    pages = C.run_pages(records(rec("full", "a", 0, 3.1, epochs=300, planned=300), killed), tmp_path)
+    done, cut = pages.iloc[0], pages.iloc[1]
+    assert (done["state"], done["epochs"], done["final_test_error"]) == ("complete", "300 of 300", 3.1)
+    assert math.isnan(done["last logged test error (not a result)"])
+    assert (cut["state"], cut["epochs"]) == ("incomplete", "120 of 300")
+    assert math.isnan(cut["final_test_error"]) and cut["last logged test error (not a result)"] == 7.5
+    assert "running" not in pages.to_string()
 
 
 def test_claims_table_and_models(claim_list):

@@ -19,6 +19,7 @@ from se_res2net.results import (  # noqa: E402
     RECORD_COLUMNS,
     ablation_table,
     efficiency_rows,
+    incomplete_runs,
     load_curves,
     load_records,
     model_order,
@@ -92,11 +93,31 @@ def test_load_records(runs):
     full = load_records(runs, include_failed=True)
     assert len(full) == len(df) + 2
     failed = full[full.status == "failed"].iloc[0]
-    assert math.isnan(failed.final_test_error) and failed.epochs == 2
+    assert math.isnan(failed.final_test_error) and failed.epochs == 2 and failed.state == "failed"
+    assert set(df["state"]) == {"complete"} and (df["planned_epochs"] == df["epochs"]).all()
 
     smoke = load_records(runs, profile="smoke")
     assert set(smoke.profile) == {"smoke"} and len(smoke) == 4
     assert len(load_records(runs, profile=["smoke", "budget"])) == len(df)
+
+
+def test_a_run_killed_between_epochs_is_incomplete_never_a_result(tmp_path):
+    root = tmp_path / "runs"
+    for seed, err in enumerate([3.4, 3.5]):
+        write(root, record("res2net29", seed, err))
+    killed = record("res2net29", 2, None, status="running", n_epochs=2)
+    killed["config"]["epochs"] = 300  # stopped after epoch 2 of 300
+    write(root, killed)
+    df = load_records(root, include_failed=True)
+    row = df[df.seed == 2].iloc[0]
+    assert (row.status, row.state, row.epochs, row.planned_epochs) == ("running", "incomplete", 2, 300)
+    assert math.isnan(row.final_test_error) and row.last_test_error == killed["epochs"][-1]["test_error"]
+    inc = incomplete_runs(df)
+    assert inc[["model", "seed", "state", "epochs"]].values.tolist() == [["res2net29", 2, "incomplete", "2 of 300"]]
+    t = results_table(df).set_index("model")
+    assert t.at["res2net29", "n"] == 2 and t.at["res2net29", "n_failed"] == 1
+    assert t.at["res2net29", "mean_error"] == pytest.approx(3.45)  # the stopped run does not count
+    assert incomplete_runs(load_records(root)).empty
 
 
 def test_missing_root_gives_empty_frames(tmp_path):
