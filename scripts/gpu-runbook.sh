@@ -56,6 +56,32 @@ case "$step" in
     say "split $src into $(ls "$parts"/part-* | wc -l) part(s) in $parts"
     ;;
 
+  wheels)
+    # The closure of what the runs need beyond the machine's torch stack, as Python 3.12 manylinux wheels,
+    # and a requirements.txt naming the top-level packages: `setup` installs only what is missing there.
+    out=${1:-}; [ -n "$out" ] || die "usage: $0 wheels WHEELS_DIR (e.g. .xfer/wheels)"
+    mkdir -p "$out"
+    want=(papermill ipykernel thop submitit)
+    plat=(--python-version "${WHEELS_PYTHON:-3.12}" --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
+          --platform any --only-binary=:all:)
+    report=$(mktemp)
+    "$PY" -m pip install -q --dry-run --ignore-installed --report "$report" "${plat[@]}" --target "$(mktemp -d)" "${want[@]}"
+    # torch and what torch brings are on the machine already (and far too big to carry)
+    mapfile -t pins < <("$PY" -c '
+import json, sys
+skip = {"torch", "triton", "sympy", "mpmath", "networkx", "setuptools", "jinja2", "markupsafe", "fsspec", "filelock"}
+for item in json.load(open(sys.argv[1]))["install"]:
+    name = item["metadata"]["name"]
+    if not name.lower().startswith("nvidia") and name.lower() not in skip:
+        print(name + "==" + item["metadata"]["version"])
+' "$report")
+    "$PY" -m pip download -q --no-deps "${plat[@]}" -d "$out" "${pins[@]}"
+    # grad-cam 1.5 and ttach are published as sources only: build them here (pure Python)
+    "$PY" -m pip wheel -q --no-deps -w "$out" "grad-cam>=1.5,<2" "ttach>=0.0.3"
+    printf '%s\n' papermill ipykernel thop "grad-cam>=1.5,<2" ttach submitit > "$out/requirements.txt"
+    say "$(ls "$out"/*.whl | wc -l) wheel(s), $(du -sh "$out" | cut -f1), requirements in $out/requirements.txt"
+    ;;
+
   stash)
     [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/ or wheels/, e.g. .xfer/data)"
     mkdir -p "$STAGE"
@@ -94,11 +120,15 @@ case "$step" in
     fi
     # 2. wheels: offline, no dependency resolution (they were chosen to fill exactly what the machine lacks)
     if compgen -G "$STAGE/wheels/*.whl" > /dev/null; then
-      if ! "$PY" -m pip install -q --no-index --no-deps "$STAGE"/wheels/*.whl 2> "$LOGS/pip.err"; then
-        grep -q externally-managed "$LOGS/pip.err" || { cat "$LOGS/pip.err" >&2; die "pip install failed"; }
-        "$PY" -m pip install -q --no-index --no-deps --break-system-packages "$STAGE"/wheels/*.whl
+      # with requirements.txt (written by `wheels`): only what is missing is installed, its dependencies
+      # taken from the stashed wheels; without: every stashed wheel
+      if [ -f "$STAGE/wheels/requirements.txt" ]; then what=(-r "$STAGE/wheels/requirements.txt"); else what=("$STAGE"/wheels/*.whl); fi
+      pip_in() { "$PY" -m pip install -q --no-index --find-links "$STAGE/wheels" "$@" "${what[@]}"; }
+      if ! pip_in 2> "$LOGS/pip.err"; then
+        grep -q externally-managed "$LOGS/pip.err" || { cat "$LOGS/pip.err" >&2; die "offline pip install failed (a wheel missing? see above)"; }
+        pip_in --break-system-packages
       fi
-      say "installed $(ls "$STAGE"/wheels/*.whl | wc -l) wheel(s) offline"
+      say "installed offline from $(ls "$STAGE"/wheels/*.whl | wc -l) stashed wheel(s)"
     else
       say "no wheels stashed ($STAGE/wheels)"
     fi

@@ -91,6 +91,11 @@ def compare(
                 "wall_time_s": time.perf_counter() - t0,
                 "checkpoint": f"{root}/{name}/{record['checkpoint']}" if out_dir else None,
             }
+    import torch
+
+    from .records import device_info, utc_now
+
+    info = device_info(device)
     ref = runs[REFERENCE]["train_loss"]
     drop = ref[0] - ref[-1]
     for name, run in runs.items():
@@ -104,6 +109,13 @@ def compare(
         "seed": base.seed,
         "epochs": base.epochs,
         "device": str(device),
+        "device_name": info["device_name"],
+        "torch": torch.__version__,
+        "cuda": info["cuda"],
+        "torch_threads": torch.get_num_threads(),
+        "measured_at": utc_now(),
+        "config": base.to_dict(),
+        "tolerances": {"fp32": FP32_TOL, "bf16": BF16_TOL, "min_drop": MIN_DROP},
         "reference": REFERENCE,
         "reference_drop": drop,
         "reference_learns": drop >= MIN_DROP,
@@ -126,7 +138,11 @@ def format_report(result: Dict[str, Any]) -> str:
 
 
 def add_parity_arguments(p: argparse.ArgumentParser) -> None:
+    from .trainer import _parse_model_arg
+
     p.add_argument("--model", default="se_res2net29", help="registered model (default se_res2net29)")
+    p.add_argument("--model-arg", action="append", type=_parse_model_arg, default=[], metavar="KEY=VALUE",
+                   help="override of the model factory (JSON value), repeatable, e.g. --model-arg layers=[1,1,1]")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
                    help=f"fast-path variants to compare with {REFERENCE} (default: all): {', '.join(VARIANTS)}")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
@@ -146,7 +162,7 @@ def run_parity(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_json
     from .trainer import TrainConfig
 
-    base = TrainConfig(model=args.model, epochs=args.epochs, milestones=(), lr=args.lr, batch_size=args.batch_size,
+    base = TrainConfig(model=args.model, model_kwargs=dict(args.model_arg), epochs=args.epochs, milestones=(), lr=args.lr, batch_size=args.batch_size,
                        seed=args.seed, data_source=args.data, data_dir=args.data_dir, train_subset=args.subset,
                        test_subset=args.test_subset, device=args.device, profile="parity")
     result = compare(base, args.variants, out_dir=args.out)

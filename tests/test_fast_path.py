@@ -76,14 +76,18 @@ def test_fast_path_settings_are_validated():
 
 
 # ----------------------------------------------------------------------------- step parity
-def _steps(variant: str, n_steps: int = 3):
-    """Losses and final weights after ``n_steps`` train_step calls from the same init and batches."""
+def _fresh(variant: str):
+    """(fast path, model, what the step calls, optimiser, sample data) of a variant, from seed 0 weights."""
     cfg = _config(variant)
     fast = resolve_fast_path(cfg, "cpu")
     torch.manual_seed(0)
     model, step_model = prepare_model(create_model("res2net29", **TINY), CPU, fast)
-    opt = make_optimizer(model, cfg, fast)
-    sample = data_mod.load_sample()
+    return fast, model, step_model, make_optimizer(model, cfg, fast), data_mod.load_sample()
+
+
+def _steps(variant: str, n_steps: int = 3):
+    """Losses and final weights after ``n_steps`` train_step calls from the same init and batches."""
+    fast, model, step_model, opt, sample = _fresh(variant)
     images = torch.from_numpy(sample.train.images)
     labels = torch.from_numpy(sample.train.labels)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))
@@ -183,12 +187,7 @@ SYNC_METHODS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__in
 
 
 def _epoch_inputs(variant: str):
-    cfg = _config(variant)
-    fast = resolve_fast_path(cfg, "cpu")
-    torch.manual_seed(0)
-    model, step_model = prepare_model(create_model("res2net29", **TINY), CPU, fast)
-    opt = make_optimizer(model, cfg, fast)
-    sample = data_mod.load_sample()
+    fast, _model, step_model, opt, sample = _fresh(variant)
     images = torch.from_numpy(sample.train.images[:80])
     labels = torch.from_numpy(sample.train.labels[:80])
     perm = torch.randperm(80, generator=torch.Generator().manual_seed(2))

@@ -95,6 +95,7 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     parts = sorted((carry / "data").glob("part-*"))
     assert len(parts) >= 2 and (carry / "data" / "SHA256SUMS").exists()
     _probe_wheel(carry / "wheels")
+    (carry / "wheels" / "requirements.txt").write_text("runbook_probe\n")  # as `wheels` writes it
 
     # --- on the GPU machine: one call per carried folder, then setup
     missing = rb("setup", check=False)  # nothing stashed: no data, no wheels, still a clear run
@@ -116,7 +117,7 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     setup = rb("setup")
     out = setup.stdout
     assert "joined" in out and "EMBEDDED SAMPLE" in out and "fingerprint" in out
-    assert "installed 1 wheel(s) offline" in out and (rb.site / "runbook_probe" / "__init__.py").exists()
+    assert "installed offline from 1 stashed wheel(s)" in out and (rb.site / "runbook_probe" / "__init__.py").exists()
     assert "torch:" in out and "papermill:" in out
     data_dir = rb.home / "data" / "cifar10"
     assert (rb.home / "env.sh").read_text().strip() == f"export SE_RES2NET_DATA_DIR='{data_dir}'"

@@ -63,10 +63,14 @@ def test_each_worker_gets_its_own_gpu_and_the_sweep_reports_throughput(tmp_path)
 def test_submitit_local_cluster_runs_a_real_sweep(tmp_path):
     pytest.importorskip("submitit")
     cluster = ClusterOptions(cluster="local", gpus_per_job=0, time_min=10)
-    report = run_sweep("smoke", models=["res2net29", "resnet56"], seeds=[0], jobs=2, out_root=tmp_path,
-                       overrides=TINY, progress=False, executor="submitit", cluster=cluster)
-    assert report.ok, report.summary()
+    report = run_sweep("smoke", models=["res2net29", "resnet56", "no_such_model"], seeds=[0], jobs=2,
+                       out_root=tmp_path, overrides=TINY, progress=False, executor="submitit", cluster=cluster)
     assert sorted(o.model for o in report.completed) == ["res2net29", "resnet56"]
+    # a failed job keeps its executed notebook (with the error) and a failed record, as locally
+    assert [o.model for o in report.failed] == ["no_such_model"] and not report.ok
+    failed = read_record(tmp_path / "smoke" / "no_such_model_seed0.json")
+    assert failed["status"] == "failed" and "unknown model" in failed["failure"]["message"]
+    assert (tmp_path / "smoke" / "no_such_model_seed0.ipynb").exists()
     out = tmp_path / "smoke"
     for m in ("res2net29", "resnet56"):
         rec = read_record(out / f"{m}_seed0.json")
