@@ -73,6 +73,14 @@ def test_book_builds_without_warnings(built_book):
     # MathJax is served by the site itself (no CDN): the pages reference the local copy.
     assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "_static/mathjax/tex-chtml.js" in (HTML / "block.html").read_text(encoding="utf-8")
+    # The protocol chapter's figures are in the page (a build with MPLBACKEND=Agg once lost them silently):
+    # the training curves of each profile with complete runs, and one plot per parity record.
+    protocol = (HTML / "protocol.html").read_text(encoding="utf-8")
+    from se_res2net.results import load_records
+
+    profiles = set(load_records(BOOK / "runs")["profile"])  # profiles with complete runs have curves
+    n_parity = len(list((BOOK / "parity").glob("*.json")))
+    assert protocol.count("<img") >= len(profiles) + n_parity, "figures missing from protocol.html"
     # Every run notebook present was rendered (listed by the runs/*/* glob of _toc.yml).
     for nb in sorted((BOOK / "runs").glob("*/*.ipynb")):
         assert (HTML / "runs" / nb.parent.name / f"{nb.stem}.html").is_file(), nb

@@ -278,7 +278,7 @@ def test_loop_source_has_no_synchronising_call():
     # the check can fail: the epoch loop of train() reads the loss once per epoch, outside train_epoch
     from se_res2net import trainer
 
-    assert any(".item()" in c for c in _sync_calls(trainer.train))
+    assert any(".item()" in c for c in _sync_calls(trainer._train_locked))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on the GPU machine)")
