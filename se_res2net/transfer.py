@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
