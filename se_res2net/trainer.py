@@ -325,24 +325,51 @@ def _complexity(model: Any) -> Tuple[int, int]:
 
 @contextlib.contextmanager
 def _numerics(device: Any) -> Iterator[None]:
-    """CPU: deterministic algorithms. CUDA: cuDNN autotuning, TF32 matmuls. Restores the previous settings."""
+    """CPU: deterministic algorithms. CUDA: cuDNN autotuning (TF32 stays at torch's defaults: on for cuDNN
+    convolutions, off for matmuls, which bf16 autocast runs anyway). Restores the previous settings."""
     import torch
 
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
-    prev_prec = torch.get_float32_matmul_precision()
     try:
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
             torch.backends.cudnn.benchmark = True
-            torch.set_float32_matmul_precision("high")
         yield
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
         torch.backends.cudnn.benchmark = prev_bench
-        torch.set_float32_matmul_precision(prev_prec)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """TF32 on or off for cuBLAS matmuls and cuDNN convolutions, restored afterwards.
+
+    Uses the per-backend ``fp32_precision`` settings where torch has them (since 2.9; mixing them with the
+    legacy ``allow_tf32`` flags makes torch raise, and inductor reads the new ones), the legacy flags before.
+    """
+    import torch
+
+    b = torch.backends
+    if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        knobs = [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn]
+        saved = [k.fp32_precision for k in knobs]
+        try:
+            for k in knobs:
+                k.fp32_precision = "tf32" if enabled else "ieee"
+            yield
+        finally:
+            for k, v in zip(knobs, saved):
+                k.fp32_precision = v
+        return
+    saved_legacy = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+    try:
+        b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = enabled
+        yield
+    finally:
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = saved_legacy
 
 
 def _autocast(device: Any, enabled: bool) -> Any:
@@ -438,13 +465,13 @@ def _fp32_numerics(device: Any) -> Iterator[None]:
         yield
         return
     cudnn = torch.backends.cudnn
-    saved = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    saved = (cudnn.benchmark, cudnn.deterministic)
     try:
         cudnn.benchmark, cudnn.deterministic = False, True
-        cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        yield
+        with _tf32(False):
+            yield
     finally:
-        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        cudnn.benchmark, cudnn.deterministic = saved
 
 
 def _remove_stale_temp_files(*targets: Path) -> None:

@@ -313,3 +313,32 @@ def test_short_training_run_records_its_fast_path(tmp_path):
     assert (prov["bf16"], prov["channels_last"], prov["sgd_impl"], prov["compile_mode"]) == (
         True, True, "fused", None)
     assert prov["eval_precision"] == "fp32"
+
+
+@pytest.mark.skipif(not hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"),
+                    reason="torch < 2.9 has only the legacy allow_tf32 flags")
+def test_fp32_evaluation_switches_tf32_off_with_one_api_and_restores_it():
+    """On CUDA, evaluation turns TF32 off through torch's fp32_precision settings only: touching the legacy
+    allow_tf32 flags as well makes torch (and inductor) raise since 2.9. Checked here with a stand-in device."""
+    import warnings
+    from types import SimpleNamespace
+
+    from se_res2net.trainer import _fp32_numerics, _numerics
+
+    b = torch.backends
+
+    def state():
+        return (b.cudnn.benchmark, b.cudnn.deterministic, b.cuda.matmul.fp32_precision,
+                b.cudnn.conv.fp32_precision, b.cudnn.rnn.fp32_precision)
+
+    before = state()
+    cuda = SimpleNamespace(type="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a legacy-flag access warns (deprecated) and would fail here
+        with _numerics(cuda):
+            assert b.cudnn.benchmark
+            with _fp32_numerics(cuda):
+                assert (b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision) == ("ieee", "ieee")
+                assert not b.cudnn.benchmark and b.cudnn.deterministic
+            assert b.cudnn.benchmark and b.cudnn.conv.fp32_precision == before[3]
+    assert state() == before
