@@ -448,7 +448,9 @@ def prepare_model(model: Any, device: Any, fast: FastPath) -> Tuple[Any, Any]:
     model.to(device)
     if fast.channels_last:
         model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model, mode=fast.compile_mode) if fast.compile_mode else model
+    # dynamic=False: the batch size is fixed (plus one smaller last batch), so two static graphs beat one
+    # dynamic-shape graph, and CUDA graphs need static shapes anyway
+    step_model = torch.compile(model, mode=fast.compile_mode, dynamic=False) if fast.compile_mode else model
     return model, step_model
 
 
