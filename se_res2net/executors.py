@@ -41,7 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 CLUSTERS = ("slurm", "local", "debug")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def visible_gpus() -> List[str]:
@@ -74,7 +73,7 @@ def device_slots(jobs: int, gpus: Sequence[str]) -> List[Optional[str]]:
 
 
 def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
-    from .sweep import jupyter_path
+    from .sweep import REPO_ROOT, jupyter_path
 
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "JUPYTER_PATH": jupyter_path(),
@@ -88,7 +87,7 @@ def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
 
 def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -> "RunOutcome":
     """Run :func:`se_res2net.sweep.run_one` in a fresh worker process (its output appended to the run's log)."""
-    from .sweep import RunOutcome, _existing, _mark_failed
+    from .sweep import RunOutcome
 
     ensure_writable_dir(run.log.parent)
     with tempfile.TemporaryDirectory(prefix="se_res2net_worker_") as tmp:
@@ -105,9 +104,17 @@ def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -
         if result.exists():
             return RunOutcome.from_dict(json.loads(result.read_text(encoding="utf-8")))
     error = f"the worker process exited with status {rc} without a result; see {run.log}"
+    return _died(run, error, "WorkerDied", started, device=slot)
+
+
+def _died(run: "_Run", error: str, etype: str, started: float, device: Optional[str] = None) -> "RunOutcome":
+    """The process executing ``run`` died without an outcome: mark its record failed (unless another live
+    process holds the run by now) and report it."""
+    from .sweep import RunOutcome, _existing, _mark_failed
+
     with contextlib.suppress(LockBusy), RunLock(sweep_lock_path(run.out_dir, run.name)):
-        _mark_failed(run, run.get_profile().name, error, "WorkerDied", started)
-    return RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook), error=error, device=slot)
+        _mark_failed(run, run.get_profile().name, error, etype, started)
+    return RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook), error=error, device=device)
 
 
 def execute_local(plan: Sequence["_Run"], force: bool, slots: Sequence[Optional[str]], threads: int,
@@ -169,7 +176,7 @@ class ClusterOptions:
 def execute_submitit(plan: Sequence["_Run"], force: bool, opts: ClusterOptions, out_dir: Path,
                      on_done: Callable[["RunOutcome"], None], poll_s: float = 2.0) -> None:
     """Submit one submitit job per run of ``plan`` and report each outcome as its job ends."""
-    from .sweep import RunOutcome, _error_text, _existing, _mark_failed
+    from .sweep import RunOutcome, _error_text
 
     try:
         import submitit
@@ -197,9 +204,7 @@ def execute_submitit(plan: Sequence["_Run"], force: bool, opts: ClusterOptions, 
                 outcome = RunOutcome.from_dict(job.result())
             except Exception as exc:  # the job itself died (time limit, node failure, ...): its error
                 error = f"submitit job {job.job_id} failed: {_error_text(exc).splitlines()[0]}"
-                with contextlib.suppress(LockBusy), RunLock(sweep_lock_path(run.out_dir, run.name)):
-                    _mark_failed(run, run.get_profile().name, error, "JobFailed", submitted)
-                outcome = RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook), error=error)
+                outcome = _died(run, error, "JobFailed", submitted)
             on_done(outcome)
         if pending:
             time.sleep(poll_s)

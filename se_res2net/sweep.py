@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -730,7 +731,7 @@ def sweep(
             else:
                 opts = cluster or ClusterOptions()
                 if opts.max_parallel is None and jobs > 1:
-                    opts = ClusterOptions(**{**opts.__dict__, "max_parallel": jobs})
+                    opts = dataclasses.replace(opts, max_parallel=jobs)
                 execute_submitit(plan, force, opts, out_dir, on_done)
         finally:
             bar.close()
