@@ -266,6 +266,12 @@ def combine_fingerprints(train_sha256: str, test_sha256: str) -> str:
     return hashlib.sha256(f"cifar10:{train_sha256}:{test_sha256}".encode("ascii")).hexdigest()
 
 
+#: The fingerprints a run record's ``provenance.data_fingerprint`` carries for the whole data set and the
+#: embedded sample (a subset appends ``:subset(...)``); se_res2net.conformance checks records against them.
+CIFAR10_FINGERPRINT = _FULL.fingerprint
+SAMPLE_FINGERPRINT = _SAMPLE.fingerprint
+
+
 def canonical_order(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Indices sorting by label, then by the raw bytes of each NCHW image (lexicographic, unsigned)."""
     n = images.shape[0]

@@ -86,6 +86,11 @@ class Profile:
     device_hint: str
     description: str
     sample_fallback: bool = False
+    # The rest of the report's recipe, the same in every profile (and checked by se_res2net.conformance).
+    momentum: float = 0.9
+    nesterov: bool = False
+    gamma: float = 0.1
+    augment: str = "crop4-flip"
 
     def resolve_data_source(self, data_dir: Optional[str] = None, data_source: Optional[str] = None) -> str:
         """The data source a run of this profile uses (``auto`` → ``sample`` for a fallback profile
@@ -110,7 +115,11 @@ class Profile:
             "milestones": self.milestones,
             "batch_size": self.batch_size,
             "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "gamma": self.gamma,
             "weight_decay": self.weight_decay,
+            "augment": self.augment,
             "train_subset": self.train_subset,
             "test_subset": self.test_subset,
             "profile": self.name,
@@ -128,7 +137,9 @@ class Profile:
             "milestones": list(self.milestones),
             "batch_size": self.batch_size,
             "lr": self.lr,
+            "momentum": self.momentum,
             "weight_decay": self.weight_decay,
+            "augment": self.augment,
             "train_subset": self.train_subset,
             "test_subset": self.test_subset,
             "data_source": self.data_source,

@@ -1,8 +1,11 @@
 """Run records → tables and curves for the book.
 
-Records are ``<root>/<profile>/<model>_seed<k>.json`` files in the ``se_res2net.run/1``
+Records are ``<root>/<folder>/<model>_seed<k>.json`` files in the ``se_res2net.run/1``
 schema (see CONTRIBUTING.md); errors are in percent. Other JSON files in those folders
-are ignored. The ``profile`` column is the name of the folder a record sits in.
+are ignored. The ``profile`` column is the profile the record **satisfies**, decided from its own
+config, provenance and log by :func:`se_res2net.conformance.satisfied_profile` (``full``, ``budget``,
+``smoke`` or ``custom``); neither the folder a record sits in (``folder``) nor the profile it names
+(``named_profile``) decides it, and ``deviations`` says why the two differ.
 
 A missing ``root`` gives empty frames (the book builds before any run); a record with
 broken JSON or the wrong schema raises ``ValueError`` naming the file.
@@ -45,6 +48,7 @@ __all__ = [
 RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
+    "named_profile", "folder", "deviations",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -66,6 +70,7 @@ ABLATION_VARIANTS: Tuple[Tuple[str, str], ...] = (
 )
 ABLATION_BASELINE = "res2net29"
 
+_KNOWN_PROFILES = ("smoke", "budget", "full")
 _NAME_RE = re.compile(r"^(?P<model>.+)_seed(?P<seed>\d+)\.json$")
 
 PathLike = Union[str, Path]
@@ -119,10 +124,10 @@ def _iter_records(root: PathLike, profile, include_failed: bool):
         return
     if not root.is_dir():
         raise ValueError(f"runs root {root} is not a directory; pass the folder holding <profile>/<model>_seed<k>.json")
+    from .conformance import satisfied_profile
+
     wanted = _profiles_filter(profile)
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if wanted is not None and pdir.name not in wanted:
-            continue
         for path in sorted(pdir.glob("*.json")):
             if not _NAME_RE.match(path.name):
                 continue
@@ -133,7 +138,10 @@ def _iter_records(root: PathLike, profile, include_failed: bool):
             rec = _validate(rec, path)
             if rec["status"] != "complete" and not include_failed:
                 continue
-            yield pdir.name, path, rec
+            prof = satisfied_profile(rec)
+            if wanted is not None and prof not in wanted:
+                continue
+            yield prof, path, rec
 
 
 def _num(x: Any) -> float:
@@ -144,7 +152,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
                  include_failed: bool = False) -> "pd.DataFrame":
     """One row per run record (columns :data:`RECORD_COLUMNS`).
 
-    ``profile`` filters by folder name (a name or a list). Only ``complete`` runs unless
+    ``profile`` filters by the satisfied profile (a name or a list). Only ``complete`` runs unless
     ``include_failed`` (then ``failed`` and unfinished records too, with NaN final errors).
     ``epochs`` is the number of logged epochs, ``planned_epochs`` the configured number,
     ``last_test_error`` the test error after the last logged epoch (for an unfinished run: where it
@@ -152,9 +160,12 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     """
     import pandas as pd
 
+    from .conformance import deviations
+
     rows = []
     for prof, path, rec in _iter_records(root, profile, include_failed):
         prov = rec["provenance"]
+        named = str(rec.get("profile") or (rec.get("config") or {}).get("profile") or "")
         planned = (rec.get("config") or {}).get("epochs")
         rows.append({
             "profile": prof,
@@ -173,6 +184,10 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "data_source": prov.get("data_source"),
             "data_is_sample": bool(prov.get("data_is_sample", False)),
             "path": str(path),
+            "named_profile": named,
+            "folder": path.parent.name,
+            # why the record is not the profile it names (empty when it is, or names none we know)
+            "deviations": "; ".join(deviations(rec, named)) if named != prof and named in _KNOWN_PROFILES else "",
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",

@@ -81,6 +81,10 @@ DATA_SOURCES = ("auto", "folder", "torchvision", "sample")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # SGD implementations: "auto" = fused on CUDA, torch's default (a for-loop on CPU tensors) elsewhere.
 SGD_IMPLS = ("auto", "fused", "foreach", "forloop")
+# Training augmentations: "crop4-flip" is the report's (zero-pad 4, random 32x32 crop, horizontal flip with
+# p = 0.5; se_res2net.data.augment); "none" only normalises. Recorded in every run's config, so the ledger
+# can tell from a record whether it followed the protocol.
+AUGMENTATIONS = ("crop4-flip", "none")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Config keys whose change changes the numbers: a checkpoint or a complete record written with
@@ -100,6 +104,7 @@ RESULT_KEYS: Tuple[str, ...] = (
     "seed",
     "train_subset",
     "test_subset",
+    "augment",
 )
 CHECKPOINT_KEYS: Tuple[str, ...] = RESULT_KEYS + ("data_fingerprint", "bf16_resolved")
 
@@ -170,6 +175,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     compile_mode: str = "default"  # one of COMPILE_MODES (used when compile is True)
     sgd_impl: str = "auto"  # one of SGD_IMPLS
+    augment: str = "crop4-flip"  # one of AUGMENTATIONS: the report's zero-pad 4 / random crop / flip, or none
     checkpoint_every: int = 10  # epochs between checkpoints (plus one at the end)
     eval_batch_size: int = 500
     profile: str = "custom"  # smoke | budget | full | custom (a label for the record)
@@ -238,6 +244,8 @@ class TrainConfig:
             )
         if not is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.data_source not in DATA_SOURCES:
             raise ValueError(f"data_source must be one of {', '.join(DATA_SOURCES)}, got {self.data_source!r}")
         for name in ("train_subset", "test_subset"):
@@ -552,6 +560,7 @@ def train_step(
     labels: Any,
     aug_gen: Any,
     fast: FastPath,
+    augmentation: str = "crop4-flip",
 ) -> Tuple[Any, Any]:
     """One SGD step on a uint8 batch: batched augmentation on the device, forward, backward, update.
 
@@ -561,11 +570,11 @@ def train_step(
     import torch
     import torch.nn.functional as F
 
-    from .data import augment
+    from .data import augment, normalize
 
     if fast.cudagraphs:  # a new iteration for CUDA-graph trees: the previous step's outputs may be reused
         torch.compiler.cudagraph_mark_step_begin()
-    x = augment(images_uint8, aug_gen)
+    x = augment(images_uint8, aug_gen) if augmentation == "crop4-flip" else normalize(images_uint8)
     if fast.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(images_uint8.device, fast.bf16):
@@ -589,6 +598,7 @@ def train_epoch(
     aug_gen: Any,
     batch_size: int,
     fast: FastPath,
+    augmentation: str = "crop4-flip",
 ) -> Tuple[Any, Any]:
     """One pass over ``images[perm]`` in batches of ``batch_size`` (the last, smaller batch is kept).
 
@@ -604,7 +614,7 @@ def train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for i in range(0, n, batch_size):
         idx = perm[i : i + batch_size]
-        loss, n_correct = train_step(step_model, optimizer, images[idx], labels[idx], aug_gen, fast)
+        loss, n_correct = train_step(step_model, optimizer, images[idx], labels[idx], aug_gen, fast, augmentation)
         loss_sum += loss.double() * idx.shape[0]
         correct += n_correct
     return loss_sum, correct
@@ -826,7 +836,8 @@ def _train_locked(
                 lr = optimizer.param_groups[0]["lr"]
                 model.train()
                 perm = torch.randperm(n, generator=order_gen).to(device)
-                loss_sum, correct = train_epoch(step_model, optimizer, images, labels, perm, aug_gen, bs, fast)
+                loss_sum, correct = train_epoch(step_model, optimizer, images, labels, perm, aug_gen, bs, fast,
+                                                     config.augment)
                 scheduler.step()
                 train_loss = loss_sum.item() / n  # one host sync per epoch
                 train_acc = 100.0 * correct.item() / n

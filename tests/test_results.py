@@ -29,6 +29,8 @@ from se_res2net.results import (  # noqa: E402
 )
 from se_res2net.stats import efficiency_table  # noqa: E402
 
+from fakes import make_record, write_record  # noqa: E402
+
 PARAMS = {"res2net29": 630_000, "se_res2net29": 650_000, "resnet56": 860_000,
           "se_res2net29_streams12": 648_000, "zeta_net": 100_000}
 MACS = {"res2net29": 50_000_000, "se_res2net29": 51_000_000, "resnet56": 62_500_000,
@@ -44,27 +46,14 @@ ERRORS = {  # (profile, model) -> final errors of seeds 0,1,2
 }
 
 
-def record(model, seed, err, profile="budget", status="complete", n_epochs=3):
-    epochs = [{"epoch": e + 1, "lr": 0.1 / (e + 1), "train_loss": 2.0 / (e + 1), "train_acc": 30.0 + 10 * e,
-               "test_loss": 2.1 / (e + 1), "test_error": (err if err is not None else 50.0) + (n_epochs - 1 - e),
-               "epoch_time_s": 1.5} for e in range(n_epochs)]
-    return {
-        "schema": "se_res2net.run/1", "status": status, "model": model, "model_kwargs": {}, "seed": seed,
-        "profile": profile, "config": {"epochs": n_epochs}, "params": PARAMS[model], "macs": MACS[model],
-        "epochs": epochs, "final_test_error": err if status == "complete" else None,
-        "failure": None if status != "failed" else {"type": "RuntimeError", "message": "nan loss", "epoch": n_epochs},
-        "checkpoint": None,
-        "provenance": {"device": "cpu", "device_name": "Fake CPU", "data_source": "sample",
-                       "data_is_sample": True, "wall_time_s": 12.5},
-    }
+def record(model, seed, err, profile="budget", status="complete", n_epochs=None):
+    """A record that satisfies ``profile`` (tests/fakes.py), on the fake CPU of these tests."""
+    return make_record(model, seed, err, profile=profile, status=status, logged=n_epochs, params=PARAMS[model],
+                       macs=MACS[model], device_name="Fake CPU")
 
 
 def write(root, rec, profile="budget", name=None):
-    d = root / profile
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / (name or f"{rec['model']}_seed{rec['seed']}.json")
-    p.write_text(json.dumps(rec))
-    return p
+    return write_record(root, rec, folder=profile, name=name)
 
 
 @pytest.fixture
@@ -86,8 +75,8 @@ def test_load_records(runs):
     assert len(df) == sum(len(v) for v in ERRORS.values())
     assert set(df["status"]) == {"complete"}
     row = df[(df.model == "se_res2net29") & (df.seed == 1) & (df.profile == "budget")].iloc[0]
-    assert row.final_test_error == 2.98 and row.params == 650_000 and row.epochs == 3
-    assert row.device_name == "Fake CPU" and row.data_source == "sample" and bool(row.data_is_sample)
+    assert row.final_test_error == 2.98 and row.params == 650_000 and row.epochs == 30
+    assert row.device_name == "Fake CPU" and row.data_source == "folder" and not bool(row.data_is_sample)
     assert row.wall_time_s == 12.5 and row.path.endswith("se_res2net29_seed1.json")
 
     full = load_records(runs, include_failed=True)
@@ -105,15 +94,14 @@ def test_a_run_killed_between_epochs_is_incomplete_never_a_result(tmp_path):
     root = tmp_path / "runs"
     for seed, err in enumerate([3.4, 3.5]):
         write(root, record("res2net29", seed, err))
-    killed = record("res2net29", 2, None, status="running", n_epochs=2)
-    killed["config"]["epochs"] = 300  # stopped after epoch 2 of 300
+    killed = record("res2net29", 2, None, status="running", n_epochs=2)  # stopped after epoch 2 of 30
     write(root, killed)
     df = load_records(root, include_failed=True)
     row = df[df.seed == 2].iloc[0]
-    assert (row.status, row.state, row.epochs, row.planned_epochs) == ("running", "incomplete", 2, 300)
+    assert (row.status, row.state, row.epochs, row.planned_epochs) == ("running", "incomplete", 2, 30)
     assert math.isnan(row.final_test_error) and row.last_test_error == killed["epochs"][-1]["test_error"]
     inc = incomplete_runs(df)
-    assert inc[["model", "seed", "state", "epochs"]].values.tolist() == [["res2net29", 2, "incomplete", "2 of 300"]]
+    assert inc[["model", "seed", "state", "epochs"]].values.tolist() == [["res2net29", 2, "incomplete", "2 of 30"]]
     t = results_table(df).set_index("model")
     assert t.at["res2net29", "n"] == 2 and t.at["res2net29", "n_failed"] == 1
     assert t.at["res2net29", "mean_error"] == pytest.approx(3.45)  # the stopped run does not count
@@ -158,12 +146,12 @@ def test_load_curves(runs):
     cur = load_curves(runs, profile="budget")
     assert list(cur.columns) == CURVE_COLUMNS
     n_budget = sum(len(v) for (p, _), v in ERRORS.items() if p == "budget")
-    assert len(cur) == 3 * n_budget
+    assert len(cur) == 30 * n_budget
     one = cur[(cur.model == "res2net29") & (cur.seed == 2)].sort_values("epoch")
-    assert one.epoch.tolist() == [1, 2, 3]
-    assert one.test_error.tolist() == pytest.approx([3.50 + 2, 3.50 + 1, 3.50])
-    assert one.lr.tolist() == pytest.approx([0.1, 0.05, 0.1 / 3])
-    assert len(load_curves(runs, profile="budget", include_failed=True)) == 3 * n_budget + 2 + 1
+    assert one.epoch.tolist() == list(range(1, 31))
+    assert one.test_error.tolist()[-3:] == pytest.approx([3.50 + 0.02, 3.50 + 0.01, 3.50])
+    assert one.lr.tolist() == pytest.approx([0.1] * 15 + [0.01] * 7 + [0.001] * 8)  # budget: /10 at 15 and 22
+    assert len(load_curves(runs, profile="budget", include_failed=True)) == 30 * n_budget + 2 + 1
 
 
 def test_results_table_numbers_and_order(runs):
