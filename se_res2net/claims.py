@@ -1,29 +1,35 @@
-"""The claims ledger: ``book/claims.yaml`` (the report's numbers) + our measurements → verdicts.
+"""The claims ledger: ``book/claims.yaml`` (the report's numbers) + our evidence → one class per claim.
 
-Inputs, all passed in (pure functions, no file is read except by :func:`load_claims` /
-:func:`load_gradcam`):
+Inputs, all passed in (pure functions; only :func:`load_claims` and :func:`load_gradcam` read files):
 
-* the claims (:func:`load_claims`): each :class:`Claim` carries the report's value, where it is
-  stated, its ``kind`` and the tolerance of that kind from the claims file;
-* the run records (:func:`se_res2net.results.load_records`): errors in percent, one row per run,
-  with the profile (``smoke`` / ``budget`` / ``full``) and the hardware it ran on;
-* complexity rows computed live (:func:`se_res2net.complexity.complexity_table` and
-  :func:`~se_res2net.complexity.block_table`);
-* the Grad-CAM metrics (``book/gradcam/gradcam_metrics.json``, :mod:`se_res2net.gradcam`).
+* the claims (:func:`load_claims`): each :class:`Claim` carries the report's value as printed, where it is
+  stated, its ``kind`` and the rule of that kind (``tolerances:`` in the claims file, with why it is fair);
+* the run records (:func:`se_res2net.results.load_records`): one row per run, whose ``profile`` is the
+  profile the record **satisfies** (:mod:`se_res2net.conformance`), never its folder or its label;
+* complexity rows computed live (:func:`se_res2net.complexity.complexity_table`, :func:`~se_res2net.complexity.block_table`);
+* the Grad-CAM metrics (``book/gradcam/gradcam_metrics.json``);
+* the literature (:func:`se_res2net.literature.load_literature`), a second witness beside our runs.
 
-Verdicts (the first words are fixed; :func:`verdict_category` maps a verdict to one of them):
+Each claim gets three independent judgements and one class:
 
-``reproduced (within …)``
-    measured under the verdict profile (the report's protocol, ``full``) and within tolerance;
-    complexity claims need no training and are judged at once;
-``not reproduced (outside …)``
-    measured under the verdict profile and outside tolerance;
-``not yet measured``
-    no measurement under the verdict profile — a smoke or budget number, when there is one, is
-    shown in ``measured`` with its profile, and the note says it is not the report's protocol;
-``not testable as stated``
-    the report's claim lacks what a test needs (Grad-CAM IoU: no protocol, no masks); our
-    measurement under a protocol we define is shown for information.
+``verdict`` (our measurement)
+    ``reproduced`` / ``not reproduced`` — measured under the report's protocol by records that satisfy
+    it, from the report's number of seeds, and inside / outside the band of the claim's kind: for trained
+    claims a 95 % interval from **our measured seed spread**, for counts the report's printing precision;
+    ``inconclusive`` — measured so, but the measured spread cannot decide (a ranking gap within noise);
+    ``not yet measured`` — no such measurement (a smoke or budget number is shown with its profile; too
+    few seeds are counted and named); ``not testable as stated``; ``consistent by construction`` — our
+    widths were searched to land on the report's counts, so agreement confirms nothing.
+``report check`` (the report against itself)
+    ``internally inconsistent`` when the claim contradicts other numbers of the same report under every
+    reading of them (e.g. a p-value and Cohen's d against its means and ±σ, read as sd with ddof 1 or 0
+    or as a standard error), else ``consistent`` with what it was checked against.
+``literature`` (the report against the field)
+    ``implausible against the literature`` (or ``contradicted by the literature``) when published results
+    make the number implausible; it sits beside the verdict and never replaces a measurement.
+
+``class`` is the one headline: internally inconsistent > a measured verdict (reproduced / not reproduced
+/ inconclusive) > consistent by construction > the literature's judgement > not testable > not yet measured.
 """
 
 from __future__ import annotations
@@ -43,18 +49,26 @@ __all__ = [
     "KINDS",
     "PROFILE_ORDER",
     "VERDICTS",
+    "CLASSES",
     "LEDGER_COLUMNS",
     "Claim",
+    "ReportCheck",
     "load_claims",
     "claims_table",
     "claim_models",
     "ledger",
     "verdict_category",
     "verdict_counts",
+    "class_counts",
+    "report_checks",
     "report_statistics",
     "report_efficiency_rows",
     "load_gradcam",
+    "book_ledger",
+    "rules_table",
+    "report_constants",
     "gradcam_profile",
+    "gradcam_run_profile",
     "profile_summary",
     "headline_profile",
     "profile_table",
@@ -63,19 +77,30 @@ __all__ = [
 
 SCHEMA = "se_res2net.claims/1"
 KINDS: Tuple[str, ...] = (
-    "test_error", "params", "macs", "block_params", "block_macs", "stat_diff", "stat_p", "stat_d",
-    "overhead_params", "overhead_macs", "efficiency", "iou", "ranking",
+    "test_error", "params", "macs", "block_params", "block_macs", "delta_params", "delta_error", "stat_diff",
+    "stat_p", "stat_d", "overhead_params", "overhead_macs", "efficiency", "iou", "ranking", "ordering", "literature",
 )
 #: Profiles from least to most faithful to the report's protocol.
 PROFILE_ORDER: Tuple[str, ...] = ("smoke", "budget", "full")
-REPRODUCED, NOT_REPRODUCED, NOT_YET, UNTESTABLE = (
-    "reproduced", "not reproduced", "not yet measured", "not testable as stated",
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_YET, UNTESTABLE, BY_CONSTRUCTION = (
+    "reproduced", "not reproduced", "inconclusive", "not yet measured", "not testable as stated",
+    "consistent by construction",
 )
-VERDICTS: Tuple[str, ...] = (REPRODUCED, NOT_REPRODUCED, NOT_YET, UNTESTABLE)
-LEDGER_COLUMNS = ["id", "claim", "claimed", "measured", "profile", "hardware", "verdict", "note", "kind", "tolerance"]
+INCONSISTENT, IMPLAUSIBLE, CONTRADICTED = (
+    "internally inconsistent", "implausible against the literature", "contradicted by the literature",
+)
+#: Heads of the measurement verdict.
+VERDICTS: Tuple[str, ...] = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_YET, UNTESTABLE, BY_CONSTRUCTION)
+#: Every class a claim can have, in the ledger's order.
+CLASSES: Tuple[str, ...] = (INCONSISTENT, NOT_REPRODUCED, INCONCLUSIVE, REPRODUCED, BY_CONSTRUCTION, CONTRADICTED,
+                            IMPLAUSIBLE, UNTESTABLE, NOT_YET)
+LEDGER_COLUMNS = ["id", "claim", "claimed", "measured", "profile", "hardware", "verdict", "report check",
+                  "literature", "class", "note", "kind", "rule"]
 
 COUNTED = "— (counted at build)"
 COUNTED_HW = "none needed (architecture count)"
+_COUNTED_KINDS = ("params", "macs", "block_params", "block_macs", "delta_params", "overhead_params", "overhead_macs")
+_TRAINED_KINDS = ("test_error", "ranking", "ordering", "stat_diff", "stat_p", "stat_d", "efficiency", "delta_error")
 
 PathLike = Union[str, Path]
 
@@ -96,15 +121,20 @@ class Claim:
     value: float
     unit: str
     measure: str
+    value_text: str = ""  # the value as printed (its digits set the rounding band of counted claims)
     sd: Optional[float] = None
     n: Optional[int] = None
     baseline: Optional[str] = None
     baselines: Tuple[str, ...] = ()
+    order: Tuple[str, ...] = ()
     delta_params: Optional[float] = None
     delta_error: Optional[float] = None
     testable: bool = True
     why: str = ""
+    by_construction: bool = False
     verdict_profile: str = "full"
+    seeds_required: int = 3
+    confidence: float = 0.95
     # A fact every verdict on this claim must carry (e.g. "our widths were searched to land here").
     caveat: str = ""
     tolerance: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -114,14 +144,25 @@ class Claim:
         return self.models[0]
 
     @property
+    def half_unit(self) -> float:
+        """Half a unit of the last printed digit of the value ("0.80" → 0.005, "102" → 0.5)."""
+        text = (self.value_text or f"{self.value:g}").lstrip("+-−")
+        decimals = len(text.split(".")[1]) if "." in text else 0
+        return 0.5 * 10.0 ** (-decimals)
+
+    @property
     def claimed(self) -> str:
         """The claimed value as the report prints it (with ± σ and n where given)."""
-        v = _fmt_value(self.value)
+        if self.kind == "ranking":
+            return "rank 1 (lowest error)"
+        if self.kind == "ordering":
+            return " < ".join(self.order)
+        v = self.value_text or _fmt_value(self.value)
+        if self.kind in ("delta_params", "delta_error", "overhead_params", "overhead_macs") and not v.startswith(("-", "−")):
+            v = "+" + v
         if self.sd is not None:
             v += f" ± {_fmt_value(self.sd)}"
-        unit = f" {self.unit}" if self.unit and self.unit not in ("rank",) else ""
-        if self.kind == "ranking":
-            return f"rank {int(self.value)} (lowest error)"
+        unit = f" {self.unit}" if self.unit else ""
         return v + unit + (f" (n={self.n})" if self.n else "")
 
 
@@ -147,6 +188,10 @@ def load_claims(path: PathLike = "book/claims.yaml") -> List[Claim]:
         raise ValueError(f"claims file {p} must be a mapping with schema: {SCHEMA}")
     tolerances = doc.get("tolerances") or {}
     verdict_profile = str(doc.get("verdict_profile", "full"))
+    seeds_required = int(doc.get("seeds_required", 3))
+    confidence = float(doc.get("confidence", 0.95))
+    if seeds_required < 2 or not 0 < confidence < 1:
+        raise ValueError(f"claims file {p}: seeds_required must be >= 2 and confidence in (0, 1)")
     out: List[Claim] = []
     seen = set()
     for i, raw in enumerate(doc.get("claims") or []):
@@ -169,21 +214,32 @@ def load_claims(path: PathLike = "book/claims.yaml") -> List[Claim]:
         if not models:
             raise ValueError(f"{where}: models is empty")
         try:
-            value = float(raw["value"])
+            value = float(str(raw["value"]).replace("−", "-"))
         except (TypeError, ValueError):
             raise ValueError(f"{where}: value {raw['value']!r} is not a number") from None
+        order = tuple(str(m) for m in (raw.get("order") or ()))
+        if kind == "ordering" and len(order) < 2:
+            raise ValueError(f"{where}: an ordering claim needs order: [at least two models, lowest error first]")
+        if kind in ("delta_params", "delta_error", "overhead_params", "overhead_macs", "stat_diff", "stat_p",
+                    "stat_d", "efficiency") and not raw.get("baseline"):
+            raise ValueError(f"{where}: a {kind} claim needs baseline: <model>")
         out.append(Claim(
             id=str(raw["id"]), text=str(raw["text"]), section=str(raw["section"]), quote=str(raw["quote"]),
             kind=kind, models=models, value=value, unit=str(raw["unit"] or ""), measure=str(raw["measure"]),
+            value_text=str(raw["value"]) if isinstance(raw["value"], str) else f"{value:g}",
             sd=None if raw.get("sd") is None else float(raw["sd"]),
             n=None if raw.get("n") is None else int(raw["n"]),
             baseline=raw.get("baseline"),
             baselines=tuple(raw.get("baselines") or ()),
+            order=order,
             delta_params=None if raw.get("delta_params") is None else float(raw["delta_params"]),
             delta_error=None if raw.get("delta_error") is None else float(raw["delta_error"]),
             testable=bool(raw.get("testable", True)),
             why=str(raw.get("why") or ""),
+            by_construction=bool(raw.get("by_construction", False)),
             verdict_profile=verdict_profile,
+            seeds_required=seeds_required,
+            confidence=confidence,
             caveat=str(raw.get("caveat") or ""),
             tolerance=MappingProxyType(dict(tolerances[kind])),
         ))
@@ -192,13 +248,21 @@ def load_claims(path: PathLike = "book/claims.yaml") -> List[Claim]:
     return out
 
 
+def report_constants(path: PathLike = "book/claims.yaml") -> Dict[str, Any]:
+    """The report's constants named in the claims file (``report_constants:``), e.g. the block table's C, s, r."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return dict(doc.get("report_constants") or {})
+
+
 def claim_models(claims: Sequence[Claim]) -> List[str]:
-    """Registered model names the claims are about (models and baselines), in report order."""
+    """Registered model names the claims are about (models, baselines, orders), in report order."""
     from .registry import list_models
     from .results import model_order
 
     known = set(list_models())
-    names = [m for c in claims for m in (*c.models, *(c.baselines or ()), c.baseline or "") if m in known]
+    names = [m for c in claims for m in (*c.models, *c.baselines, *c.order, c.baseline or "") if m in known]
     return model_order(names)
 
 
@@ -207,26 +271,34 @@ def claims_table(claims: Sequence[Claim]) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame([{
-        "id": c.id, "claim": c.text, "value": c.claimed, "kind": c.kind, "model(s)": ", ".join(c.models),
+        "id": c.id, "claim": c.text, "value": c.claimed, "kind": c.kind, "model(s)": ", ".join(c.order or c.models),
         "section": c.section, "quote": c.quote, "how we measure it": c.measure,
         "testable": "yes" if c.testable else f"no: {c.why}",
     } for c in claims])
 
 
 def verdict_category(verdict: str) -> str:
-    """The fixed head of a verdict string (one of :data:`VERDICTS`)."""
-    for v in (NOT_REPRODUCED, NOT_YET, UNTESTABLE, REPRODUCED):  # "not reproduced" before "reproduced"
+    """The fixed head of a verdict or class string (one of :data:`CLASSES`)."""
+    # longer heads first: "not reproduced" before "reproduced"
+    for v in sorted(CLASSES, key=len, reverse=True):
         if verdict.startswith(v):
             return v
     raise ValueError(f"unknown verdict {verdict!r}")
 
 
 def verdict_counts(table: "pd.DataFrame") -> Dict[str, int]:
+    """How many claims have each measurement verdict (:data:`VERDICTS`)."""
     cats = [verdict_category(v) for v in table["verdict"]]
     return {v: cats.count(v) for v in VERDICTS}
 
 
-# --------------------------------------------------------------------------- the report's own numbers
+def class_counts(table: "pd.DataFrame") -> Dict[str, int]:
+    """How many claims have each class (:data:`CLASSES`), zero counts left out."""
+    cats = [verdict_category(v) for v in table["class"]]
+    return {v: cats.count(v) for v in CLASSES if cats.count(v)}
+
+
+# --------------------------------------------------------------------------- the report against itself
 
 
 def _find(claims: Sequence[Claim], kind: str, model: str, baseline: Optional[str] = None) -> Optional[Claim]:
@@ -277,6 +349,176 @@ def report_efficiency_rows(claims: Sequence[Claim]) -> List[Dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class ReportCheck:
+    """A claim against other numbers of the same report: ``consistent`` or not, and against what."""
+
+    consistent: bool
+    text: str
+
+    @property
+    def label(self) -> str:
+        return ("consistent: " if self.consistent else f"{INCONSISTENT}: ") + self.text
+
+
+def _interval(value: float, half: float) -> Tuple[float, float]:
+    return value - half, value + half
+
+
+def _overlaps(a: Tuple[float, float], b: Tuple[float, float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+#: Readings of the report's "±" and the factor that turns each into a sample SD (ddof=1) for n runs.
+_PM_READINGS: Tuple[Tuple[str, Any], ...] = (
+    ("sample SD (ddof=1)", lambda n: 1.0),
+    ("population SD (ddof=0)", lambda n: math.sqrt(n / (n - 1))),
+    ("standard error", lambda n: math.sqrt(n)),
+)
+
+
+def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
+    """p, d and Δ against the report's means ± σ, under every reading of "±" (:data:`_PM_READINGS`)."""
+    from .stats import report_consistency
+
+    out: Dict[str, ReportCheck] = {}
+    stat_claims = [c for c in claims if c.kind in ("stat_p", "stat_d", "stat_diff")]
+    for c in stat_claims:
+        try:
+            kw = report_statistics(claims, c.model, c.baseline or "")
+        except ValueError as exc:
+            out[c.id] = ReportCheck(True, f"not checked ({exc})")
+            continue
+        key = {"stat_p": "p", "stat_d": "d", "stat_diff": "diff"}[c.kind]
+        parts, ok_any = [], False
+        for name, factor in _PM_READINGS:
+            fa, fb = factor(kw["n_a"]), factor(kw["n_b"])
+            rep = report_consistency(**{**kw, "sd_a": kw["sd_a"] * fa, "sd_b": kw["sd_b"] * fb,
+                                        "resolution": kw.get("resolution", 0.005) * max(fa, fb)})
+            chk = next(x for x in rep.checks if x.quantity == key)
+            ok_any |= chk.consistent
+            parts.append(f"± as {name}: {key} = {chk.implied:.3g} ({chk.implied_low:.3g}–{chk.implied_high:.3g})")
+            if key == "diff":
+                break  # the difference of means does not depend on the reading of ±
+        what = (f"the report's means ± σ ({kw['mean_a']:g} ± {kw['sd_a']:g} vs {kw['mean_b']:g} ± {kw['sd_b']:g}, "
+                f"n={kw['n_a']}) imply " + "; ".join(parts))
+        if c.kind == "stat_d":
+            from .stats import p_implied_by_d
+
+            what += f"; the claimed d = {c.value:g} alone implies p = {p_implied_by_d(c.value, kw['n_a'], kw['n_b']):.2g} (Student)"
+        out[c.id] = ReportCheck(ok_any, (f"{key} = {c.value_text} matches under at least one reading; " if ok_any
+                                         else f"{key} = {c.value_text} matches under no reading of ±; ") + what)
+    return out
+
+
+def _table(claims: Sequence[Claim], kind: str) -> Dict[str, Claim]:
+    return {c.model: c for c in claims if c.kind == kind}
+
+
+def _delta_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
+    """Deltas, overheads and efficiency ratios against the report's own results table, and which of its rows
+    the efficiency table's deltas are taken against (the report names no baseline)."""
+    params, errors, macs = _table(claims, "params"), _table(claims, "test_error"), _table(claims, "macs")
+    out: Dict[str, ReportCheck] = {}
+    for c in claims:
+        if c.kind == "delta_params" or c.kind == "delta_error":
+            table = params if c.kind == "delta_params" else errors
+            if c.model not in table or (c.baseline or "") not in table:
+                continue
+            v = table[c.model]
+            want = _interval(c.value, c.half_unit)
+            rows = _results_rows(claims) or set(table)
+            fits = [b for b, bc in table.items() if b != c.model and b in rows
+                    and _overlaps(want, _interval(v.value - bc.value, v.half_unit + bc.half_unit))]
+            base = table.get(c.baseline or "")
+            implied = v.value - base.value if base else math.nan
+            ok = c.baseline in fits
+            names = ", ".join(fits) or "none"
+            out[c.id] = ReportCheck(ok, f"{c.model} − {c.baseline} in the report's results table = {implied:+.2f} "
+                                        f"{c.unit}; rows that give {c.claimed}: {names}"
+                                        + (" (the only one)" if fits == [c.baseline] else ""))
+        elif c.kind == "overhead_params" or c.kind == "overhead_macs":
+            table = params if c.kind == "overhead_params" else macs
+            v, b = table.get(c.model), table.get(c.baseline or "")
+            if v is None or b is None:
+                continue
+            lo = 100 * ((v.value - v.half_unit) / (b.value + b.half_unit) - 1)
+            hi = 100 * ((v.value + v.half_unit) / (b.value - b.half_unit) - 1)
+            ok = _overlaps(_interval(c.value, c.half_unit), (lo, hi))
+            out[c.id] = ReportCheck(ok, f"{v.value_text} / {b.value_text} in the report's table gives "
+                                        f"{100 * (v.value / b.value - 1):+.1f} % ({lo:+.1f} to {hi:+.1f} % under rounding)")
+        elif c.kind == "efficiency" and c.baseline:
+            pv, pb, ev, eb = params.get(c.model), params.get(c.baseline), errors.get(c.model), errors.get(c.baseline)
+            if None in (pv, pb, ev, eb):
+                continue
+            dp, de = pv.value - pb.value, ev.value - eb.value  # type: ignore[union-attr]
+            hp = pv.half_unit + pb.half_unit  # type: ignore[union-attr]
+            he = ev.half_unit + eb.half_unit  # type: ignore[union-attr]
+            lo, hi = (dp - hp) / (-de + he), (dp + hp) / (-de - he) if -de - he > 0 else math.inf
+            ok = _overlaps(_interval(c.value, c.half_unit), (lo, hi))
+            out[c.id] = ReportCheck(ok, f"the report's table gives ΔParams / −ΔError = {dp:+.2f} / {-de:.2f} = "
+                                        f"{dp / -de:.3f} ({lo:.3f}–{hi:.3f} under rounding) against {c.baseline}")
+        elif c.kind in ("ranking", "ordering"):
+            group = c.order or (c.model, *c.baselines)
+            vals = {m: errors[m].value for m in group if m in errors}
+            if len(vals) < len(group):
+                continue
+            if c.kind == "ranking":
+                ok = all(vals[c.model] < vals[m] for m in group if m != c.model)
+            else:
+                ok = all(vals[a] < vals[b] for a, b in zip(group, group[1:]))
+            out[c.id] = ReportCheck(ok, "the report's own errors: " + ", ".join(f"{m} {vals[m]:g} %" for m in group))
+    return out
+
+
+def _results_rows(claims: Sequence[Claim]) -> set:
+    """Models of the report's results table (test_error claims with a σ: the five-model table)."""
+    return {c.model for c in claims if c.kind == "test_error" and c.sd is not None}
+
+
+def _block_checks(claims: Sequence[Claim], constants: Mapping[str, Any]) -> Dict[str, ReportCheck]:
+    """The block table's SE blocks against its plain blocks plus the SE the report defines.
+
+    The report's SE is ``z = GAP(Z); u = ReLU(W₁z); g = σ(W₂u)`` with ``W₁ ∈ ℝ^{C/r×C}``, ``W₂ ∈ ℝ^{C×C/r}``:
+    2·C²/r weights and as many multiply-adds, plus C·H·W adds for the mean and C·H·W multiplies for
+    ``g ⊙ Z`` — whatever the resolution, the per-block table's SE rows can differ from their plain rows by
+    no more than that.
+    """
+    C, r = constants.get("block_channels"), constants.get("se_ratio")
+    if not C or not r:
+        return {}
+    se_weights = 2 * C * C / r
+    pairs = {"SE-ResNet (r=16)": "ResNet (2 conv)", "SE-Res2Net": "Res2Net (s=4)"}
+    out: Dict[str, ReportCheck] = {}
+    for kind in ("block_params", "block_macs"):
+        rows = {c.model: c for c in claims if c.kind == kind}
+        for se_block, plain in pairs.items():
+            if se_block not in rows or plain not in rows:
+                continue
+            c, p = rows[se_block], rows[plain]
+            diff = _interval(c.value - p.value, c.half_unit + p.half_unit)
+            if kind == "block_params":
+                extra = (se_weights / 1e6, se_weights / 1e6)
+                what = f"{se_weights:.0f} weights (2·C²/r, C={C}, r={r})"
+            else:  # at most a 32×32 map (the network's largest), pooling and gate on C channels
+                hw = 32 * 32
+                extra = (se_weights / 1e6, (se_weights + 2 * C * hw) / 1e6)
+                what = f"{se_weights:.0f} MACs plus ≤ {2 * C * hw:,} adds and multiplies for the mean and gate on ≤ 32×32 maps"
+            ok = _overlaps(diff, extra)
+            out[c.id] = ReportCheck(ok, f"{se_block} − {plain} in the report's table = {c.value - p.value:+.2f} M "
+                                        f"({diff[0]:+.3f} to {diff[1]:+.3f} under rounding); the report's own SE adds {what} "
+                                        f"= {extra[1]:.4f} M")
+    return out
+
+
+def report_checks(claims: Sequence[Claim], constants: Optional[Mapping[str, Any]] = None) -> Dict[str, ReportCheck]:
+    """Every claim that other numbers of the same report decide, by claim id (no training needed)."""
+    out = _stat_checks(claims)
+    out.update(_delta_checks(claims))
+    out.update(_block_checks(claims, constants or {}))
+    return out
+
+
 # --------------------------------------------------------------------------- measurements
 
 
@@ -291,10 +533,12 @@ def _complete(records: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def _errors(records: "pd.DataFrame", profile: str, model: str) -> List[float]:
+    """Final errors of complete runs of ``model`` under ``profile``, one per seed (the first record of a seed)."""
     ok = _complete(records)
     if ok is None or len(ok) == 0:
         return []
-    return ok[(ok["profile"] == profile) & (ok["model"] == model)]["final_test_error"].astype(float).tolist()
+    sel = ok[(ok["profile"] == profile) & (ok["model"] == model)].drop_duplicates("seed")
+    return sel["final_test_error"].astype(float).tolist()
 
 
 def _profiles_with(records: "pd.DataFrame", models: Iterable[str]) -> List[str]:
@@ -303,7 +547,8 @@ def _profiles_with(records: "pd.DataFrame", models: Iterable[str]) -> List[str]:
     if ok is None or len(ok) == 0:
         return []
     models = list(models)
-    profs = [p for p in ok["profile"].unique() if all(((ok["profile"] == p) & (ok["model"] == m)).any() for m in models)]
+    profs = [p for p in ok["profile"].unique() if p in PROFILE_ORDER
+             and all(((ok["profile"] == p) & (ok["model"] == m)).any() for m in models)]
     return sorted(profs, key=_profile_rank, reverse=True)
 
 
@@ -322,14 +567,45 @@ def _data_note(records: "pd.DataFrame", profile: str, models: Iterable[str]) -> 
     return ""
 
 
-def _fmt_err(vals: Sequence[float]) -> str:
+def _t_interval(vals: Sequence[float], confidence: float) -> Tuple[float, float]:
+    """The t interval of the mean (scipy.stats.t.interval), NaN for fewer than two values."""
+    import numpy as np
+    from scipy import stats as sps
+
+    x = np.asarray(vals, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    sem = float(sps.sem(x))
+    if sem == 0:
+        return float(x.mean()), float(x.mean())
+    lo, hi = sps.t.interval(confidence, len(x) - 1, loc=float(x.mean()), scale=sem)
+    return float(lo), float(hi)
+
+
+def _welch_interval(a: Sequence[float], b: Sequence[float], confidence: float) -> Tuple[float, float, float]:
+    """mean(a) − mean(b) and its Welch interval (scipy.stats.ttest_ind(..., equal_var=False).confidence_interval)."""
+    import numpy as np
+    from scipy import stats as sps
+
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(xa.mean() - xb.mean())
+    if len(xa) < 2 or len(xb) < 2:
+        return diff, math.nan, math.nan
+    if xa.var() == 0 and xb.var() == 0:
+        return diff, diff, diff
+    ci = sps.ttest_ind(xa, xb, equal_var=False).confidence_interval(confidence)
+    return diff, float(ci.low), float(ci.high)
+
+
+def _fmt_err(vals: Sequence[float], confidence: float = 0.95) -> str:
     import numpy as np
 
     if not vals:
         return "—"
     if len(vals) == 1:
         return f"{vals[0]:.2f} % (n=1)"
-    return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f} % (n={len(vals)})"
+    lo, hi = _t_interval(vals, confidence)
+    return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f} % (n={len(vals)}; {confidence:.0%} CI {lo:.2f}–{hi:.2f})"
 
 
 @dataclass
@@ -341,139 +617,155 @@ class _Row:
     note: str = ""
 
 
-def _within(c: Claim, measured: float) -> Tuple[bool, str]:
-    """Tolerance check of one measured number against the claim; returns (ok, short description)."""
-    tol = c.tolerance
-    if "rel" in tol:
-        rel = float(tol["rel"])
-        ok = abs(measured / c.value - 1) <= rel if c.value else False
-        return ok, f"±{rel:.0%}"
-    if c.kind == "test_error":
-        band = max(float(tol.get("sigma_mult", 0)) * (c.sd or 0.0), float(tol.get("abs", 0.0)))
-        return abs(measured - c.value) <= band, f"±{band:.2f} pp"
-    band = float(tol["abs"])
-    return abs(measured - c.value) <= band, f"±{band:g} {'pp' if c.unit in ('%', 'pp') else c.unit}".rstrip()
-
-
-def _judge(c: Claim, measured: float) -> str:
-    ok, desc = _within(c, measured)
-    return f"{REPRODUCED} (within {desc})" if ok else f"{NOT_REPRODUCED} (outside {desc})"
+def _notes(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _not_at_verdict_profile(c: Claim, row: _Row, profile: str) -> None:
     row.verdict = NOT_YET
-    row.note = (f"measured under the {profile} profile only, not the report's protocol ({c.verdict_profile}); "
-                f"no verdict until {c.verdict_profile} runs exist" + (f"; {row.note}" if row.note else ""))
+    row.note = _notes(f"measured under the {profile} profile only, not the report's protocol ({c.verdict_profile}); "
+                      f"no verdict until runs that satisfy {c.verdict_profile} exist", row.note)
+
+
+def _seed_shortfall(c: Claim, records: "pd.DataFrame", models: Sequence[str]) -> str:
+    """'' when every model has the report's number of seeds under the verdict profile, else what is missing."""
+    short = [f"{m} {len(_errors(records, c.verdict_profile, m))} of {c.seeds_required}" for m in models
+             if len(_errors(records, c.verdict_profile, m)) < c.seeds_required]
+    return ("seeds under the report's protocol: " + ", ".join(short)) if short else ""
+
+
+def _pick_profile(c: Claim, records: "pd.DataFrame", models: Sequence[str], row: _Row) -> Optional[str]:
+    """The verdict profile when all ``models`` have runs under it, else the most faithful one that has them
+    (shown, not judged), else None with a note."""
+    profs = _profiles_with(records, models)
+    if not profs:
+        row.note = f"no complete run of {' and '.join(models)} under any profile"
+        return None
+    prof = c.verdict_profile if c.verdict_profile in profs else profs[0]
+    row.profile, row.hardware = prof, _hardware(records, prof, models)
+    return prof
+
+
+def _gate(c: Claim, records: "pd.DataFrame", models: Sequence[str], prof: str, row: _Row) -> bool:
+    """True when a verdict may be given: the verdict profile, the report's number of seeds."""
+    if prof != c.verdict_profile:
+        _not_at_verdict_profile(c, row, prof)
+        return False
+    short = _seed_shortfall(c, records, models)
+    if short:
+        row.verdict = f"{NOT_YET} ({short})"
+        return False
+    return True
 
 
 def _trained_error(c: Claim, records: "pd.DataFrame") -> _Row:
     row = _Row()
-    profs = _profiles_with(records, [c.model])
-    if not profs:
-        row.note = f"no complete run of {c.model} under any profile"
+    prof = _pick_profile(c, records, [c.model], row)
+    if prof is None:
         return row
-    prof = c.verdict_profile if c.verdict_profile in profs else profs[0]
     vals = _errors(records, prof, c.model)
-    row.measured, row.profile = _fmt_err(vals), prof
-    row.hardware = _hardware(records, prof, [c.model])
+    row.measured = _fmt_err(vals, c.confidence)
     row.note = _data_note(records, prof, [c.model])
-    if prof != c.verdict_profile:
-        _not_at_verdict_profile(c, row, prof)
+    if not _gate(c, records, [c.model], prof, row):
         return row
-    import numpy as np
-
-    row.verdict = _judge(c, float(np.mean(vals)))
-    if c.n and len(vals) != c.n:
-        row.note = "; ".join(x for x in (row.note, f"{len(vals)} run(s) vs the report's {c.n}") if x)
+    lo, hi = _t_interval(vals, c.confidence)
+    inside = lo <= c.value <= hi
+    row.verdict = (f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:g} % "
+                   f"{'inside' if inside else 'outside'} our {c.confidence:.0%} CI {lo:.2f}–{hi:.2f} %)")
     return row
 
 
-def _ranking(c: Claim, records: "pd.DataFrame") -> _Row:
+def _pair_outcomes(c: Claim, records: "pd.DataFrame", pairs: Sequence[Tuple[str, str]], prof: str) -> List[Tuple[str, str, float, float, float]]:
+    """(better, worse, gap, low, high) per claimed pair: gap = mean(worse) − mean(better) with its Welch interval."""
+    out = []
+    for better, worse in pairs:
+        gap, lo, hi = _welch_interval(_errors(records, prof, worse), _errors(records, prof, better), c.confidence)
+        out.append((better, worse, gap, lo, hi))
+    return out
+
+
+def _order_verdict(outcomes: Sequence[Tuple[str, str, float, float, float]], confidence: float) -> Tuple[str, str]:
+    against = [o for o in outcomes if o[4] < 0]
+    unresolved = [o for o in outcomes if not (o[3] > 0 or o[4] < 0)]
+    fmt = lambda o: f"{o[1]} − {o[0]} = {o[2]:+.2f} pp ({confidence:.0%} CI {o[3]:+.2f} to {o[4]:+.2f})"  # noqa: E731
+    detail = "; ".join(fmt(o) for o in outcomes)
+    if against:
+        return f"{NOT_REPRODUCED} (resolved the other way: " + ", ".join(f"{o[1]} < {o[0]}" for o in against) + ")", detail
+    if unresolved:
+        return (f"{INCONCLUSIVE} (gap within the measured noise: " + ", ".join(f"{o[0]} vs {o[1]}" for o in unresolved)
+                + ")"), detail
+    return f"{REPRODUCED} (every gap resolved)", detail
+
+
+def _ordering(c: Claim, records: "pd.DataFrame") -> _Row:
     import numpy as np
 
     row = _Row()
-    group = [c.model, *c.baselines]
+    group = list(c.order) if c.kind == "ordering" else [c.model, *c.baselines]
+    pairs = list(zip(group, group[1:])) if c.kind == "ordering" else [(c.model, b) for b in c.baselines]
     ok = _complete(records)
-    present = sorted(set(ok["profile"]), key=_profile_rank, reverse=True) if ok is not None and len(ok) else []
+    present = sorted({p for p in ok["profile"] if p in PROFILE_ORDER}, key=_profile_rank, reverse=True) if len(ok) else []
     if not present:
         row.note = "no complete runs"
         return row
     prof = c.verdict_profile if c.verdict_profile in present else present[0]
     means = {m: float(np.mean(_errors(records, prof, m))) for m in group if _errors(records, prof, m)}
-    missing = [m for m in group if m not in means]
     row.profile, row.hardware = prof, _hardware(records, prof, group)
-    if c.model not in means:
-        row.note = f"no {c.model} runs under {prof}"
+    missing = [m for m in group if m not in means]
+    by_mean = sorted(means, key=means.get)  # type: ignore[arg-type]
+    row.measured = "by mean: " + " < ".join(f"{m} {means[m]:.2f} %" for m in by_mean) if means else "—"
+    row.note = _notes(_data_note(records, prof, group), f"missing under {prof}: {', '.join(missing)}" if missing else "")
+    if missing:
         if prof != c.verdict_profile:
             _not_at_verdict_profile(c, row, prof)
         return row
-    order = sorted(means, key=means.get)  # type: ignore[arg-type]
-    rank = order.index(c.model) + 1
-    row.measured = f"rank {rank} of {len(order)} (" + ", ".join(f"{m} {means[m]:.2f} %" for m in order) + ")"
-    notes = [_data_note(records, prof, group)]
-    if missing:
-        notes.append(f"missing under {prof}: {', '.join(missing)}")
-    row.note = "; ".join(x for x in notes if x)
-    if prof != c.verdict_profile:
-        _not_at_verdict_profile(c, row, prof)
-    elif missing:
-        row.verdict = NOT_YET
-    else:
-        row.verdict = f"{REPRODUCED} (lowest mean error)" if rank == 1 else f"{NOT_REPRODUCED} (rank {rank})"
+    if not _gate(c, records, group, prof, row):
+        return row
+    verdict, detail = _order_verdict(_pair_outcomes(c, records, pairs, prof), c.confidence)
+    row.verdict = verdict
+    row.note = _notes(detail, row.note)
     return row
 
 
-def _stat(c: Claim, records: "pd.DataFrame", claims: Sequence[Claim], seed: int) -> _Row:
-    from .stats import compare, report_consistency
+def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
+    from .stats import compare
 
     row = _Row()
-    consistency = ""
-    try:
-        rep = report_consistency(**report_statistics(claims, c.model, c.baseline or "res2net29"))
-        key = {"stat_p": "p", "stat_d": "d", "stat_diff": "diff"}[c.kind]
-        chk = [x for x in rep.checks if x.quantity == key]
-        if chk:
-            x = chk[0]
-            consistency = (f"the report's own table (means ± σ, n=3) implies {key} = {x.implied:.3g} "
-                           f"(range {x.implied_low:.3g}–{x.implied_high:.3g} under rounding): the claimed value is "
-                           + ("consistent with it" if x.consistent else "INCONSISTENT with it"))
-    except ValueError as exc:
-        consistency = f"report consistency not computed: {exc}"
-    profs = _profiles_with(records, [c.model, c.baseline or ""])
-    if not profs:
-        row.note = "; ".join(x for x in (f"no runs of both {c.baseline} and {c.model}", consistency) if x)
+    models = [c.baseline or "", c.model]
+    prof = _pick_profile(c, records, models, row)
+    if prof is None:
         return row
-    prof = c.verdict_profile if c.verdict_profile in profs else profs[0]
     a, b = _errors(records, prof, c.baseline or ""), _errors(records, prof, c.model)
-    cmp = compare(a, b, names=(c.baseline or "a", c.model), seed=seed, n_resamples=2000)
-    row.profile, row.hardware = prof, _hardware(records, prof, [c.model, c.baseline or ""])
-    value = {"stat_diff": cmp.diff, "stat_p": cmp.welch.p, "stat_d": cmp.d}[c.kind]
-    label = {"stat_diff": "Δ", "stat_p": "Welch p", "stat_d": "d"}[c.kind]
-    row.measured = (f"{label} = {value:.3g} (n={cmp.a.n} vs {cmp.b.n})" if not math.isnan(value)
-                    else f"{label} undefined (n={cmp.a.n} vs {cmp.b.n})")
-    notes = [_data_note(records, prof, [c.model]), consistency]
-    if math.isnan(value):
-        notes.insert(0, cmp.as_row()["note"])
-    row.note = "; ".join(x for x in notes if x)
-    if prof != c.verdict_profile:
-        _not_at_verdict_profile(c, row, prof)
-        return row
-    if math.isnan(value):
-        row.verdict = NOT_YET
-        return row
-    if c.kind == "stat_p":
-        alpha = float(c.tolerance.get("alpha", 0.05))
-        ok = value <= alpha and cmp.diff * (1 if c.value >= 0 else -1) > 0
-        row.verdict = (f"{REPRODUCED} (p ≤ {alpha:g}, same sign)" if ok
-                       else f"{NOT_REPRODUCED} (p > {alpha:g} or opposite sign)")
-    elif c.kind == "stat_d":
-        same = (value > 0) == (c.value > 0)
-        ok, desc = _within(c, value)
-        row.verdict = f"{REPRODUCED} (within {desc})" if ok and same else f"{NOT_REPRODUCED} (outside {desc} or opposite sign)"
+    cmp = compare(a, b, names=(c.baseline or "a", c.model), n_resamples=200)
+    diff, lo, hi = _welch_interval(a, b, c.confidence)
+    n = f"n={len(a)} vs {len(b)}"
+    if c.kind == "stat_diff":
+        row.measured = f"Δ = {diff:+.3g} pp ({n}; {c.confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f})"
+    elif c.kind == "stat_p":
+        row.measured = f"Welch p = {cmp.welch.p:.3g} ({n})" if not math.isnan(cmp.welch.p) else f"Welch p undefined ({n})"
     else:
-        same = (value > 0) == (c.value > 0)
-        ok, desc = _within(c, value)
-        row.verdict = f"{REPRODUCED} (within {desc})" if ok and same else f"{NOT_REPRODUCED} (outside {desc} or opposite sign)"
+        row.measured = f"d = {cmp.d:.3g} ({n})" if not math.isnan(cmp.d) else f"d undefined ({n})"
+    row.note = _data_note(records, prof, [c.model])
+    if not _gate(c, records, models, prof, row):
+        return row
+    if c.kind == "stat_diff":
+        inside = lo <= c.value <= hi
+        row.verdict = f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:+g} pp {'inside' if inside else 'outside'} the interval)"
+    elif c.kind == "stat_p":
+        alpha = float(c.tolerance.get("alpha", 0.05))
+        ok = cmp.welch.p <= alpha and diff * (1 if c.value >= 0 else -1) > 0
+        row.verdict = (f"{REPRODUCED} (p ≤ {alpha:g}, an improvement)" if ok
+                       else f"{NOT_REPRODUCED} (p = {cmp.welch.p:.2g} > {alpha:g}, or no improvement)")
+    else:
+        from scipy import stats as sps
+
+        na, nb, d = len(a), len(b), cmp.d
+        se = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))  # Hedges & Olkin (1985), eq. 5.15
+        z = float(sps.norm.ppf(0.5 + c.confidence / 2))
+        dlo, dhi = d - z * se, d + z * se
+        row.measured += f"; {c.confidence:.0%} CI {dlo:.2f} to {dhi:.2f}"
+        inside = dlo <= c.value <= dhi
+        row.verdict = f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed d = {c.value:g} {'inside' if inside else 'outside'} the interval)"
     return row
 
 
@@ -483,68 +775,103 @@ def _by_model(rows: Optional[Iterable[Mapping[str, Any]]], key: str) -> Dict[str
 
 def _counted(c: Claim, complexity: Dict[str, Mapping[str, Any]], blocks: Dict[str, Mapping[str, Any]]) -> _Row:
     row = _Row(profile=COUNTED, hardware=COUNTED_HW)
+    band = 2 * c.half_unit if c.kind == "delta_params" else c.half_unit
     if c.kind in ("params", "macs"):
         r = complexity.get(c.model)
         if r is None:
             row.note = f"{c.model} not in the complexity table"
             return row
         val = r["params"] / 1e6 if c.kind == "params" else r["macs"] / 1e6
+        row.measured = f"{val:.3f} {c.unit}"
     elif c.kind in ("block_params", "block_macs"):
         r = blocks.get(c.model)
         if r is None:
             row.note = f"block {c.model!r} not in the per-block table"
             return row
         val = r["params_M"] if c.kind == "block_params" else r["macs_M"]
+        row.measured = f"{val:.3f} {c.unit}"
         row.note = f"one block, C=64 in/out, {r.get('resolution', '?')} map (the report gives no resolution)"
-    else:  # overhead
+    else:  # delta or overhead against the baseline
         r, base = complexity.get(c.model), complexity.get(c.baseline or "")
         if r is None or base is None:
             row.note = f"{c.model} or {c.baseline} not in the complexity table"
             return row
-        key = "params" if c.kind == "overhead_params" else "macs"
-        val = 100 * (r[key] / base[key] - 1)
-        row.note = f"absolute: {(r[key] - base[key]) / 1e6:+.4f} M {'params' if key == 'params' else 'MACs'}"
-    if c.kind.startswith("overhead"):
-        row.measured = f"{val:+.2f} %"
+        if c.kind == "delta_params":
+            val = (r["params"] - base["params"]) / 1e6
+            row.measured = f"{val:+.4f} M"
+        elif c.kind == "overhead_params":
+            val = 100 * (r["params"] / base["params"] - 1)
+            row.measured = f"{val:+.2f} %"
+            row.note = f"absolute: {(r['params'] - base['params']) / 1e6:+.4f} M params"
+        else:
+            val = 100 * (r["flops_all_M"] / base["flops_all_M"] - 1)
+            thop = 100 * (r["macs"] / base["macs"] - 1)
+            conv = 100 * (r["flops_torch_M"] / base["flops_torch_M"] - 1)
+            row.measured = f"{val:+.2f} % (every op)"
+            row.note = (f"thop MACs: {thop:+.3f} % (misses the SE mean and multiply); FlopCounterMode convs/matmuls only: "
+                        f"{conv:+.3f} %; every op: {val:+.3f} %, of which the SE gates' {r.get('flops_se_M', math.nan):.3f} M FLOPs")
+    ok = abs(val - c.value) <= band + 1e-12
+    rounding = f"±{band:g}{' pp' if c.kind.startswith('overhead') else ' ' + c.unit}"
+    if c.by_construction:
+        row.verdict = (f"{BY_CONSTRUCTION} (the count {'lands within' if ok else 'lands outside'} the report's rounding "
+                       f"{rounding}, and confirms nothing either way)")
     else:
-        row.measured = f"{val:.3f} {c.unit} (×{val / c.value:.2f} of claimed)"
-    row.verdict = _judge(c, val)
+        row.verdict = f"{REPRODUCED if ok else NOT_REPRODUCED} ({'within' if ok else 'outside'} the report's rounding {rounding})"
     return row
 
 
-def _efficiency(c: Claim, records: "pd.DataFrame", complexity: Dict[str, Mapping[str, Any]]) -> _Row:
-    import numpy as np
-
-    from .stats import efficiency_table
-
+def _error_drop(c: Claim, records: "pd.DataFrame", complexity: Dict[str, Mapping[str, Any]]) -> _Row:
+    """``efficiency`` (params per pp of error drop) and ``delta_error`` claims."""
     row = _Row()
-    own = ""
-    if c.delta_params is not None and c.delta_error:
-        own = f"the report's own ΔParams / −ΔError = {c.delta_params:g} / {-c.delta_error:g} = {c.delta_params / -c.delta_error:.3f}"
-    profs = _profiles_with(records, [c.model, c.baseline or ""])
-    base_m, var_m = complexity.get(c.baseline or ""), complexity.get(c.model)
-    if not profs or base_m is None or var_m is None:
-        row.note = "; ".join(x for x in (f"needs runs of {c.baseline} and {c.model}", own) if x)
+    models = [c.baseline or "", c.model]
+    prof = _pick_profile(c, records, models, row)
+    if prof is None:
         return row
-    prof = c.verdict_profile if c.verdict_profile in profs else profs[0]
-    t = efficiency_table([{
-        "variant": c.model, "baseline": c.baseline,
-        "params_variant": var_m["params"] / 1e6, "params_baseline": base_m["params"] / 1e6,
-        "error_variant": float(np.mean(_errors(records, prof, c.model))),
-        "error_baseline": float(np.mean(_errors(records, prof, c.baseline or ""))),
-    }]).iloc[0]
-    ratio = float(t["params_per_1pct_drop_m"])
-    row.profile, row.hardware = prof, _hardware(records, prof, [c.model, c.baseline or ""])
-    row.measured = (f"{ratio:.3f} M per pp (ΔParams {t['delta_params_m']:+.3f} M, ΔError {t['delta_error_pct']:+.2f} pp)"
-                    if not math.isnan(ratio) else f"undefined (ΔError {t['delta_error_pct']:+.2f} pp)")
-    row.note = "; ".join(x for x in (t["note"], _data_note(records, prof, [c.model]), own) if x)
-    if prof != c.verdict_profile:
-        _not_at_verdict_profile(c, row, prof)
-    elif math.isnan(ratio):
-        row.verdict = f"{NOT_REPRODUCED} (the error did not drop)"
+    base, var = _errors(records, prof, c.baseline or ""), _errors(records, prof, c.model)
+    de, lo, hi = _welch_interval(var, base, c.confidence)  # error change of the variant: negative = a drop
+    row.note = _data_note(records, prof, [c.model])
+    if c.kind == "delta_error":
+        row.measured = f"ΔError = {de:+.2f} pp ({c.confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f})"
+        if _gate(c, records, models, prof, row):
+            inside = lo <= c.value <= hi
+            row.verdict = f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:+g} pp {'inside' if inside else 'outside'} the interval)"
+        return row
+    pv, pb = complexity.get(c.model), complexity.get(c.baseline or "")
+    if pv is None or pb is None:
+        row.note = _notes(row.note, f"{c.model} or {c.baseline} not in the complexity table")
+        return row
+    dp = (pv["params"] - pb["params"]) / 1e6
+    ratio = dp / -de if de < 0 else math.nan
+    drop_lo, drop_hi = -hi, -lo  # interval of the error drop
+    row.measured = (f"{ratio:.3f} M per pp (ΔParams {dp:+.3f} M, ΔError {de:+.2f} pp)" if not math.isnan(ratio)
+                    else f"undefined (ΔError {de:+.2f} pp: the error did not drop)")
+    if not _gate(c, records, models, prof, row):
+        return row
+    if drop_hi <= 0:
+        row.verdict = f"{NOT_REPRODUCED} (the error did not drop: ΔError CI {lo:+.2f} to {hi:+.2f} pp)"
+    elif drop_lo <= 0:
+        row.verdict = f"{INCONCLUSIVE} (the error drop's interval {drop_lo:+.2f} to {drop_hi:+.2f} pp includes 0: the ratio is unbounded)"
     else:
-        row.verdict = _judge(c, ratio)
+        rlo, rhi = dp / drop_hi, dp / drop_lo
+        inside = rlo <= c.value <= rhi
+        row.verdict = (f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:g} {'inside' if inside else 'outside'} "
+                       f"{rlo:.3f}–{rhi:.3f} M per pp)")
     return row
+
+
+def _literature_only(c: Claim) -> _Row:
+    return _Row(verdict=f"{UNTESTABLE}: a claim about the field; see the literature column")
+
+
+def _class_of(verdict: str, report: Optional[ReportCheck], lit: Optional[Tuple[str, str]]) -> str:
+    if report is not None and not report.consistent:
+        return INCONSISTENT
+    head = verdict_category(verdict)
+    if head in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, BY_CONSTRUCTION):
+        return head
+    if lit is not None and lit[0] in (IMPLAUSIBLE, CONTRADICTED):
+        return lit[0]
+    return head
 
 
 _RUNS_RE = re.compile(r"runs[\\/](?P<profile>[A-Za-z0-9_-]+)[\\/]")
@@ -557,6 +884,21 @@ def gradcam_profile(entry: Mapping[str, Any]) -> str:
         return "untrained"
     m = _RUNS_RE.search(str(ckpt).replace("\\", "/") + "/")
     return m["profile"] if m else "unknown"
+
+
+def gradcam_run_profile(entry: Mapping[str, Any], records: "pd.DataFrame") -> str:
+    """The profile the Grad-CAM checkpoint's own run record satisfies (``<folder>/checkpoints/<run>.pt``
+    belongs to ``<folder>/<run>.json``; :mod:`se_res2net.conformance` decides), ``untrained`` for an
+    untrained model, else ``unknown (no run record)``."""
+    ckpt = entry.get("checkpoint")
+    if not entry.get("trained", True) or not ckpt:
+        return "untrained"
+    if records is None or not len(records) or "folder" not in records:
+        return "unknown (no run record)"
+    p = Path(str(ckpt))
+    folder, stem = p.parent.parent.name, p.stem
+    hit = records[(records["folder"] == folder) & (records["path"].map(lambda x: Path(str(x)).stem) == stem)]
+    return str(hit["profile"].iloc[0]) if len(hit) else "unknown (no run record)"
 
 
 def _gradcam_entry(gradcam: Mapping[str, Any], model: str) -> Optional[Mapping[str, Any]]:
@@ -584,7 +926,7 @@ def _iou(c: Claim, gradcam: Optional[Mapping[str, Any]], records: "pd.DataFrame"
     if entry.get("mean_energy") is not None:
         parts.append(f"energy {float(entry['mean_energy']):.3f}")
     row.measured = ", ".join(parts) + " (our grid pointing game)"
-    row.profile = gradcam_profile(entry)
+    row.profile = gradcam_run_profile(entry, records)
     row.hardware = _hardware(records, row.profile, [c.model]) if row.profile in set(records["profile"]) else "not recorded"
     settings = gradcam.get("settings") or {}
     notes = [f"{settings.get('n_mosaics', '?')} mosaics, confidence ≥ {settings.get('confidence', '?')}"]
@@ -606,13 +948,17 @@ def ledger(
     gradcam: Optional[Mapping[str, Any]] = None,
     block_rows: Optional[Iterable[Mapping[str, Any]]] = None,
     seed: int = 0,
+    *,
+    literature: Optional[Any] = None,
+    constants: Optional[Mapping[str, Any]] = None,
 ) -> "pd.DataFrame":
-    """One row per claim (columns :data:`LEDGER_COLUMNS`): claimed, measured, profile, hardware, verdict, note.
+    """One row per claim (columns :data:`LEDGER_COLUMNS`).
 
-    ``records_df`` from :func:`se_res2net.results.load_records` (may be empty);
-    ``complexity_rows`` from :func:`se_res2net.complexity.complexity_table`;
-    ``block_rows`` from :func:`~se_res2net.complexity.block_table`; ``gradcam`` the parsed
-    ``gradcam_metrics.json``. A claim whose measurement is missing is ``not yet measured``.
+    ``records_df`` from :func:`se_res2net.results.load_records` (its ``profile`` is the satisfied one);
+    ``complexity_rows`` from :func:`se_res2net.complexity.complexity_table`; ``block_rows`` from
+    :func:`~se_res2net.complexity.block_table`; ``gradcam`` the parsed ``gradcam_metrics.json``;
+    ``literature`` the entries of :func:`se_res2net.literature.load_literature`; ``constants`` the
+    claims file's ``report_constants``. ``seed`` is kept for callers of the older signature.
     """
     import pandas as pd
 
@@ -621,33 +967,70 @@ def ledger(
     records = records_df if records_df is not None else pd.DataFrame(columns=RECORD_COLUMNS)
     complexity = _by_model(complexity_rows, "model")
     blocks = _by_model(block_rows, "block")
+    checks = report_checks(claims, constants)
+    lit: Dict[str, Tuple[str, str]] = {}
+    if literature is not None:
+        from .literature import literature_checks
+
+        lit = literature_checks(claims, literature)
     out = []
     for c in claims:
         if c.kind == "test_error":
             row = _trained_error(c, records)
-        elif c.kind == "ranking":
-            row = _ranking(c, records)
+        elif c.kind in ("ranking", "ordering"):
+            row = _ordering(c, records)
         elif c.kind in ("stat_diff", "stat_p", "stat_d"):
-            row = _stat(c, records, claims, seed)
-        elif c.kind in ("params", "macs", "block_params", "block_macs", "overhead_params", "overhead_macs"):
+            row = _stat(c, records)
+        elif c.kind in _COUNTED_KINDS:
             row = _counted(c, complexity, blocks)
-        elif c.kind == "efficiency":
-            row = _efficiency(c, records, complexity)
+        elif c.kind in ("efficiency", "delta_error"):
+            row = _error_drop(c, records, complexity)
         elif c.kind == "iou":
             row = _iou(c, gradcam, records)
+        elif c.kind == "literature":
+            row = _literature_only(c)
         else:  # pragma: no cover - load_claims rejects unknown kinds
             raise ValueError(f"unknown kind {c.kind!r}")
         if not c.testable and not row.verdict.startswith(UNTESTABLE):
             row.verdict = f"{UNTESTABLE}: {c.why}" if c.why else UNTESTABLE
         if c.caveat:
-            row.note = "; ".join(x for x in (c.caveat, row.note) if x)
+            row.note = _notes(c.caveat, row.note)
+        report, literature_row = checks.get(c.id), lit.get(c.id)
         out.append({"id": c.id, "claim": c.text, "claimed": c.claimed, "measured": row.measured,
-                    "profile": row.profile, "hardware": row.hardware, "verdict": row.verdict, "note": row.note,
-                    "kind": c.kind, "tolerance": str(c.tolerance.get("rule", ""))})
+                    "profile": row.profile, "hardware": row.hardware, "verdict": row.verdict,
+                    "report check": report.label if report else "—",
+                    "literature": (f"{literature_row[0]}: {literature_row[1]}" if literature_row else "—"),
+                    "class": _class_of(row.verdict, report, literature_row), "note": row.note,
+                    "kind": c.kind, "rule": str(c.tolerance.get("rule", ""))})
     return pd.DataFrame(out, columns=LEDGER_COLUMNS)
 
 
 # --------------------------------------------------------------------------- book helpers
+
+
+def book_ledger(book_dir: PathLike = ".", records_df: Optional["pd.DataFrame"] = None) -> "pd.DataFrame":
+    """:func:`ledger` from the book's own files (``claims.yaml``, ``runs/``, ``gradcam/``, ``literature.yaml``
+    under ``book_dir``) and counts computed now: what the ledger page and the introduction show."""
+    from . import complexity, literature, results
+
+    book = Path(book_dir)
+    claim_list = load_claims(book / "claims.yaml")
+    records = results.load_records(book / "runs") if records_df is None else records_df
+    lit_path = book / "literature.yaml"
+    return ledger(claim_list, records, complexity.complexity_table(claim_models(claim_list)),
+                  load_gradcam(book / "gradcam" / "gradcam_metrics.json"), complexity.block_table(),
+                  literature=literature.load_literature(lit_path) if lit_path.is_file() else None,
+                  constants=report_constants(book / "claims.yaml"))
+
+
+def rules_table(path: PathLike = "book/claims.yaml") -> "pd.DataFrame":
+    """The rule of each kind of claim and why it is fair (``tolerances:`` of the claims file)."""
+    import pandas as pd
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return pd.DataFrame([{"kind": k, "rule": v.get("rule", ""), "why it is fair": v.get("why", "")}
+                         for k, v in (doc.get("tolerances") or {}).items()])
 
 
 def load_gradcam(path: PathLike = "book/gradcam/gradcam_metrics.json") -> Optional[Dict[str, Any]]:
