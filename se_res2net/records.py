@@ -164,12 +164,18 @@ def _git(*args: str) -> Optional[str]:
     return out.stdout.strip()
 
 
+_OUTPUT_DIRS = ("book/runs", "book/gradcam")
+
+
 def git_state() -> Dict[str, Any]:
     """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding the package."""
     commit = _git("rev-parse", "HEAD")
     if not commit:
         return {"git_commit": None, "git_dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Dirty = code or configuration differs from the commit; the outputs the runs themselves write (run
+    # records, executed notebooks, Grad-CAM metrics) are not code, and re-running a committed profile
+    # necessarily rewrites them.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in _OUTPUT_DIRS))
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 

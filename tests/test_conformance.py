@@ -106,3 +106,27 @@ def test_conformance_table_shows_who_claims_what():
     assert "epochs" in t.at["se_res2net29 seed 1", "why not"]
     assert t.at["res2net29 seed 1", "agrees"] and t.at["res2net29 seed 1", "why not"] == ""
     assert t.at["res2net29 seed 2", "satisfies"] == CUSTOM and "weight decay" in t.at["res2net29 seed 2", "why not"]
+
+
+def test_git_dirty_means_code_not_run_outputs(tmp_path, monkeypatch):
+    """Re-running a committed profile rewrites its records; that is not a dirty checkout, an edited module is."""
+    import subprocess
+
+    from se_res2net import records
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "se_res2net").mkdir()
+    (tmp_path / "se_res2net" / "m.py").write_text("x = 1\n")
+    (tmp_path / "book" / "runs" / "smoke").mkdir(parents=True)
+    (tmp_path / "book" / "runs" / "smoke" / "a_seed0.json").write_text("{}")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    monkeypatch.setattr(records, "_PACKAGE_DIR", tmp_path / "se_res2net")
+    assert records.git_state()["git_dirty"] is False
+    (tmp_path / "book" / "runs" / "smoke" / "a_seed0.json").write_text('{"rerun": true}')
+    assert records.git_state()["git_dirty"] is False
+    (tmp_path / "se_res2net" / "m.py").write_text("x = 2\n")
+    assert records.git_state()["git_dirty"] is True
