@@ -61,6 +61,7 @@ __all__ = [
     "verdict_counts",
     "class_counts",
     "report_checks",
+    "pm_readings_table",
     "report_statistics",
     "report_efficiency_rows",
     "load_gradcam",
@@ -409,6 +410,28 @@ def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
         out[c.id] = ReportCheck(ok_any, (f"{key} = {c.value_text} matches under at least one reading; " if ok_any
                                          else f"{key} = {c.value_text} matches under no reading of ±; ") + what)
     return out
+
+
+def pm_readings_table(claims: Sequence[Claim], model: str = "se_res2net29", baseline: str = "res2net29") -> "pd.DataFrame":
+    """The report's p, d and Δ recomputed from its means ± σ under each reading of "±" (sample SD, population
+    SD, standard error), each with the range that the printed digits' rounding allows."""
+    import pandas as pd
+
+    from .stats import report_consistency
+
+    kw = report_statistics(claims, model, baseline)
+    rows = []
+    for name, factor in _PM_READINGS:
+        fa, fb = factor(kw["n_a"]), factor(kw["n_b"])
+        rep = report_consistency(**{**kw, "sd_a": kw["sd_a"] * fa, "sd_b": kw["sd_b"] * fb,
+                                    "resolution": kw.get("resolution", 0.005) * max(fa, fb)})
+        row: Dict[str, Any] = {"± read as": name, "sample SD a": kw["sd_a"] * fa, "sample SD b": kw["sd_b"] * fb}
+        for chk in rep.checks:
+            if chk.quantity in ("p", "d"):
+                row[f"implied {chk.quantity}"] = f"{chk.implied:.3g} ({chk.implied_low:.3g}–{chk.implied_high:.3g})"
+                row[f"claimed {chk.quantity} = {chk.claimed:g} fits"] = "yes" if chk.consistent else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _table(claims: Sequence[Claim], kind: str) -> Dict[str, Claim]:

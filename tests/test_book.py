@@ -31,9 +31,9 @@ BOOK = Path(os.environ.get("SE_RES2NET_BOOK_DIR", ROOT / "book")).resolve()
 HTML = BOOK / "_build" / "html"
 SCREENSHOTS = BOOK / "_build" / "screenshots"
 PAGES = ["intro", "claims", "block", "complexity", "protocol", "results", "significance", "ablation", "gradcam",
-         "ledger", "reproduce", "references"]
-BROWSER_PAGES = ["intro", "block", "complexity", "results", "significance", "ledger", "gradcam"]
-MATH_PAGES = {"intro", "block", "significance"}
+         "ledger", "literature", "reproduce", "references"]
+BROWSER_PAGES = ["intro", "block", "complexity", "results", "significance", "ledger", "literature", "gradcam"]
+MATH_PAGES = {"intro", "block", "significance", "literature"}
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -81,6 +81,13 @@ def test_book_builds_without_warnings(built_book):
     profiles = set(load_records(BOOK / "runs")["profile"])  # profiles with complete runs have curves
     n_parity = len(list((BOOK / "parity").glob("*.json")))
     assert protocol.count("<img") >= len(profiles) + n_parity, "figures missing from protocol.html"
+    # The literature chapter draws the accuracy-vs-parameters frontier; the ledger shows every claim with a class.
+    assert (HTML / "literature.html").read_text(encoding="utf-8").count("<img") >= 1, "frontier plot missing"
+    ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
+    from se_res2net.claims import load_claims
+
+    for c in load_claims(BOOK / "claims.yaml"):
+        assert f"<b>{c.id}</b>" in ledger_html, f"claim {c.id} missing from the ledger page"
     # Every run notebook present was rendered (listed by the runs/*/* glob of _toc.yml).
     for nb in sorted((BOOK / "runs").glob("*/*.ipynb")):
         assert (HTML / "runs" / nb.parent.name / f"{nb.stem}.html").is_file(), nb

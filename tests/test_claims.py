@@ -379,3 +379,10 @@ def test_claims_table_and_models(claim_list):
     assert len(t) == len(claim_list)
     models = C.claim_models(claim_list)
     assert models[:5] == ["resnet56", "densenet_bc100", "se_resnet110", "res2net29", "se_res2net29"]
+
+
+def test_pm_readings_table_scales_the_sds(claim_list):
+    t = C.pm_readings_table(claim_list).set_index("± read as")
+    assert t.at["standard error", "sample SD a"] == pytest.approx(0.05 * math.sqrt(3))
+    assert t.at["population SD (ddof=0)", "sample SD b"] == pytest.approx(0.04 * math.sqrt(3 / 2))
+    assert set(t["claimed p = 0.005 fits"]) == {"no"} and set(t["claimed d = 1.3 fits"]) == {"no"}
