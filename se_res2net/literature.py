@@ -133,7 +133,7 @@ def literature_table(entries: Sequence[Entry]) -> "pd.DataFrame":
     import pandas as pd
 
     return pd.DataFrame([{
-        "model": e.model, "error (%)": e.error, "statistic": e.statistic + (f", {e.runs} runs" if e.runs else ""),
+        "model": e.model, "error (%)": e.error, "statistic": e.statistic + (f", {e.runs:,} run{'s' if e.runs != 1 else ''}" if e.runs else ""),
         "seed SD (pp)": e.sd, "params (M)": e.params_m, "MACs (M)": e.macs_m, "augmentation": e.augmentation,
         "kind": e.kind, "source": e.source, "where": e.where, "protocol": e.protocol, "ours": e.ours or "",
     } for e in entries])
@@ -200,8 +200,8 @@ def sigma_check(claims: Sequence["Claim"], entries: Sequence[Entry]) -> "pd.Data
 
     For a true seed-to-seed SD σ, ``(n−1)s²/σ² ~ χ²(n−1)``, so ``P(s ≤ s_claimed) = χ²_cdf((n−1)s²/σ²)``.
     Columns give that probability for σ = the smallest published seed SD and for σ = the binomial
-    spread ``100·sqrt(p(1−p)/10000)`` at the claimed error p (the spread of one test-set measurement,
-    which Jordan (2024) finds seed-to-seed variation on CIFAR-10 close to). A last row multiplies the
+    spread ``100·sqrt(p(1−p)/10000)`` at the claimed error p (the spread of one model's error over test
+    sets of that size). A last row multiplies the
     probabilities of all claims (independent runs).
     """
     import pandas as pd
@@ -264,7 +264,8 @@ def literature_checks(claims: Sequence["Claim"], entries: Sequence[Entry]) -> Di
                              f"{'below' if gap > 0 else 'above'} it (margin {MARGIN_SDS:g} × {hi_sd:g} pp)")
             if same:
                 lo, hi = min(e.error for e in same), max(e.error for e in same)
-                parts.append(f"published {c.model}: {lo:g}–{hi:g} % ({len(same)} results): the report's is "
+                span = f"{lo:g} %" if lo == hi else f"{lo:g}–{hi:g} %"
+                parts.append(f"published {c.model}: {span} ({len(same)} result{'s' if len(same) > 1 else ''}): the report's is "
                              + ("better than all" if c.value < lo else "worse than all" if c.value > hi else "within them"))
             if c.id in sig_by:
                 r = sig_by[c.id]

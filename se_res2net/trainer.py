@@ -936,6 +936,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="epochs at which lr is multiplied by --gamma (report: 150 225); default: the report's "
                         "50%%/75%% points of --epochs; give the flag with no value for a constant lr")
     p.add_argument("--gamma", type=float, default=0.1, help="lr factor at each milestone (report: 0.1)")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="crop4-flip",
+                   help="training augmentation (report: crop4-flip = zero-pad 4, random 32x32 crop, horizontal flip)")
     p.add_argument("--seed", type=int, default=0, help="run seed (report: 0, 1, 2)")
     p.add_argument("--data", choices=DATA_SOURCES, default="auto", help="CIFAR-10 source (default: auto)")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (or the torchvision root)")
@@ -974,6 +976,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         nesterov=args.nesterov,
         milestones=milestones,
         gamma=args.gamma,
+        augment=args.augment,
         seed=args.seed,
         data_source=args.data,
         data_dir=args.data_dir,

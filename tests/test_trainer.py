@@ -247,3 +247,17 @@ def test_cli_schedule_flag(tmp_path):
     assert c == TrainConfig("se_res2net29", data_source="auto")
     assert config_from_args(p.parse_args(["train", "--model", "res2net29", "--epochs", "3", "--schedule"])).milestones == ()
     assert os.fspath(args.out) == "runs/custom"
+
+
+def test_augmentation_is_a_recorded_setting_that_changes_training(tmp_path):
+    """augment="none" trains on the un-augmented images (other numbers), and the record says so: a run
+    without the report's augmentation can never pass for one of its profiles (se_res2net.conformance)."""
+    from se_res2net.conformance import deviations
+
+    with_aug = train(tiny_config(epochs=1, milestones=()), tmp_path / "a", progress=False)
+    without = train(tiny_config(epochs=1, milestones=(), augment="none"), tmp_path / "b", progress=False)
+    assert with_aug["config"]["augment"] == "crop4-flip" and without["config"]["augment"] == "none"
+    assert numbers(with_aug)[0]["train_loss"] != numbers(without)[0]["train_loss"]
+    assert any("augmentation 'none'" in d for d in deviations(without, "smoke"))
+    with pytest.raises(ValueError, match="augment must be one of"):
+        tiny_config(augment="mixup")
