@@ -302,8 +302,17 @@ def plot_frontier(entries: Sequence[Entry], claims: Sequence["Claim"], ours: Opt
     rep = [(c, _params_claimed(claims, c.model)) for c in claims if c.kind == "test_error"]
     rep = [(c, p) for c, p in rep if p is not None]
     ax.scatter([p for _, p in rep], [c.value for c, _ in rep], marker="*", s=110, color="tab:red", label="the report's claims", zorder=3)
-    for c, p in rep:
-        ax.annotate(c.id, (p, c.value), textcoords="offset points", xytext=(5, -3), fontsize=8, color="tab:red")
+    clusters: List[List[Tuple["Claim", float]]] = []  # points on top of each other share one label (E1, A3, A1)
+    for c, p in sorted(rep, key=lambda cp: cp[0].value):
+        home = next((g for g in clusters if abs(math.log(g[0][1] / p)) < 0.15 and abs(g[-1][0].value - c.value) < 0.2), None)
+        if home is None:
+            clusters.append([(c, p)])
+        else:
+            home.append((c, p))
+    for g in clusters:
+        c0, p0 = g[0]
+        ax.annotate(", ".join(c.id for c, _ in g), (p0, c0.value), textcoords="offset points", xytext=(7, -4),
+                    fontsize=8, color="tab:red")
     if ours is not None and len(ours):
         for prof, g in ours.groupby("profile"):
             ax.scatter(g["params_m"], g["mean_error"], marker="o", s=40, facecolors="none", edgecolors="tab:blue",
