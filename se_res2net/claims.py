@@ -378,10 +378,22 @@ _PM_READINGS: Tuple[Tuple[str, Any], ...] = (
 )
 
 
-def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
-    """p, d and Δ against the report's means ± σ, under every reading of "±" (:data:`_PM_READINGS`)."""
+def _readings(kw: Mapping[str, Any]) -> List[Tuple[str, float, float, Any]]:
+    """``(reading, sample SD a, sample SD b, ConsistencyReport)`` for each reading of "±" (:data:`_PM_READINGS`);
+    the rounding radius of the printed SDs scales with them."""
     from .stats import report_consistency
 
+    out = []
+    for name, factor in _PM_READINGS:
+        fa, fb = factor(kw["n_a"]), factor(kw["n_b"])
+        sa, sb = kw["sd_a"] * fa, kw["sd_b"] * fb
+        out.append((name, sa, sb, report_consistency(**{**kw, "sd_a": sa, "sd_b": sb,
+                                                         "resolution": kw.get("resolution", 0.005) * max(fa, fb)})))
+    return out
+
+
+def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
+    """p, d and Δ against the report's means ± σ, under every reading of "±" (:data:`_PM_READINGS`)."""
     out: Dict[str, ReportCheck] = {}
     stat_claims = [c for c in claims if c.kind in ("stat_p", "stat_d", "stat_diff")]
     for c in stat_claims:
@@ -392,10 +404,7 @@ def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
             continue
         key = {"stat_p": "p", "stat_d": "d", "stat_diff": "diff"}[c.kind]
         parts, ok_any = [], False
-        for name, factor in _PM_READINGS:
-            fa, fb = factor(kw["n_a"]), factor(kw["n_b"])
-            rep = report_consistency(**{**kw, "sd_a": kw["sd_a"] * fa, "sd_b": kw["sd_b"] * fb,
-                                        "resolution": kw.get("resolution", 0.005) * max(fa, fb)})
+        for name, _, _, rep in _readings(kw):
             chk = next(x for x in rep.checks if x.quantity == key)
             ok_any |= chk.consistent
             parts.append(f"± as {name}: {key} = {chk.implied:.3g} ({chk.implied_low:.3g}–{chk.implied_high:.3g})")
@@ -417,15 +426,9 @@ def pm_readings_table(claims: Sequence[Claim], model: str = "se_res2net29", base
     SD, standard error), each with the range that the printed digits' rounding allows."""
     import pandas as pd
 
-    from .stats import report_consistency
-
-    kw = report_statistics(claims, model, baseline)
     rows = []
-    for name, factor in _PM_READINGS:
-        fa, fb = factor(kw["n_a"]), factor(kw["n_b"])
-        rep = report_consistency(**{**kw, "sd_a": kw["sd_a"] * fa, "sd_b": kw["sd_b"] * fb,
-                                    "resolution": kw.get("resolution", 0.005) * max(fa, fb)})
-        row: Dict[str, Any] = {"± read as": name, "sample SD a": kw["sd_a"] * fa, "sample SD b": kw["sd_b"] * fb}
+    for name, sa, sb, rep in _readings(report_statistics(claims, model, baseline)):
+        row: Dict[str, Any] = {"± read as": name, "sample SD a": sa, "sample SD b": sb}
         for chk in rep.checks:
             if chk.quantity in ("p", "d"):
                 row[f"implied {chk.quantity}"] = f"{chk.implied:.3g} ({chk.implied_low:.3g}–{chk.implied_high:.3g})"
@@ -751,7 +754,7 @@ def _ordering(c: Claim, records: "pd.DataFrame") -> _Row:
 
 
 def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
-    from .stats import compare
+    from .stats import cohens_d, welch_t
 
     row = _Row()
     models = [c.baseline or "", c.model]
@@ -759,15 +762,15 @@ def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
     if prof is None:
         return row
     a, b = _errors(records, prof, c.baseline or ""), _errors(records, prof, c.model)
-    cmp = compare(a, b, names=(c.baseline or "a", c.model), n_resamples=200)
+    p_welch, d = welch_t(a, b).p, cohens_d(a, b)
     diff, lo, hi = _welch_interval(a, b, c.confidence)
     n = f"n={len(a)} vs {len(b)}"
     if c.kind == "stat_diff":
         row.measured = f"Δ = {diff:+.3g} pp ({n}; {c.confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f})"
     elif c.kind == "stat_p":
-        row.measured = f"Welch p = {cmp.welch.p:.3g} ({n})" if not math.isnan(cmp.welch.p) else f"Welch p undefined ({n})"
+        row.measured = f"Welch p = {p_welch:.3g} ({n})" if not math.isnan(p_welch) else f"Welch p undefined ({n})"
     else:
-        row.measured = f"d = {cmp.d:.3g} ({n})" if not math.isnan(cmp.d) else f"d undefined ({n})"
+        row.measured = f"d = {d:.3g} ({n})" if not math.isnan(d) else f"d undefined ({n})"
     row.note = _data_note(records, prof, [c.model])
     if not _gate(c, records, models, prof, row):
         return row
@@ -776,13 +779,13 @@ def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
         row.verdict = f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:+g} pp {'inside' if inside else 'outside'} the interval)"
     elif c.kind == "stat_p":
         alpha = float(c.tolerance.get("alpha", 0.05))
-        ok = cmp.welch.p <= alpha and diff * (1 if c.value >= 0 else -1) > 0
+        ok = p_welch <= alpha and diff * (1 if c.value >= 0 else -1) > 0
         row.verdict = (f"{REPRODUCED} (p ≤ {alpha:g}, an improvement)" if ok
-                       else f"{NOT_REPRODUCED} (p = {cmp.welch.p:.2g} > {alpha:g}, or no improvement)")
+                       else f"{NOT_REPRODUCED} (p = {p_welch:.2g} > {alpha:g}, or no improvement)")
     else:
         from scipy import stats as sps
 
-        na, nb, d = len(a), len(b), cmp.d
+        na, nb = len(a), len(b)
         se = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))  # Hedges & Olkin (1985), eq. 5.15
         z = float(sps.norm.ppf(0.5 + c.confidence / 2))
         dlo, dhi = d - z * se, d + z * se
@@ -970,7 +973,6 @@ def ledger(
     complexity_rows: Optional[Iterable[Mapping[str, Any]]] = None,
     gradcam: Optional[Mapping[str, Any]] = None,
     block_rows: Optional[Iterable[Mapping[str, Any]]] = None,
-    seed: int = 0,
     *,
     literature: Optional[Any] = None,
     constants: Optional[Mapping[str, Any]] = None,
@@ -981,7 +983,7 @@ def ledger(
     ``complexity_rows`` from :func:`se_res2net.complexity.complexity_table`; ``block_rows`` from
     :func:`~se_res2net.complexity.block_table`; ``gradcam`` the parsed ``gradcam_metrics.json``;
     ``literature`` the entries of :func:`se_res2net.literature.load_literature`; ``constants`` the
-    claims file's ``report_constants``. ``seed`` is kept for callers of the older signature.
+    claims file's ``report_constants``.
     """
     import pandas as pd
 

@@ -101,10 +101,11 @@ def count_flops_all(model: Any, input_size: int = 32) -> Tuple[int, Dict[str, in
 
     thop counts the SE's two 1×1 convs but not its mean or its multiply (they are not modules), and
     plain FlopCounterMode counts only convs and matmuls; this count is the one the SE-overhead claim is
-    judged on. Returns ``(total, {"se": flops in SE modules})``.
+    judged on. Returns ``(total, {"se": flops in SE modules, "conv_mm": flops of the ops FlopCounterMode
+    counts by itself})``: the last equals :func:`count_flops_torch`, from the same pass.
     """
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
     from .blocks import SqueezeExcite, StreamSqueezeExcite
 
@@ -118,7 +119,8 @@ def count_flops_all(model: Any, input_size: int = 32) -> Tuple[int, Dict[str, in
     top = [n for n in se_names if not any(n != o and n.startswith(o + ".") for o in se_names)]
     root = type(probe).__name__  # FlopCounterMode names modules "<root class>.<path>"
     se = sum(int(sum(per_module.get(f"{root}.{n}", {}).values())) for n in top)
-    return int(counter.get_total_flops()), {"se": se}
+    conv_mm = sum(int(v) for op, v in per_module.get("Global", {}).items() if op in flop_registry)
+    return int(counter.get_total_flops()), {"se": se, "conv_mm": conv_mm}
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,8 @@ class Complexity:
 
 def measure(model: Any, name: str, input_size: int) -> Complexity:
     total, parts = count_flops_all(model, input_size)
-    return Complexity(name, input_size, count_params(model), count_macs(model, input_size),
-                      count_flops_torch(model, input_size), total, parts["se"])
+    return Complexity(name, input_size, count_params(model), count_macs(model, input_size), parts["conv_mm"], total,
+                      parts["se"])
 
 
 def model_complexity(name: str, **overrides: Any) -> Complexity:

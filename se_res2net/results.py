@@ -70,7 +70,6 @@ ABLATION_VARIANTS: Tuple[Tuple[str, str], ...] = (
 )
 ABLATION_BASELINE = "res2net29"
 
-_KNOWN_PROFILES = ("smoke", "budget", "full")
 _NAME_RE = re.compile(r"^(?P<model>.+)_seed(?P<seed>\d+)\.json$")
 
 PathLike = Union[str, Path]
@@ -161,6 +160,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     import pandas as pd
 
     from .conformance import deviations
+    from .profiles import PROFILES
 
     rows = []
     for prof, path, rec in _iter_records(root, profile, include_failed):
@@ -187,7 +187,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "named_profile": named,
             "folder": path.parent.name,
             # why the record is not the profile it names (empty when it is, or names none we know)
-            "deviations": "; ".join(deviations(rec, named)) if named != prof and named in _KNOWN_PROFILES else "",
+            "deviations": "; ".join(deviations(rec, named)) if named != prof and named in PROFILES else "",
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",

@@ -41,8 +41,9 @@ def test_bad_literature_files_are_refused(tmp_path):
     p = tmp_path / "l.yaml"
     p.write_text(good % "")
     assert L.load_literature(p)[0].error == 5.0
-    for extra, msg in ((", error2: 1", "unknown fields"), (", statistic: mode", "statistic must be")):
-        p.write_text(good.replace("statistic: single, ", "") % extra if "statistic" in extra else good % extra)
+    for text, msg in ((good % ", error2: 1", "unknown fields"),
+                      (good.replace("statistic: single", "statistic: mode") % "", "statistic must be")):
+        p.write_text(text)
         with pytest.raises(ValueError, match=msg):
             L.load_literature(p)
     p.write_text(good.replace("error: 5.0", "error: 140") % "")
