@@ -68,6 +68,9 @@ __all__ = [
     "book_ledger",
     "rules_table",
     "report_constants",
+    "report_tables",
+    "quote_html",
+    "claim_details_html",
     "gradcam_profile",
     "gradcam_run_profile",
     "profile_summary",
@@ -255,6 +258,57 @@ def report_constants(path: PathLike = "book/claims.yaml") -> Dict[str, Any]:
 
     doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return dict(doc.get("report_constants") or {})
+
+
+def report_tables(path: PathLike = "book/claims.yaml") -> Dict[str, Tuple[str, ...]]:
+    """The header rows of the report's tables (``report_tables:``), keyed by the table's heading."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {str(k): tuple(str(c) for c in v) for k, v in (doc.get("report_tables") or {}).items()}
+
+
+_BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _inline_html(text: str) -> str:
+    """The report's inline markdown (``**bold**`` only) as HTML, everything else escaped."""
+    import html
+
+    return _BOLD_RE.sub(r"<b>\1</b>", html.escape(text.strip()))
+
+
+def quote_html(claim: Claim, tables: Optional[Mapping[str, Sequence[str]]] = None) -> str:
+    """The report's words for a claim, as the report shows them: a table row under its table's header (from
+    :func:`report_tables`, matched by the table's heading in the claim's section), prose as a block quote."""
+    q = claim.quote.strip()
+    if q.startswith("|") and q.endswith("|"):
+        cells = [c.strip() for c in q.strip("|").split("|")]
+        header = next((h for name, h in (tables or {}).items() if name in claim.section), None)
+        head = ""
+        if header is not None and len(header) == len(cells):
+            head = "<thead><tr>" + "".join(f"<th>{_inline_html(h)}</th>" for h in header) + "</tr></thead>"
+        body = "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in cells) + "</tr>"
+        return f"<table class='report-quote'>{head}<tbody>{body}</tbody></table>"
+    return f"<blockquote class='report-quote'>{_inline_html(q)}</blockquote>"
+
+
+def claim_details_html(claim: Claim, tables: Optional[Mapping[str, Sequence[str]]] = None,
+                       extra: Optional[Mapping[str, str]] = None, badge: str = "") -> str:
+    """One claim as a folded line: id, (badge), the claim; open it for the report's words, where they are,
+    how we measure it and any ``extra`` rows (already HTML-escaped by the caller where needed)."""
+    import html
+
+    rows = [("the report says", quote_html(claim, tables)),
+            ("where", html.escape(f"{claim.section} (report)")),
+            ("claimed value", html.escape(claim.claimed)),
+            ("how we measure it", html.escape(claim.measure))]
+    if not claim.testable:
+        rows.append(("testable", html.escape(f"no: {claim.why}")))
+    rows += list((extra or {}).items())
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows if v not in ("", "—"))
+    return (f"<details class='claim'><summary><b>{html.escape(claim.id)}</b> {badge}"
+            f"{html.escape(claim.text)}</summary><table class='claim-details'>{body}</table></details>")
 
 
 def claim_models(claims: Sequence[Claim]) -> List[str]:

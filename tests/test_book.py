@@ -186,6 +186,7 @@ def _audit_report(page: str, findings: dict) -> str:
 def test_page_in_browser(page, site, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
+    assert (HTML / f"{page}.html").is_file(), f"{page}.html was not built"
     browser.set_window_size(1400, 2000)
     browser.get(site + f"{page}.html")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")

@@ -1,0 +1,219 @@
+"""The audit's bottom line, for the book's summary page: claim families, compute spent, runs still to do.
+
+Everything here is computed from the ledger (:func:`se_res2net.claims.book_ledger`) and the run records
+(:func:`se_res2net.results.load_records`); nothing is typed in. The summary page follows the shape of an ML
+Reproducibility Challenge / ReScience report: scope, the bottom line per claim family, methodology, compute
+spent, what was easy and what was difficult, what remains.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import claims as _claims
+
+if TYPE_CHECKING:  # pragma: no cover
+    import matplotlib.axes
+    import pandas as pd
+
+__all__ = [
+    "CLASS_COLOURS",
+    "FAMILIES",
+    "family_of",
+    "family_table",
+    "plot_families",
+    "compute_spent",
+    "remaining_runs",
+    "build_environment",
+    "run_environments",
+]
+
+#: One colour per class, shared by every page that shows a class (red: the report fails; green: it holds;
+#: blue: agreement that confirms nothing; purple: the literature's word; yellow / grey: no decision yet).
+CLASS_COLOURS: Mapping[str, str] = {
+    _claims.INCONSISTENT: "#e8939c", _claims.NOT_REPRODUCED: "#f4c2c7", _claims.INCONCLUSIVE: "#fbd7a8",
+    _claims.REPRODUCED: "#a9d8bf", _claims.BY_CONSTRUCTION: "#b9d3fb", _claims.CONTRADICTED: "#cfa9e8",
+    _claims.IMPLAUSIBLE: "#e3cdf2", _claims.UNTESTABLE: "#fbe7a6", _claims.NOT_YET: "#d6d8db",
+}
+
+#: Claim families by id prefix (the prefixes of book/claims.yaml), in the order the report makes them.
+FAMILIES: Tuple[Tuple[str, str], ...] = (
+    ("E", "test errors (SE-Res2Net-29, baselines)"),
+    ("R", "ranking, state of the art"),
+    ("S", "significance (Δ, p, d)"),
+    ("A", "ablation"),
+    ("P", "network parameters"),
+    ("M", "network FLOPs (MACs)"),
+    ("B", "per-block params, FLOPs"),
+    ("O", "SE overhead"),
+    ("F", "error-drop efficiency"),
+    ("G", "Grad-CAM IoU"),
+)
+
+
+def family_of(claim_id: str) -> str:
+    """The family of a claim id (its letter prefix); a ``ValueError`` for an id of no family."""
+    for prefix, name in FAMILIES:
+        if claim_id.startswith(prefix) and claim_id[len(prefix):].isdigit():
+            return name
+    raise ValueError(f"claim id {claim_id!r} belongs to no family; add its prefix to summary.FAMILIES")
+
+
+def family_table(table: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per claim family of the ledger ``table``: its claims, and how many have each class.
+
+    Columns: ``family``, ``claims`` (the ids), then one column per class present (in
+    :data:`se_res2net.claims.CLASSES` order) with the count.
+    """
+    import pandas as pd
+
+    cats = [_claims.verdict_category(c) for c in table["class"]]
+    fams = [family_of(i) for i in table["id"]]
+    present = [c for c in _claims.CLASSES if c in cats]
+    rows = []
+    for _, name in FAMILIES:
+        ids = [i for i, f in zip(table["id"], fams) if f == name]
+        if not ids:
+            continue
+        row: Dict[str, object] = {"family": name, "claims": ", ".join(ids)}
+        for c in present:
+            row[c] = sum(1 for f, k in zip(fams, cats) if f == name and k == c)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["family", "claims", *present])
+
+
+def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = None) -> "matplotlib.axes.Axes":
+    """The ledger at a glance: one horizontal bar per claim family, split into its classes' counts."""
+    import matplotlib.pyplot as plt
+
+    fam = family_table(table)
+    classes = [c for c in fam.columns if c not in ("family", "claims")]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.42 * len(fam) + 1.6))
+    y = list(range(len(fam)))[::-1]  # the first family on top
+    left = [0] * len(fam)
+    for c in classes:
+        counts = fam[c].tolist()
+        ax.barh(y, counts, left=left, color=CLASS_COLOURS[c], edgecolor="white", label=c)
+        for yi, l, n in zip(y, left, counts):
+            if n:
+                ax.text(l + n / 2, yi, str(n), ha="center", va="center", fontsize=10)
+        left = [l + n for l, n in zip(left, counts)]
+    ax.set_yticks(y, fam["family"].tolist(), fontsize=10)
+    ax.set_xlabel("claims")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9, frameon=False)
+    return ax
+
+
+_PROVENANCE = ("device", "start_time", "end_time", "torch", "python", "platform", "git_commit")
+
+
+def _with_provenance(records: "pd.DataFrame") -> "pd.DataFrame":
+    """``records`` with the provenance fields this module reports, read from each record's own file."""
+    import json
+    from pathlib import Path
+
+    extra = {k: [] for k in _PROVENANCE}
+    for path in records["path"]:
+        prov = json.loads(Path(path).read_text(encoding="utf-8")).get("provenance") or {}
+        for k in _PROVENANCE:
+            extra[k].append(prov.get(k))
+    return records.assign(**extra)
+
+
+def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
+    """What the run records cost, per profile and hardware: runs, device-hours (the sum of the runs' wall
+    times: an upper bound on the device's time when runs shared it), and the span from first start to last end.
+    """
+    import pandas as pd
+
+    cols = ["profile", "hardware", "device", "runs", "device-hours", "first start", "last end"]
+    if records is None or len(records) == 0:
+        return pd.DataFrame(columns=cols)
+    records = _with_provenance(records)
+    rows = []
+    for (prof, hw), g in records.groupby(["profile", "device_name"], sort=False, dropna=False):
+        device = "GPU" if any(str(d).startswith("cuda") for d in g["device"]) else "CPU"
+        rows.append({
+            "profile": prof, "hardware": str(hw) if isinstance(hw, str) else "not recorded", "device": device,
+            "runs": int(len(g)), "device-hours": float(g["wall_time_s"].fillna(0).sum()) / 3600,
+            "first start": str(g["start_time"].dropna().min()) if g["start_time"].notna().any() else "not recorded",
+            "last end": str(g["end_time"].dropna().max()) if g["end_time"].notna().any() else "not recorded",
+        })
+    out = pd.DataFrame(rows, columns=cols)
+    rank = {p: i for i, p in enumerate(_claims.PROFILE_ORDER)}
+    return out.sort_values("profile", key=lambda s: s.map(lambda p: -rank.get(p, -1)), kind="stable")
+
+
+def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequence[int],
+                   profiles: Sequence[str] = ("budget", "full")) -> "pd.DataFrame":
+    """Per profile: how many of the planned (model, seed) runs exist complete and satisfying it, and which
+    are missing (models with the seeds they lack)."""
+    import pandas as pd
+
+    rows = []
+    for prof in profiles:
+        done = set()
+        if records is not None and len(records):
+            ok = records[(records["profile"] == prof) & (records["status"] == "complete")]
+            done = set(zip(ok["model"], ok["seed"]))
+        missing: Dict[str, List[int]] = {}
+        for m in models:
+            for s in seeds:
+                if (m, s) not in done:
+                    missing.setdefault(m, []).append(s)
+        n_planned = len(models) * len(seeds)
+        n_missing = sum(len(v) for v in missing.values())
+        rows.append({
+            "profile": prof, "planned runs": n_planned, "done": n_planned - n_missing, "to run": n_missing,
+            "missing": "none" if not missing else (
+                "all" if n_missing == n_planned else
+                "; ".join(f"{m} (seeds {', '.join(map(str, s))})" for m, s in missing.items())),
+        })
+    return pd.DataFrame(rows)
+
+
+_BUILD_PACKAGES = ("se_res2net", "torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
+                   "thop", "grad-cam", "jupyter-book", "myst-nb", "sphinx", "papermill", "nbval")
+
+
+def build_environment(packages: Sequence[str] = _BUILD_PACKAGES) -> "pd.DataFrame":
+    """The environment this book is being built in: Python, platform, processor, and package versions."""
+    import os
+
+    import pandas as pd
+
+    rows = [("Python", platform.python_version()), ("platform", platform.platform()),
+            ("processor", platform.processor() or platform.machine()), ("CPU cores", str(os.cpu_count()))]
+    for name in packages:
+        try:
+            rows.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    return pd.DataFrame(rows, columns=["component", "version"])
+
+
+def run_environments(records: "pd.DataFrame") -> "pd.DataFrame":
+    """Per profile: the environments its runs recorded (hardware, torch, Python, platform, code commits)."""
+    import pandas as pd
+
+    cols = ["profile", "runs", "hardware", "torch", "Python", "platform", "code commit(s)"]
+    if records is None or len(records) == 0:
+        return pd.DataFrame(columns=cols)
+
+    records = _with_provenance(records)
+
+    def distinct(g: "pd.DataFrame", col: str, short: bool = False) -> str:
+        vals = sorted({str(v)[:7] if short else str(v) for v in g[col].dropna()})
+        return ", ".join(vals) or "not recorded"
+
+    rows = []
+    for prof, g in records.groupby("profile", sort=False):
+        rows.append({"profile": prof, "runs": int(len(g)), "hardware": distinct(g, "device_name"),
+                     "torch": distinct(g, "torch"), "Python": distinct(g, "python"),
+                     "platform": distinct(g, "platform"), "code commit(s)": distinct(g, "git_commit", short=True)})
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,106 @@
+"""The summary page's computations (se_res2net.summary) and the quoted report (claims.quote_html)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from se_res2net import claims, summary
+from se_res2net.results import load_records
+from tests.fakes import make_record, write_record
+
+
+def _ledger(rows):
+    return pd.DataFrame(rows, columns=["id", "class"])
+
+
+def test_family_of_reads_the_prefix_and_refuses_unknown_ids():
+    assert summary.family_of("E1") == summary.family_of("E12") == summary.FAMILIES[0][1]
+    assert summary.family_of("G3") == "Grad-CAM IoU"
+    with pytest.raises(ValueError, match="FAMILIES"):
+        summary.family_of("Z1")
+    with pytest.raises(ValueError):
+        summary.family_of("Ex")  # a prefix with no number is not an id
+
+
+def test_family_table_counts_each_class_per_family():
+    t = _ledger([("E1", claims.NOT_YET), ("E2", claims.IMPLAUSIBLE + " (3 σ)"), ("E3", claims.NOT_YET),
+                 ("S2", claims.INCONSISTENT), ("P1", claims.BY_CONSTRUCTION)])
+    fam = summary.family_table(t).set_index("family")
+    errors = summary.family_of("E1")
+    assert fam.loc[errors, "claims"] == "E1, E2, E3"
+    assert fam.loc[errors, claims.NOT_YET] == 2 and fam.loc[errors, claims.IMPLAUSIBLE] == 1
+    assert fam.loc[summary.family_of("S2"), claims.INCONSISTENT] == 1
+    # only the classes present are columns, in the ledger's order; every claim is counted once
+    classes = [c for c in fam.columns if c != "claims"]
+    assert classes == [c for c in claims.CLASSES if c in classes]
+    assert set(classes) == {claims.NOT_YET, claims.IMPLAUSIBLE, claims.INCONSISTENT, claims.BY_CONSTRUCTION}
+    assert int(fam[classes].to_numpy().sum()) == len(t)
+    # families without claims are left out, the report's order is kept
+    assert list(fam.index) == [summary.family_of(i) for i in ("E1", "S2", "P1")]
+
+
+def test_plot_families_draws_one_bar_segment_per_nonzero_count():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t = _ledger([("E1", claims.NOT_YET), ("E2", claims.NOT_YET), ("P1", claims.BY_CONSTRUCTION)])
+    ax = summary.plot_families(t)
+    widths = sorted(p.get_width() for p in ax.patches if p.get_width() > 0)
+    assert widths == [1, 2]
+    assert [l.get_text() for l in ax.get_legend().get_texts()] == [claims.BY_CONSTRUCTION, claims.NOT_YET]
+
+
+def test_compute_spent_sums_wall_time_per_profile_and_hardware(tmp_path):
+    for seed, wall in ((0, 1800.0), (1, 3600.0)):
+        write_record(tmp_path, make_record("resnet56", seed, 6.0, profile="full", wall_time_s=wall))
+    write_record(tmp_path, make_record("resnet56", 0, 60.0, profile="smoke", device_name="Some CPU", wall_time_s=36.0))
+    spent = summary.compute_spent(load_records(tmp_path, include_failed=True)).set_index("profile")
+    assert spent.loc["full", "device-hours"] == pytest.approx(1.5)
+    assert spent.loc["full", "runs"] == 2 and spent.loc["full", "hardware"] == "Fake GPU"
+    assert spent.loc["smoke", "device-hours"] == pytest.approx(0.01)
+    assert list(spent.index) == ["full", "smoke"]  # the most faithful profile first
+
+
+def test_remaining_runs_names_what_is_missing(tmp_path):
+    write_record(tmp_path, make_record("resnet56", 0, 6.0, profile="full"))
+    write_record(tmp_path, make_record("resnet56", 1, 6.0, profile="full", status="failed"))
+    rem = summary.remaining_runs(load_records(tmp_path, include_failed=True), ["resnet56", "res2net29"], [0, 1],
+                                 profiles=["full", "budget"]).set_index("profile")
+    assert rem.loc["full", "planned runs"] == 4 and rem.loc["full", "done"] == 1 and rem.loc["full", "to run"] == 3
+    assert rem.loc["full", "missing"] == "resnet56 (seeds 1); res2net29 (seeds 0, 1)"
+    assert rem.loc["budget", "missing"] == "all"
+
+
+def test_environments_report_versions_and_recorded_provenance(tmp_path):
+    env = summary.build_environment(["pandas", "surely-not-a-package"]).set_index("component")["version"]
+    assert env["pandas"] == pd.__version__ and env["surely-not-a-package"] == "not installed"
+    write_record(tmp_path, make_record("resnet56", 0, 6.0, profile="full"))
+    runs = summary.run_environments(load_records(tmp_path, include_failed=True))
+    assert runs.loc[0, "profile"] == "full" and runs.loc[0, "hardware"] == "Fake GPU"
+
+
+def _claim(quote, section):
+    c = claims.load_claims("book/claims.yaml")[0]
+    from dataclasses import replace
+
+    return replace(c, quote=quote, section=section)
+
+
+def test_quote_html_shows_a_table_row_under_its_header_and_escapes():
+    tables = claims.report_tables("book/claims.yaml")
+    html = claims.quote_html(_claim("| **SE-Res2Net-29** | **0.65** | 102 | 2.98 | 0.04 |",
+                                    "Results › CIFAR-10 Test Error; Features"), tables)
+    assert "<th>Model</th>" in html and "<th>±σ</th>" in html
+    assert "<td><b>SE-Res2Net-29</b></td>" in html and "|" not in html and "**" not in html
+    prose = claims.quote_html(_claim("p < 0.01 & **big**", "Results"), tables)
+    assert prose == "<blockquote class='report-quote'>p &lt; 0.01 &amp; <b>big</b></blockquote>"
+    # a row of another width than the header is shown without a (wrong) header
+    assert "<thead>" not in claims.quote_html(_claim("| a | b |", "Results › CIFAR-10 Test Error"), tables)
+
+
+def test_every_table_row_quote_of_the_claims_file_finds_its_header():
+    tables = claims.report_tables("book/claims.yaml")
+    for c in claims.load_claims("book/claims.yaml"):
+        if c.quote.strip().startswith("|"):
+            assert "<thead>" in claims.quote_html(c, tables), c.id
