@@ -673,7 +673,7 @@ def _train_locked(
     from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import load_cifar10
+    from .data import NoDataSourceError, SourceFlags, load_cifar10
     from .registry import create_model
 
     wall_start = time.perf_counter()
@@ -708,7 +708,12 @@ def _train_locked(
         )
 
     # ---- 2. data, model, optimiser (any error here leaves no file behind) ----
-    data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    try:
+        data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    except NoDataSourceError as exc:
+        # Spelled as TrainConfig fields, which are also the run notebook's papermill parameters (it has no
+        # download parameter, hence no download spelling); the CLI re-spells it as its own flags.
+        raise exc.with_flags(SourceFlags("data_dir=DIR", None, 'data_source="sample"')) from None
     if config.train_subset is not None or config.test_subset is not None:
         data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
     fast = resolve_fast_path(config, device.type)
