@@ -102,3 +102,28 @@ def test_the_papermill_command_runs_as_written(tmp_path: Path):
     assert record["status"] == "complete"
     assert (record["model"], record["seed"], record["profile"]) == ("se_res2net29", 1, "budget")
     assert len(record["epochs"]) == 1 and record["provenance"]["data_is_sample"] is True
+
+
+# --------------------------------------------------------------------------------------------------
+# Links: nothing outside the repository
+# --------------------------------------------------------------------------------------------------
+
+
+def test_readme_links_stay_inside_the_repository():
+    """A clone has no sibling folders: the README cites the audited report as an unpublished technical
+    report (quoted in the book), and every relative link it has resolves to a file of this repository."""
+    text = README.read_text(encoding="utf-8")
+    assert "../shared" not in text and "shared/seeds" not in text and "shared/data" not in text
+    assert '"SE-Res2Net: Lightweight Multi-Scale CNN with Channel-Wise Excitation"' in " ".join(text.split())
+    assert "unpublished technical report" in text
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # a URL or an anchor
+        path = (ROOT / target.split("#", 1)[0]).resolve()
+        assert path.is_relative_to(ROOT) and path.exists(), f"README links to {target}, not a file of the repo"
+
+
+def test_sample_readme_names_each_commands_flag():
+    sample = (ROOT / "se_res2net" / "_sample" / "README.txt").read_text(encoding="utf-8")
+    assert "se-res2net data --source sample" in sample
+    assert "take  --data sample" in sample
