@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test test-fast book complexity runs clean
+.PHONY: setup test test-fast book complexity runs publish clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ runs: setup
 
 book: runs
 	$(VENV)/bin/jupyter-book build book -W -n --keep-going
+
+# Push the built site to the gh-pages branch of `origin` (ghp-import: -n adds .nojekyll so Sphinx's _static/
+# is served, -p pushes, -f replaces the branch). Builds the site first when there is none. The workflow in
+# .github/workflows/deploy-book.yml publishes on every push to main instead; this is the by-hand route.
+publish: setup
+	@test -f book/_build/html/index.html || $(MAKE) book
+	$(VENV)/bin/ghp-import -n -p -f book/_build/html
 
 clean:
 	rm -rf book/_build .pytest_cache

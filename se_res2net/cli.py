@@ -28,6 +28,28 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "data": ("se_res2net.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
 }
 
+# How each command that reads CIFAR-10 spells the fixes of a missing source (se_res2net.data.SourceFlags
+# fields: data_dir, download, sample), so that its error names options the user can add to the command
+# they ran: `data` chooses the source with --source, the others with --data; only some can download.
+DATA_FLAGS: Dict[str, Tuple[str, Optional[str], str]] = {
+    "data": ("--data-dir DIR", "--download", "--source sample"),
+    "train": ("--data-dir DIR", "--download", "--data sample"),
+    "test": ("--data-dir DIR", "--download", "--data sample"),
+    "sweep": ("--data-dir DIR", None, "--data sample"),
+    "grad-cam": ("--data-dir DIR", None, "--data sample"),
+    "bench": ("--data-dir DIR", None, "--data sample"),
+    "parity": ("--data-dir DIR", None, "--data sample"),
+}
+
+
+def _for_command(exc: Exception, command: str) -> Exception:
+    """``exc`` with its fixes spelled for ``command`` (a missing data source), else ``exc`` itself."""
+    from .data import NoDataSourceError, SourceFlags
+
+    if isinstance(exc, NoDataSourceError) and command in DATA_FLAGS:
+        return exc.with_flags(SourceFlags(*DATA_FLAGS[command]))
+    return exc
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="se-res2net", description=__doc__.splitlines()[0])
@@ -62,8 +84,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as exc:
         # One clear line for user errors; tracebacks only with --verbose.
         if args.verbose:
+            spelled = _for_command(exc, args.command)
+            if spelled is not exc:
+                raise spelled from exc
             raise
-        print(f"se-res2net {args.command}: error: {exc}", file=sys.stderr)
+        print(f"se-res2net {args.command}: error: {_for_command(exc, args.command)}", file=sys.stderr)
         return 2
 
 

@@ -581,12 +581,43 @@ def _write_cache(path: Path, train: CifarSplit, test: CifarSplit, meta: Dict[str
 # Loading
 # --------------------------------------------------------------------------------------------------------------
 
-_NO_SOURCE = (
-    "no CIFAR-10 source found. Either (1) pass --data-dir / set SE_RES2NET_DATA_DIR to a class-folder copy "
-    "({{train,test}}/<class>/*.png), (2) pass --download (download=True) to fetch it with torchvision into {root}, "
-    "or (3) use source='sample' (CLI --source sample / the smoke profile) for a smoke run on the embedded "
-    "400-image sample"
-)
+@dataclass(frozen=True)
+class SourceFlags:
+    """How a caller spells the fixes of a missing data source: each command (and the Python API) names
+    its own options, and an error must name the one that works where the user is. ``download=None``: the
+    caller has no download switch (the fix is then ``se-res2net data --source torchvision --download``,
+    after which ``auto`` finds the copy)."""
+
+    data_dir: str
+    download: Optional[str]
+    sample: str
+
+
+# load_cifar10's own keywords; the CLI (se_res2net.cli) and the trainer re-spell the error for their callers.
+PYTHON_FLAGS = SourceFlags(data_dir="data_dir=DIR", download="download=True", sample='source="sample"')
+
+
+class NoDataSourceError(ValueError):
+    """``source="auto"`` found no CIFAR-10. The message names three fixes in the caller's spelling
+    (:class:`SourceFlags`); :meth:`with_flags` re-spells it for another caller."""
+
+    def __init__(self, torchvision_dir: PathLike, flags: SourceFlags = PYTHON_FLAGS) -> None:
+        self.torchvision_dir = Path(torchvision_dir)
+        self.flags = flags
+        download = (
+            f"pass {flags.download} to fetch it with torchvision into {self.torchvision_dir}"
+            if flags.download
+            else f"fetch it once with torchvision into {self.torchvision_dir}: "
+            "se-res2net data --source torchvision --download"
+        )
+        super().__init__(
+            f"no CIFAR-10 source found. Either (1) pass {flags.data_dir} or set {DATA_DIR_ENV}=DIR to a "
+            f"class-folder copy ({{train,test}}/<class>/*.png), (2) {download}, or (3) pass {flags.sample} for a "
+            "smoke run on the embedded 400-image sample"
+        )
+
+    def with_flags(self, flags: SourceFlags) -> "NoDataSourceError":
+        return NoDataSourceError(self.torchvision_dir, flags)
 
 
 def _make(train: CifarSplit, test: CifarSplit, source: str, expected: _Expected, root: Optional[Path]) -> Cifar10:
@@ -648,7 +679,8 @@ def load_cifar10(
 
     ``source``:
       * ``"auto"``: ``data_dir`` → folder; else ``$SE_RES2NET_DATA_DIR`` → folder; else torchvision if already
-        under its root (or ``download=True``); else a ValueError naming the three fixes.
+        under its root (or ``download=True``); else a :class:`NoDataSourceError` (a ValueError) naming the
+        three fixes.
       * ``"folder"``: ``data_dir`` or ``$SE_RES2NET_DATA_DIR``.
       * ``"torchvision"``: root ``data_dir`` or ``~/.cache/se_res2net/torchvision``; fetched only if ``download``.
       * ``"sample"``: the embedded sample (``is_sample=True``); ``data_dir`` is ignored and nothing is cached.
@@ -670,7 +702,7 @@ def load_cifar10(
         elif download or _torchvision_present(torchvision_root(None)):
             source = "torchvision"
         else:
-            raise ValueError(_NO_SOURCE.format(root=torchvision_root(None)))
+            raise NoDataSourceError(torchvision_root(None))
     cache_root = cache_dir_path(cache_dir) if cache else None
 
     if source == "folder":

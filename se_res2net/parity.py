@@ -151,8 +151,11 @@ def add_parity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="auto", help="CIFAR-10 source (auto, folder, torchvision, sample)")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (default: $SE_RES2NET_DATA_DIR)")
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="train on N images (default: all)")
-    p.add_argument("--test-subset", type=int, default=None, metavar="M", help="evaluate on M test images")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="train on N images (default: all). Training only: testing uses the whole test split "
+                        "unless you add --test-subset M")
+    p.add_argument("--test-subset", type=int, default=None, metavar="M",
+                   help="test on M images (default: the whole test split)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--out", default=None, help="keep each run's record and checkpoint under OUT/<variant>/")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON to PATH")

@@ -236,3 +236,59 @@ def provenance(device: Any, data: Any = None, *, start_time: Optional[str] = Non
     prov["wall_time_s"] = 0.0
     prov["hostname"] = platform.node()
     return prov
+
+
+# --------------------------------------------------------------------------- description
+def _data_line(config: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
+    source = prov.get("data_source")
+    if source is None:  # a run that failed before its data was loaded
+        return f"not loaded (asked for `{config.get('data_source', 'auto')}`)"
+    subset = config.get("train_subset") is not None or config.get("test_subset") is not None
+    sizes = (f"{prov['train_size']:,} training / {prov['test_size']:,} test images"
+             if prov.get("train_size") is not None else "sizes not recorded")
+    if prov.get("data_is_sample"):
+        # the label every page carries for the sample: its numbers say nothing about the report
+        return (f"the embedded CIFAR-10 **sample** (`sample`, *not* the full data set), {sizes}; its numbers "
+                "test the plumbing, not the report")
+    where = {"folder": "a class-folder copy", "torchvision": "torchvision's copy"}.get(source, f"`{source}`")
+    part = "a stratified subset" if subset else "the whole splits"
+    return f"CIFAR-10 from {where} (`{source}`), {part}: {sizes}"
+
+
+def describe_run(record: Mapping[str, Any]) -> str:
+    """What a run is, as a Markdown list, from its record alone (model, seed, profile, data source and
+    sizes, epochs, schedule, device, status), so an executed notebook describes the run it holds rather
+    than the notebook's defaults. No heading: the notebook gives it one in a Markdown cell, because a
+    heading inside a cell's output does not become a section of the book."""
+    config = record.get("config") or {}
+    prov = record.get("provenance") or {}
+    kwargs = record.get("model_kwargs") or {}
+    model = f"`{record['model']}`" + (f" with {json.dumps(kwargs, sort_keys=True)}" if kwargs else "")
+    planned = config.get("epochs")
+    done = len(record.get("epochs") or [])
+    milestones = config.get("milestones") or []
+    recipe = [f"batch {config['batch_size']}"] if config.get("batch_size") else []
+    if config.get("lr") is not None:
+        recipe.append(f"lr {config['lr']}, x{config.get('gamma')} at epochs {', '.join(map(str, milestones))}"
+                      if milestones else f"lr {config['lr']} constant")
+    device = prov.get("device")
+    if device is None:
+        device_line = f"not started (asked for `{config.get('device', 'auto')}`)"
+    else:
+        name = f" ({prov['device_name']})" if prov.get("device_name") else ""
+        bf16 = "bf16 autocast" if prov.get("bf16") else "fp32"
+        compiled = f", torch.compile `{prov.get('compile_mode') or 'default'}`" if prov.get("compile") else ""
+        device_line = f"`{device}`{name}, {bf16}{compiled}"
+    status = record.get("status")
+    if status == "failed" and record.get("failure"):
+        failure = record["failure"]
+        status = f"failed at epoch {failure.get('epoch')}: {failure.get('type')}: {failure.get('message')}"
+    lines = [
+        f"- **model**: {model}",
+        f"- **seed**: {record.get('seed')}; **profile**: `{record.get('profile')}`",
+        f"- **data**: {_data_line(config, prov)}",
+        f"- **epochs**: {done} of {planned}" + (f"; {', '.join(recipe)}" if recipe else ""),
+        f"- **device**: {device_line}",
+        f"- **status**: {status}",
+    ]
+    return "\n".join(lines) + "\n"

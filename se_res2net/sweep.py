@@ -796,7 +796,7 @@ def _parse_set(text: str) -> Tuple[str, Any]:
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    from .trainer import COMPILE_MODES
+    from .trainer import COMPILE_MODES, DATA_SOURCES
 
     p.add_argument("--profile", required=True, choices=list(PROFILES), help="smoke (CPU minutes), budget (GPU "
                    "< 1 h for the table), full (the report's 300 epochs)")
@@ -811,6 +811,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per local run (default: cores // runs)")
     p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help="runs go to OUT_ROOT/<profile>/ (default book/runs)")
     p.add_argument("--force", action="store_true", help="re-run runs that are already complete")
+    p.add_argument("--data", choices=DATA_SOURCES, default=None,
+                   help="CIFAR-10 source of every run, as in 'se-res2net train --data' (default: the profile's, "
+                        "auto; smoke falls back to the embedded sample); the same as --set data_source=...")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (default: $SE_RES2NET_DATA_DIR)")
     p.add_argument("--device", default=None, help="override the device of every run (auto, cpu, cuda)")
     p.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
@@ -841,6 +844,10 @@ def _run_sweep_cli(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines
     overrides = dict(args.overrides or [])
+    if args.data:
+        if overrides.get("data_source", args.data) != args.data:
+            raise ValueError(f"--data {args.data} and --set data_source={overrides['data_source']} disagree; give one")
+        overrides["data_source"] = args.data
     if args.device:
         overrides["device"] = args.device
     if args.compile:

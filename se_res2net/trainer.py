@@ -673,7 +673,7 @@ def _train_locked(
     from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import load_cifar10
+    from .data import NoDataSourceError, SourceFlags, load_cifar10
     from .registry import create_model
 
     wall_start = time.perf_counter()
@@ -708,7 +708,12 @@ def _train_locked(
         )
 
     # ---- 2. data, model, optimiser (any error here leaves no file behind) ----
-    data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    try:
+        data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    except NoDataSourceError as exc:
+        # Spelled as TrainConfig fields, which are also the run notebook's papermill parameters (it has no
+        # download parameter, hence no download spelling); the CLI re-spells it as its own flags.
+        raise exc.with_flags(SourceFlags("data_dir=DIR", None, 'data_source="sample"')) from None
     if config.train_subset is not None or config.test_subset is not None:
         data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
     fast = resolve_fast_path(config, device.type)
@@ -942,8 +947,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=DATA_SOURCES, default="auto", help="CIFAR-10 source (default: auto)")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (or the torchvision root)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="train on N images (stratified subset)")
-    p.add_argument("--test-subset", type=int, default=None, metavar="M", help="evaluate on M test images")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="train on N images (stratified subset). Training only: every epoch is still tested on the "
+                        "whole test split (10,000 images, minutes on CPU) unless you add --test-subset M")
+    p.add_argument("--test-subset", type=int, default=None, metavar="M",
+                   help="test on M images (stratified subset of the test split; default: all of it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -997,6 +1005,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.train_subset is not None and config.test_subset is None:
+        # --subset alone looks like a quick run but still tests on the whole split each epoch: say so up front
+        log.info("--subset %d trains on %d images only; every epoch is tested on the whole test split "
+                 "(add --test-subset M to test on M images)", config.train_subset, config.train_subset)
     record = train(config, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
                    record_name=args.name)
     path = record_path(args.out, config.model, config.seed, args.name)

@@ -1,0 +1,62 @@
+"""What a new user sees of the CLI: `--subset` says it is training only and points to `--test-subset`, in the
+help, in the README's train example and in the log of a run that uses it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from se_res2net.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TINY_ARGS = ["--model-arg", "layers=[1,1,1]", "--model-arg", "planes=[4,8,16]", "--model-arg", "stem_width=8"]
+
+
+def _help(command: str, option: str) -> str:
+    """The help of ``option`` as ``se-res2net COMMAND --help`` shows it."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    action = sub._option_string_actions[option]
+    assert action.help, f"{command} {option} has no help"
+    return action.help
+
+
+@pytest.mark.parametrize("command", ["train", "parity"])
+def test_subset_help_says_training_only_and_points_to_test_subset(command):
+    subset = _help(command, "--subset")
+    assert "Training only" in subset and "--test-subset M" in subset
+    assert "test on M images" in _help(command, "--test-subset")
+
+
+def test_readme_train_example_mentions_test_subset():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Command line\n+```bash\n(.*?)```", text, flags=re.S).group(1)
+    train = block[block.index("se-res2net train "):block.index("se-res2net test ")]
+    assert "--subset N" in train and "--test-subset M" in train
+
+
+def _train(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "runs"
+    assert main(["train", "--model", "res2net29", *TINY_ARGS, "--data", "sample", "--epochs", "1",
+                 "--batch-size", "10", "--device", "cpu", "--out", str(out), "--no-progress", *extra]) == 0
+    return json.loads((out / "res2net29_seed0.json").read_text(encoding="utf-8"))
+
+
+def test_subset_alone_trains_on_n_and_tests_on_the_whole_split_and_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="se_res2net.trainer"):
+        record = _train(tmp_path, "--subset", "20")
+    prov = record["provenance"]
+    assert prov["train_size"] == 20 and prov["test_size"] == 100  # the sample's whole test split
+    assert "add --test-subset M to test on M images" in caplog.text
+
+
+def test_test_subset_limits_testing_and_needs_no_hint(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="se_res2net.trainer"):
+        record = _train(tmp_path, "--subset", "20", "--test-subset", "10")
+    prov = record["provenance"]
+    assert prov["train_size"] == 20 and prov["test_size"] == 10
+    assert "--test-subset M" not in caplog.text
