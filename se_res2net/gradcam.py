@@ -736,7 +736,7 @@ def plot_overlays(
     labels = {n: (labels or {}).get(n) or _label(n) for n in names}
     ncols = 1 + len(names)
     panel = width / (ncols + 0.35)  # room for the colour bar
-    fig = Figure(figsize=(width, panel * rows + 0.9), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(width, (panel + 0.2) * rows + 0.6), dpi=dpi, layout="constrained")
     axes = np.asarray(fig.subplots(rows, ncols, squeeze=False))
     image = None
     for r in range(rows):
@@ -749,26 +749,27 @@ def plot_overlays(
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest")
             if c == 0:
-                ax.set_ylabel(f"target {QUADRANTS[k]}:\n{cls}", fontsize=10)
+                ax.set_ylabel(f"target {QUADRANTS[k]}:\n{cls}", fontsize=11)
                 if r == 0:
-                    ax.set_title("input", fontsize=10)
+                    ax.set_title("input", fontsize=11)
             else:
                 cam = np.asarray(cams_by_model[names[c - 1]], dtype=np.float32)[r, k]
                 image = ax.imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
                 if np.any(cam > 0):
-                    score = f"IoU {quadrant_iou(cam, k, iou_threshold):.2f} · energy {energy_in_quadrant(cam, k):.2f}"
+                    # two lines: on one, neighbouring panels' scores run into each other at 10 pt
+                    score = f"IoU {quadrant_iou(cam, k, iou_threshold):.2f}\nenergy {energy_in_quadrant(cam, k):.2f}"
                 else:
                     score = "all-zero CAM"
-                ax.set_xlabel(score, fontsize=9, labelpad=2)
+                ax.set_xlabel(score, fontsize=10, labelpad=2)
                 if r == 0:
-                    ax.set_title(labels[names[c - 1]], fontsize=10)
+                    ax.set_title(labels[names[c - 1]], fontsize=11)
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w / 2, h / 2, fill=False, edgecolor="lime", linewidth=2))
             ax.set_xticks([])
             ax.set_yticks([])
     if image is not None:
         bar = fig.colorbar(image, ax=axes[:, 1:], shrink=0.5, aspect=25, pad=0.02)
-        bar.set_label("Grad-CAM (0 none, 1 strongest)", fontsize=9)
-        bar.ax.tick_params(labelsize=8)
+        bar.set_label("Grad-CAM (0 none, 1 strongest)", fontsize=10)
+        bar.ax.tick_params(labelsize=9)
     if path is not None:
         atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     return fig

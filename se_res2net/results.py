@@ -64,6 +64,8 @@ __all__ = [
     "claimed_differences",
     "plot_differences",
     "efficiency_display",
+    "parity_display",
+    "plot_parity",
 ]
 
 RECORD_COLUMNS = [
@@ -522,16 +524,18 @@ TABLE_STYLES: List[Dict[str, Any]] = [
     {"selector": "", "props": [("font-size", "0.85em"), ("max-width", "100%"), ("border-collapse", "collapse")]},
     {"selector": "th", "props": [("white-space", "normal"), ("vertical-align", "bottom"), ("text-align", "left"),
                                  ("padding", "0.25em 0.5em")]},
-    {"selector": "td", "props": [("white-space", "normal"), ("vertical-align", "top"), ("padding", "0.25em 0.5em")]},
+    # no white-space here: a rule on "#table td" would outrank the per-cell nowrap of styled(nowrap=...)
+    {"selector": "td", "props": [("vertical-align", "top"), ("padding", "0.25em 0.5em")]},
     {"selector": "details", "props": [("font-size", "0.95em")]},
 ]
 
 
 def styled(df: "pd.DataFrame", formats: Optional[Mapping[str, Any]] = None, *, decimals: Optional[int] = None,
-           font_size: str = "0.85em", left: Sequence[str] = ()) -> Any:
+           font_size: str = "0.85em", left: Sequence[str] = (), nowrap: Sequence[str] = ()) -> Any:
     """A pandas Styler for the book: no index, ``formats`` per column (format strings or callables), every other
-    float column to ``decimals`` places when given, NaN as "—", :data:`TABLE_STYLES` (with ``font_size``) and
-    ``left``-aligned text columns."""
+    float column to ``decimals`` places when given, NaN as "—", :data:`TABLE_STYLES` (with ``font_size``),
+    ``left``-aligned text columns and ``nowrap`` columns kept on one line (short values such as "3.45 ± 0.05"
+    that read wrongly when broken)."""
     formats = dict(formats or {})
     if decimals is not None:
         for c in df.columns:
@@ -543,6 +547,9 @@ def styled(df: "pd.DataFrame", formats: Optional[Mapping[str, Any]] = None, *, d
     cols = [c for c in left if c in df.columns]
     if cols:
         st = st.set_properties(subset=cols, **{"text-align": "left"})
+    cols = [c for c in nowrap if c in df.columns]
+    if cols:
+        st = st.set_properties(subset=cols, **{"white-space": "nowrap"})
     return st
 
 
@@ -604,6 +611,7 @@ def results_display(table: "pd.DataFrame", claims: Iterable[Any] = (), profile: 
 
 
 RESULTS_FORMATS = {"params (M)": "{:.3f}", "MACs (M)": "{:.1f}"}
+RESULTS_NOWRAP = ("test error (%)", "report (%)", "ours − report (pp)")
 
 
 def runs_display(pages: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
@@ -635,8 +643,8 @@ RUNS_FORMATS = {"test error (%)": "{:.2f}", "stopped at test error (%), not a re
 
 def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: Optional[str] = None) -> "pd.DataFrame":
     """An :func:`ablation_table` (of one ``profile``) for a reader: the variant, n, measured error mean ± SD and the
-    report's, params measured and claimed, Δ vs the baseline (pp), Welch p (2 significant digits), Cohen's d and
-    the note folded into a ``<details>``."""
+    report's, params measured and claimed, Δ vs the baseline (pp; "reference" on the baseline's row), Welch p
+    (2 significant digits), Cohen's d and the note folded into a ``<details>`` (no note column without notes)."""
     import pandas as pd
 
     from .stats import format_p, format_sig
@@ -647,6 +655,7 @@ def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: O
     rows = []
     for _, r in t.iterrows():
         c, cp = err.get(r["model"]), par.get(r["model"])
+        ref = r["model"] == ABLATION_BASELINE
         rows.append({
             "variant": r["variant"],
             "n": int(r["n"]),
@@ -654,22 +663,25 @@ def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: O
             "report (%)": _claimed_error(c),
             "params (M)": r["params_m"],
             "report params (M)": f"{cp.value:.2f}" if cp is not None else "—",
-            f"Δ vs {model_label(ABLATION_BASELINE)} (pp)": _fmt_diff(r["diff_vs_baseline"]),
+            f"Δ vs {model_label(ABLATION_BASELINE)} (pp)": "reference" if ref else _fmt_diff(r["diff_vs_baseline"]),
             "Welch p": format_p(r["welch_p"]),
             "Cohen's d": _minus(format_sig(r["cohens_d"])),
-            "note": r["note"] if r["note"] == "reference" else folded(r["note"]),
+            "note": "" if ref else folded(r["note"]),
         })
     cols = ["variant", "n", "test error (%)", "report (%)", "params (M)", "report params (M)",
             f"Δ vs {model_label(ABLATION_BASELINE)} (pp)", "Welch p", "Cohen's d", "note"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
 
 
 ABLATION_FORMATS = {"params (M)": "{:.3f}"}
+ABLATION_NOWRAP = ("test error (%)", "report (%)")
 
 
 def significance_display(sig: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
     """A :func:`significance_table` (of one ``profile``) for a reader: the comparison, n, both means, Δ with its
-    Welch 95 % CI, Welch t (df), p (2 significant digits), Cohen's d, the bootstrap 95 % CI and the note folded."""
+    Welch CI, Welch t (df), p (2 significant digits), Cohen's d, the bootstrap CI and the note folded (no note
+    column when no comparison has a note)."""
     import pandas as pd
 
     from .stats import CI_LEVEL, format_p, format_sig
@@ -696,7 +708,11 @@ def significance_display(sig: "pd.DataFrame", profile: Optional[str] = None) -> 
         })
     cols = ["baseline → candidate", "n", "mean error (%)", "Δ (pp)", welch_ci, "Welch t (df)", "p",
             "Cohen's d", boot_ci, "note"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
+
+
+SIGNIFICANCE_NOWRAP = ("n", "mean error (%)", "Δ (pp)", "p", "Cohen's d")
 
 
 # --------------------------------------------------------------------------- figures
@@ -876,11 +892,12 @@ def claimed_differences(claims: Iterable[Any], pairs: Iterable[Tuple[str, str]])
 
 
 def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, str], float]] = None,
-                     hardware_text: str = "", title: str = "") -> "Figure":
+                     hardware_text: str = "", title: str = "", name_baseline: bool = True) -> "Figure":
     """Each comparison of ``sig`` (:func:`significance_table`) as Δ = baseline − candidate with its Welch CI
     (:data:`se_res2net.stats.CI_LEVEL`) against zero (positive = the candidate has the lower error); the report's
     Δ for that pair (``claimed``) as a star; p and d under each comparison's name; the profile in each row's
-    label when several are present."""
+    label when several are present. ``name_baseline=False`` names only the candidate (one baseline for all rows,
+    as in the ablation, which the title then says)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -904,7 +921,7 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
         key = (r["baseline"], r["candidate"])
         if key in claimed:
             ax.plot(claimed[key], y, marker="*", ms=14, color="tab:red", mec="black", mew=0.6, ls="", zorder=4)
-        name = f"{model_label(r['baseline'])} → {model_label(r['candidate'])}"
+        name = (f"{model_label(r['baseline'])} → " if name_baseline else "") + model_label(r["candidate"])
         labels.append((f"[{r['profile']}] " if several else "") + name +
                       f"\np = {format_p(r['welch_p'])}, d = {_minus(format_sig(r['cohens_d']))}, "
                       f"n = {int(r['n_baseline'])} + {int(r['n_candidate'])}")
@@ -955,3 +972,45 @@ def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.Dat
         row["note"] = folded(r["note"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- fast-path parity records
+
+
+def parity_display(record: Mapping[str, Any]) -> "pd.DataFrame":
+    """A ``se-res2net parity`` record's switches for a reader: the variant, its setup, the largest per-epoch
+    difference of its mean training loss from eager fp32 (nats), the tolerance, whether it is within ("yes" /
+    "NO") and its final test error (%)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"variant": k, "setup": v["describe"], "max |Δ| (nats)": v["max_abs_diff"],
+                          "tolerance": v["tolerance"], "within": "yes" if v["within_tolerance"] else "NO",
+                          "test error (%)": v["final_test_error"]} for k, v in record["runs"].items()])
+
+
+PARITY_FORMATS = {"max |Δ| (nats)": "{:.4f}", "tolerance": "{:.2f}", "test error (%)": "{:.1f}"}
+
+
+def plot_parity(record: Mapping[str, Any]) -> "Figure":
+    """Mean training loss per epoch of every fast-path switch of a parity record, the eager fp32 reference as a
+    thick black line, legend below the axes, titled with the device the record was measured on."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from .parity import curves_frame
+
+    curves = curves_frame(record)
+    fig = Figure(figsize=(FIG_WIDTH, 4.6), dpi=FIG_DPI, layout="constrained")
+    ax = fig.subplots()
+    for name, g in curves.groupby("variant", sort=False):
+        ref = name == record["reference"]
+        ax.plot(g["epoch"], g["train_loss"], marker="o", ms=4, lw=2.5 if ref else 1, color="black" if ref else None,
+                label=f"{name} (reference)" if ref else name, alpha=0.85, zorder=3 if ref else 2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean training loss (nats)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"Fast-path switches against eager fp32, on {record.get('device_name', '?')} "
+                 f"({_device_kind(record.get('device'))})", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
+    return fig

@@ -584,7 +584,8 @@ def format_sig(x: Any, digits: int = 2, na: str = "—") -> str:
     """
     if not isinstance(x, (int, float, np.floating, np.integer)) or isinstance(x, bool) or not math.isfinite(float(x)):
         return na
-    return np.format_float_positional(float(x), precision=digits, unique=False, fractional=False, trim="-")
+    # trailing zeros are significant digits ("0.80", not "0.8"); a bare trailing point is not ("10.")
+    return np.format_float_positional(float(x), precision=digits, unique=False, fractional=False, trim="k").rstrip(".")
 
 
 def format_p(p: Any, digits: int = 2, na: str = "—") -> str:
@@ -616,7 +617,8 @@ def consistency_display(report: ConsistencyReport) -> "pd.DataFrame":
         q = c.quantity
         rows.append({
             "quantity": CHECK_NAMES.get(q, q),
-            "claimed (rounding range)": f"{fmt(q, c.claimed)} ({fmt(q, c.claimed_low)}–{fmt(q, c.claimed_high)})",
+            # the claim as the report printed it; its rounding range needs one digit more
+            "claimed (rounding range)": f"{c.claimed:g} ({c.claimed_low:g}–{c.claimed_high:g})",
             "implied (rounding range)": f"{fmt(q, c.implied)} ({fmt(q, c.implied_low)}–{fmt(q, c.implied_high)})",
             "consistent": "yes" if c.consistent else "no",
             "how": f"<details><summary>how</summary>{html.escape(c.note)}</details>" if c.note else "",

@@ -352,8 +352,9 @@ def test_results_display_has_human_columns_and_carried_precision():
     assert r.at["Res2Net-29", "test error (%)"] == "3.45 ± 0.05"
     assert r.at["SE-Res2Net-29", "report (%)"] == "2.98 ± 0.04"
     assert r.at["Res2Net-29", "ours − report (pp)"] == "+0.00"
-    html = R.styled(shown, R.RESULTS_FORMATS).to_html()
+    html = R.styled(shown, R.RESULTS_FORMATS, nowrap=R.RESULTS_NOWRAP).to_html()
     assert "0.651" in html and "0.651122" not in html and "106.3" in html
+    assert html.count("white-space: nowrap") >= 1 and "white-space: normal" in html
     assert "max-width: 100%" in html and "font-size: 0.85em" in html
     assert "mean_error" not in html and "params_m" not in html
 
@@ -389,6 +390,7 @@ def test_significance_display_prints_p_to_two_significant_digits_and_folds_notes
     assert shown["Welch 95% CI (pp)"] == f"+{lo:.2f} to +{hi:.2f}"
     assert shown["Δ (pp)"] == "+0.47" and shown["n"] == "3 + 3"
     one = significance_table(df[df.seed == 0], [("res2net29", "se_res2net29")], n_resamples=200)
+    assert "note" not in R.significance_display(sig).columns  # no comparison has a note: no empty column
     note = R.significance_display(one).iloc[0]["note"]
     assert note.startswith("<details><summary>note</summary>") and "at least 2 values" in note
     assert R.significance_display(one).iloc[0]["p"] == "—"
@@ -401,8 +403,10 @@ def test_ablation_display_names_the_variant_and_the_report():
     assert "Δ vs Res2Net-29 (pp)" in shown.columns and "diff_vs_baseline" not in shown.columns
     full = shown.loc["SE on all streams (fused output), full SE-Res2Net-29"]
     assert full["report (%)"] == "2.98 ± 0.04" and full["report params (M)"] == "0.65"
-    assert full["Δ vs Res2Net-29 (pp)"] == "+0.47" and full["note"] == ""
-    assert shown.loc["Res2Net-29, no SE", "note"] == "reference"
+    assert full["Δ vs Res2Net-29 (pp)"] == "+0.47" and "note" not in shown.columns  # no notes, no empty column
+    assert shown.loc["Res2Net-29, no SE", "Δ vs Res2Net-29 (pp)"] == "reference"
+    one = R.ablation_display(ablation_table(df[df.seed == 0]), CLAIMS).set_index("variant")
+    assert "at least 2 values" in one.loc["SE on all streams (fused output), full SE-Res2Net-29", "note"]
 
 
 def test_error_vs_params_marks_ours_and_the_reports_claims():
@@ -440,6 +444,8 @@ def test_plot_differences_draws_welch_intervals_against_zero_and_the_reports_dif
     assert any(line.get_marker() == "*" and line.get_xdata()[0] == pytest.approx(0.47) for line in ax.get_lines())
     assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())  # the zero line
     assert ax.get_yticklabels()[0].get_text().startswith("Res2Net-29 → SE-Res2Net-29\np = ")
+    short = R.plot_differences(sig, claimed, name_baseline=False).axes[0]
+    assert short.get_yticklabels()[0].get_text().startswith("SE-Res2Net-29\np = ")
     with pytest.raises(ValueError, match="no comparisons"):
         R.plot_differences(sig.iloc[0:0])
 
@@ -464,3 +470,27 @@ def test_efficiency_display_names_the_comparison():
     assert shown["baseline → variant"] == "Res2Net-29 → SE-Res2Net-29"
     assert shown["ΔParams (M)"] == "+0.019" and shown["ΔError (pp)"] == "−0.47"
     assert shown["M params per 1 pp error drop"] == "0.041"
+
+
+def test_parity_record_as_table_and_plot():
+    record = {"reference": "eager_fp32", "device": "cpu", "device_name": "Fake CPU",
+              "runs": {"eager_fp32": {"describe": "fp32, eager", "max_abs_diff": 0.0, "tolerance": 0.02,
+                                      "within_tolerance": True, "final_test_error": 72.0,
+                                      "train_loss": [2.3, 2.2, 2.1], "test_loss": [2.3, 2.2, 2.1],
+                                      "test_error": [80.0, 75.0, 72.0]},
+                       "bf16": {"describe": "bf16 autocast", "max_abs_diff": 0.05, "tolerance": 0.04,
+                                "within_tolerance": False, "final_test_error": 70.0,
+                                "train_loss": [2.3, 2.25, 2.05], "test_loss": [2.3, 2.2, 2.1],
+                                "test_error": [80.0, 74.0, 70.0]}}}
+    t = R.parity_display(record)
+    assert list(t.columns) == ["variant", "setup", "max |Δ| (nats)", "tolerance", "within", "test error (%)"]
+    assert t["within"].tolist() == ["yes", "NO"]
+    html = R.styled(t, R.PARITY_FORMATS).to_html()
+    assert "0.0500" in html and "72.0" in html
+    fig = R.plot_parity(record)
+    ax = fig.axes[0]
+    ref, bf16 = ax.get_lines()
+    assert list(ref.get_ydata()) == [2.3, 2.2, 2.1] and ref.get_color() == "black" and ref.get_linewidth() > bf16.get_linewidth()
+    assert "Fake CPU (CPU)" in ax.get_title()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["eager_fp32 (reference)", "bf16"]
+    assert all(float(x).is_integer() for x in ax.get_xticks())

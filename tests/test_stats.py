@@ -242,7 +242,8 @@ def test_welch_interval_is_the_difference_plus_minus_t_times_its_standard_error(
 
 
 @pytest.mark.parametrize("x, text", [(0.00029, "0.00029"), (0.000129, "0.00013"), (0.8123, "0.81"), (10.38, "10"),
-                                     (-0.3333, "-0.33"), (0.0052, "0.0052"), (1.3, "1.3")])
+                                     (-0.3333, "-0.33"), (0.0052, "0.0052"), (1.3, "1.3"),
+                                     (0.8037, "0.80")])
 def test_format_sig_prints_two_significant_digits_without_exponents(x, text):
     from se_res2net.stats import format_sig
 
@@ -265,6 +266,7 @@ def test_consistency_display_reads_like_the_report():
     assert t.at["p (two-sided)", "claimed (rounding range)"] == "0.005 (0.0045–0.0055)"
     assert t.at["p (two-sided)", "implied (rounding range)"].startswith("0.00029 (")
     assert t.at["Cohen's d", "implied (rounding range)"].startswith("10 (")
+    assert t.at["Cohen's d", "claimed (rounding range)"] == "1.3 (1.25–1.35)"
     assert t.at["Δ = mean a − mean b (pp)", "claimed (rounding range)"] == "0.47 (0.465–0.475)"
     assert t["consistent"].tolist() == ["yes", "no", "no", "no"]
     assert t.at["p (two-sided)", "how"].startswith("<details><summary>how</summary>two-sided")
