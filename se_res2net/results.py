@@ -947,7 +947,8 @@ def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.Dat
     """An :func:`se_res2net.stats.efficiency_table` for a reader: the comparison by model name, ΔParams (M, to
     ``params_decimals``: 2 for the report's counts, printed to 0.01 M), ΔError (pp), params per 1 pp error drop
     with the range the parameter counts' rounding allows (2 significant digits), and, when ``eff`` has them, its
-    ``profile``, ``claim`` and ``claimed ratio`` columns; the note folded."""
+    ``profile``, ``claim`` and ``claimed ratio`` (as the report printed it) columns; the note folded (no note
+    column without notes)."""
     import pandas as pd
 
     from .stats import format_sig
@@ -968,10 +969,11 @@ def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.Dat
             "M params per 1 pp error drop": ratio,
         })
         if "claimed ratio" in eff.columns:
-            row["report's ratio"] = format_sig(r["claimed ratio"])
+            row["report's ratio"] = f"{r['claimed ratio']:g}"
         row["note"] = folded(r["note"])
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
 
 
 # --------------------------------------------------------------------------- fast-path parity records

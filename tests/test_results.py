@@ -470,6 +470,9 @@ def test_efficiency_display_names_the_comparison():
     assert shown["baseline → variant"] == "Res2Net-29 → SE-Res2Net-29"
     assert shown["ΔParams (M)"] == "+0.019" and shown["ΔError (pp)"] == "−0.47"
     assert shown["M params per 1 pp error drop"] == "0.041"
+    assert "note" not in R.efficiency_display(eff).columns
+    eff["claimed ratio"] = [0.04]
+    assert R.efficiency_display(eff).iloc[0]["report's ratio"] == "0.04"  # as printed, not padded to "0.040"
 
 
 def test_parity_record_as_table_and_plot():
