@@ -477,15 +477,22 @@ def _stat_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
 
 def pm_readings_table(claims: Sequence[Claim], model: str = "se_res2net29", baseline: str = "res2net29") -> "pd.DataFrame":
     """The report's p, d and Δ recomputed from its means ± σ under each reading of "±" (sample SD, population
-    SD, standard error), each with the range that the printed digits' rounding allows."""
+    SD, standard error), each with the range that the printed digits' rounding allows. Columns name the models
+    (``sample SD, <baseline>``); p and d to two significant digits."""
     import pandas as pd
 
+    from .results import model_label
+    from .stats import format_p, format_sig
+
+    fmt = {"p": format_p, "d": format_sig}
     rows = []
     for name, sa, sb, rep in _readings(report_statistics(claims, model, baseline)):
-        row: Dict[str, Any] = {"± read as": name, "sample SD a": sa, "sample SD b": sb}
+        row: Dict[str, Any] = {"± read as": name, f"sample SD, {model_label(baseline)}": sa,
+                               f"sample SD, {model_label(model)}": sb}
         for chk in rep.checks:
             if chk.quantity in ("p", "d"):
-                row[f"implied {chk.quantity}"] = f"{chk.implied:.3g} ({chk.implied_low:.3g}–{chk.implied_high:.3g})"
+                f = fmt[chk.quantity]
+                row[f"implied {chk.quantity}"] = f"{f(chk.implied)} ({f(chk.implied_low)}–{f(chk.implied_high)})"
                 row[f"claimed {chk.quantity} = {chk.claimed:g} fits"] = "yes" if chk.consistent else "no"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -1157,20 +1164,31 @@ def profile_summary(records_df: "pd.DataFrame") -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=cols)
 
 
+#: The rows of :func:`profile_table`: a profile setting and how a reader calls it.
+_PROFILE_ROWS = (("epochs", "epochs"), ("batch_size", "batch size"), ("lr", "learning rate"),
+                 ("milestones", "lr milestones (epochs)"), ("gamma", "lr factor at a milestone"),
+                 ("momentum", "momentum"), ("weight_decay", "weight decay"), ("augment", "augmentation"), ("train_subset", "training images"), ("test_subset", "test images"),
+                 ("device_hint", "meant for"))
+_AUGMENT_NAMES = {"crop4-flip": "pad 4, random crop, flip", "none": "none"}
+
+
 def profile_table() -> "pd.DataFrame":
-    """The training profiles (:data:`se_res2net.profiles.PROFILES`) side by side."""
+    """The training profiles (:data:`se_res2net.profiles.PROFILES`) side by side: one row per setting (a
+    reader's name for it), one column per profile, values as text; the descriptions are the profiles' own."""
     import pandas as pd
 
     from .profiles import PROFILES
 
-    rows = []
-    for p in PROFILES.values():
-        s = dict(p.summary())
+    cols = {}
+    for name, p in PROFILES.items():
+        s = dict(p.summary(), gamma=p.gamma)
         s["milestones"] = ", ".join(str(m) for m in s["milestones"]) or "none"
         for k in ("train_subset", "test_subset"):
-            s[k] = "all" if s[k] is None else s[k]
-        rows.append(s)
-    return pd.DataFrame(rows).set_index("name")
+            s[k] = "all" if s[k] is None else f"{s[k]:,}"
+        s["augment"] = _AUGMENT_NAMES.get(str(s["augment"]), str(s["augment"]))
+        s["device_hint"] = {"cpu": "CPU", "cuda": "GPU"}.get(str(s["device_hint"]), str(s["device_hint"]))
+        cols[name] = [f"{s[k]:g}" if isinstance(s[k], float) else str(s[k]) for k, _ in _PROFILE_ROWS]
+    return pd.DataFrame(cols, index=pd.Index([label for _, label in _PROFILE_ROWS], name="setting"))
 
 
 def run_pages(records_df: "pd.DataFrame", book_dir: PathLike = ".") -> "pd.DataFrame":

@@ -33,7 +33,8 @@ the report's claim implies: does SE gating make Grad-CAM point at the evidence f
 Public API: :class:`Mosaic`, :func:`make_mosaics`, :func:`confident_indices`,
 :func:`compute_cams`, :func:`quadrant_mask`, :func:`quadrant_iou`, :func:`energy_in_quadrant`,
 :func:`score_cams`, :func:`run_evaluation` / :func:`evaluate_models`, :func:`plot_overlays`, :func:`save_evaluation`,
-:func:`load_models`, :func:`untrained_models`, :func:`select_models`, :func:`metrics_table`, and the
+:func:`save_overlay_data` / :func:`load_overlay_data`, :func:`load_models`, :func:`untrained_models`,
+:func:`select_models`, :func:`metrics_table` / :func:`metrics_display`, and the
 CLI command ``se-res2net grad-cam`` (:func:`add_gradcam_arguments`, :func:`run_gradcam`).
 """
 
@@ -67,6 +68,9 @@ DEFAULT_THRESHOLDS: Tuple[float, ...] = (0.5, 0.3)
 DEFAULT_MOSAICS = 100
 METRICS_FILE = "gradcam_metrics.json"
 OVERLAY_FILE = "gradcam_overlays.png"
+#: The overlay figure's data (mosaics, target cells, each model's CAM of the target cell), so that the book
+#: draws the figure at build time, at the size of its page, without re-running the models.
+OVERLAY_DATA_FILE = "gradcam_overlays.npz"
 REPORT_MODELS: Tuple[str, ...] = ("res2net29", "se_res2net29", "se_resnet110")
 
 PROTOCOL: Dict[str, str] = {
@@ -503,6 +507,13 @@ def _software() -> Dict[str, Optional[str]]:
     return {"se_res2net": __version__, "torch": version("torch"), "grad-cam": version("grad-cam")}
 
 
+def _provenance(device: Any) -> Dict[str, Any]:
+    """Which code computed the metrics (commit, whether it differed from it), when, on what hardware."""
+    from .records import device_info, git_state, utc_now
+
+    return {**git_state(), "created": utc_now(), **device_info(device)}
+
+
 def run_evaluation(
     models: Mapping[str, "nn.Module"],
     data: Any,
@@ -610,6 +621,7 @@ def run_evaluation(
         "mosaics": [mo.to_dict() for mo in mosaics],
         "models": scored,
         "software": _software(),
+        "provenance": _provenance(device),
     }
     if data_info.get("is_sample"):
         metrics["warning"] = "computed on the embedded CIFAR-10 sample, not the full test set"
@@ -645,9 +657,42 @@ def metrics_table(metrics: Mapping[str, Any]) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("model")
 
 
+def metrics_display(
+    metrics: Mapping[str, Any],
+    profiles: Optional[Mapping[str, str]] = None,
+    report: Optional[Mapping[str, float]] = None,
+) -> "pd.DataFrame":
+    """:func:`metrics_table` for a reader: the model's human name, the profile its checkpoint was trained under
+    (``profiles``: metrics key → profile), mean IoU per threshold, mean energy, all-zero CAMs as "k of n" and the
+    report's number for that model (``report``: registered model name → value; NaN where it gives none).
+    The scores stay numbers, for a Styler to print (two decimals: a mean over a few hundred CAMs whose SD is
+    about 0.1 has a standard error of about 0.005)."""
+    import pandas as pd
+
+    rows = []
+    for key, m in metrics["models"].items():
+        row: Dict[str, Any] = {"model": _label(m.get("model", key))}
+        if profiles is not None:
+            row["checkpoint trained under"] = profiles.get(key, "unknown")
+        for t, v in m["mean_iou"].items():
+            row[f"IoU@{t}"] = v
+        row["energy"] = m["mean_energy"]
+        row["all-zero CAMs"] = f"{m['zero_cams']} of {m['n_cams']}"
+        if report is not None:
+            row["report's IoU (protocol unknown)"] = report.get(m.get("model", key), float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Figure
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _label(name: str) -> str:
+    from .results import model_label
+
+    return model_label(name)
 
 
 def plot_overlays(
@@ -655,17 +700,23 @@ def plot_overlays(
     cams_by_model: Mapping[str, np.ndarray],
     path: Optional[PathLike] = None,
     *,
-    axes: Any = None,
     n_rows: int = 4,
     cells: Optional[Sequence[int]] = None,
+    labels: Optional[Mapping[str, str]] = None,
+    iou_threshold: float = DEFAULT_THRESHOLDS[0],
     alpha: float = 0.5,
-    dpi: int = 120,
+    width: float = 7.6,
+    dpi: int = 100,
 ) -> "Figure":
     """Rows = the first ``n_rows`` mosaics; columns = the input + each model's CAM for one target cell.
 
-    Row ``r`` targets cell ``cells[r]`` (default ``r % 4``: TL, TR, BL, BR in turn), outlined in the input and
-    every overlay; each overlay's title gives that CAM's IoU@0.5 and energy. ``axes``: an existing
-    (rows, 1 + models) array of Axes to draw into; otherwise a new figure. ``path``: save it as PNG (atomically).
+    Row ``r`` targets cell ``cells[r]`` (default ``r % 4``: TL, TR, BL, BR in turn), named with its class at the
+    row's left and outlined in the input and every overlay; each column is titled with its model (``labels``,
+    default :func:`se_res2net.results.model_label`); under each overlay, that CAM's IoU at ``iou_threshold`` and
+    its energy. A colour
+    bar gives the CAM scale (0 = no evidence, 1 = the map's maximum). ``width`` (inches) at ``dpi`` is the
+    figure's width in pixels: 7.6 × 100 fills the book's text column without being scaled down. ``path``: save
+    it as PNG (atomically).
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -682,13 +733,12 @@ def plot_overlays(
     for name in names:
         if np.asarray(cams_by_model[name]).shape[:2] != (len(mosaics), 4):
             raise ValueError(f"CAMs of {name!r} do not match the {len(mosaics)} mosaics (expected shape (M, 4, H, W))")
+    labels = {n: (labels or {}).get(n) or _label(n) for n in names}
     ncols = 1 + len(names)
-    if axes is None:
-        fig = Figure(figsize=(2.1 * ncols, 2.25 * rows), dpi=dpi)
-        axes = np.asarray(fig.subplots(rows, ncols, squeeze=False))
-    else:
-        axes = np.asarray(axes).reshape(rows, ncols)
-        fig = axes[0, 0].figure
+    panel = width / (ncols + 0.35)  # room for the colour bar
+    fig = Figure(figsize=(width, (panel + 0.2) * rows + 0.6), dpi=dpi, layout="constrained")
+    axes = np.asarray(fig.subplots(rows, ncols, squeeze=False))
+    image = None
     for r in range(rows):
         mosaic, k = mosaics[r], cells[r]
         img = mosaic.image.transpose(1, 2, 0)
@@ -699,22 +749,103 @@ def plot_overlays(
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest")
             if c == 0:
-                ax.set_title(f"target {QUADRANTS[k]}: {cls}", fontsize=8)
+                ax.set_ylabel(f"target {QUADRANTS[k]}:\n{cls}", fontsize=11)
+                if r == 0:
+                    ax.set_title("input", fontsize=11)
             else:
-                cam = np.asarray(cams_by_model[names[c - 1]])[r, k]
-                ax.imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
+                cam = np.asarray(cams_by_model[names[c - 1]], dtype=np.float32)[r, k]
+                image = ax.imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
                 if np.any(cam > 0):
-                    score = f"IoU@0.5 {quadrant_iou(cam, k, 0.5):.2f}  E {energy_in_quadrant(cam, k):.2f}"
+                    # two lines: on one, neighbouring panels' scores run into each other at 10 pt
+                    score = f"IoU {quadrant_iou(cam, k, iou_threshold):.2f}\nenergy {energy_in_quadrant(cam, k):.2f}"
                 else:
                     score = "all-zero CAM"
-                ax.set_title(f"{names[c - 1]}\n{score}", fontsize=7)
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w / 2, h / 2, fill=False, edgecolor="lime", linewidth=1.5))
+                ax.set_xlabel(score, fontsize=10, labelpad=2)
+                if r == 0:
+                    ax.set_title(labels[names[c - 1]], fontsize=11)
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w / 2, h / 2, fill=False, edgecolor="lime", linewidth=2))
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[:, 1:], shrink=0.5, aspect=25, pad=0.02)
+        bar.set_label("Grad-CAM (0 none, 1 strongest)", fontsize=10)
+        bar.ax.tick_params(labelsize=9)
     if path is not None:
         atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     return fig
+
+
+def _default_cells(rows: int) -> List[int]:
+    return [r % 4 for r in range(rows)]
+
+
+def save_overlay_data(
+    path: PathLike,
+    mosaics: Sequence[Mosaic],
+    cams_by_model: Mapping[str, np.ndarray],
+    n_rows: int = 4,
+    cells: Optional[Sequence[int]] = None,
+) -> Path:
+    """Write what :func:`plot_overlays` draws (first ``n_rows`` mosaics, their target cells, each model's CAM of
+    the target cell as float16) to a compressed ``.npz``, atomically; read it back with :func:`load_overlay_data`.
+    """
+    if not mosaics:
+        raise ValueError("no mosaics to save")
+    rows = min(int(n_rows), len(mosaics))
+    cells = _default_cells(rows) if cells is None else [_quadrant_index(c) for c in cells][:rows]
+    names = list(cams_by_model)
+    target = np.stack([np.stack([np.asarray(cams_by_model[n])[r, cells[r]] for r in range(rows)]) for n in names])
+    arrays = {
+        "images": mosaic_batch(mosaics[:rows]),
+        "labels": np.asarray([m.labels for m in mosaics[:rows]], dtype=np.int64),
+        "indices": np.asarray([m.indices for m in mosaics[:rows]], dtype=np.int64),
+        "cells": np.asarray(cells, dtype=np.int64),
+        "names": np.asarray(names, dtype=str),
+        "cams": target.astype(np.float16),  # (models, rows, H, W); float16 keeps 3 decimals of a [0, 1] map
+    }
+    def write(tmp: Path) -> None:
+        # through a file object: given a path, numpy appends ".npz" to the temporary file's name
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    p = Path(path)
+    atomic_save(p, write)
+    return p
+
+
+@dataclass
+class OverlayData:
+    """The overlay figure's data: ``mosaics``, their target ``cells`` and per model an (M, 4, H, W) CAM array in
+    which only each row's target cell is stored (the other cells are NaN)."""
+
+    mosaics: List[Mosaic]
+    cells: List[int]
+    cams: Dict[str, np.ndarray]
+
+
+def load_overlay_data(path: PathLike) -> OverlayData:
+    """Read a file written by :func:`save_overlay_data`; ``plot_overlays(d.mosaics, d.cams, cells=d.cells)``
+    draws it."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist; run se-res2net grad-cam to write it")
+    with np.load(p, allow_pickle=False) as z:
+        images, labels, indices = z["images"], z["labels"], z["indices"]
+        cells, names, target = [int(c) for c in z["cells"]], [str(n) for n in z["names"]], z["cams"]
+    mosaics = []
+    for img, lab, idx in zip(images, labels, indices):
+        img = np.ascontiguousarray(img, dtype=np.uint8)
+        img.setflags(write=False)
+        mosaics.append(Mosaic(image=img, labels=tuple(int(x) for x in lab),  # type: ignore[arg-type]
+                              indices=tuple(int(x) for x in idx)))  # type: ignore[arg-type]
+    rows, h, w = target.shape[1:]
+    cams: Dict[str, np.ndarray] = {}
+    for i, name in enumerate(names):
+        full = np.full((rows, 4, h, w), np.nan, dtype=np.float32)
+        for r in range(rows):
+            full[r, cells[r]] = target[i, r]
+        cams[name] = full
+    return OverlayData(mosaics=mosaics, cells=cells, cams=cams)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -812,11 +943,15 @@ def select_models(
 
 
 def save_evaluation(result: GradCamEvaluation, out_dir: PathLike, *, overlay_rows: int = 4) -> Tuple[Path, Path]:
-    """Write ``out_dir/gradcam_metrics.json`` and ``out_dir/gradcam_overlays.png`` (both atomically)."""
+    """Write ``out_dir/gradcam_metrics.json``, ``out_dir/gradcam_overlays.png`` and the figure's data
+    ``out_dir/gradcam_overlays.npz`` (all atomically); returns the metrics' and the PNG's paths."""
     out = ensure_writable_dir(out_dir)
     metrics_path, overlay_path = out / METRICS_FILE, out / OVERLAY_FILE
     result.metrics["overlay"] = OVERLAY_FILE
-    plot_overlays(result.mosaics, result.cams, overlay_path, n_rows=overlay_rows)
+    result.metrics["overlay_data"] = OVERLAY_DATA_FILE
+    # a stand-alone PNG is looked at outside the book, often zoomed: twice the book's pixel density
+    plot_overlays(result.mosaics, result.cams, overlay_path, n_rows=overlay_rows, dpi=200)
+    save_overlay_data(out / OVERLAY_DATA_FILE, result.mosaics, result.cams, n_rows=overlay_rows)
     atomic_write_json(metrics_path, result.metrics)
     return metrics_path, overlay_path
 

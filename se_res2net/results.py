@@ -18,10 +18,11 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from matplotlib.figure import Figure
 
 from .records import SCHEMA, STATUSES, validate_record
 from .stats import compare
@@ -43,12 +44,34 @@ __all__ = [
     "significance_table",
     "efficiency_rows",
     "plot_curves",
+    "MODEL_LABELS",
+    "model_label",
+    "model_colors",
+    "profile_order",
+    "hardware",
+    "data_description",
+    "profile_note",
+    "styled",
+    "folded",
+    "results_display",
+    "runs_display",
+    "ablation_display",
+    "significance_display",
+    "curve_bands",
+    "plot_training_curves",
+    "claimed_points",
+    "plot_error_vs_params",
+    "claimed_differences",
+    "plot_differences",
+    "efficiency_display",
+    "parity_display",
+    "plot_parity",
 ]
 
 RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
-    "named_profile", "folder", "deviations",
+    "named_profile", "folder", "deviations", "device", "train_size", "test_size",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -188,11 +211,14 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "folder": path.parent.name,
             # why the record is not the profile it names (empty when it is, or names none we know)
             "deviations": "; ".join(deviations(rec, named)) if named != prof and named in PROFILES else "",
+            "device": prov.get("device"),
+            "train_size": _num(prov.get("train_size")),
+            "test_size": _num(prov.get("test_size")),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
                       "last_test_error": "float64", "params": "float64", "macs": "float64", "wall_time_s": "float64",
-                      "data_is_sample": "bool"})
+                      "data_is_sample": "bool", "train_size": "float64", "test_size": "float64"})
 
 
 def load_curves(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,
@@ -393,3 +419,600 @@ def plot_curves(curves: "pd.DataFrame", ax=None, metric: str = "test_error", mod
     ax.set_xlabel("epoch")
     ax.set_ylabel({"test_error": "test error (%)", "train_acc": "train accuracy (%)"}.get(metric, metric))
     return ax
+
+
+# --------------------------------------------------------------------------- names, hardware, data
+
+#: Human names of the registered models, for tables and figures (links and commands keep the registry names).
+MODEL_LABELS: Dict[str, str] = {
+    "resnet56": "ResNet-56",
+    "densenet_bc100": "DenseNet-BC-100",
+    "se_resnet110": "SE-ResNet-110",
+    "res2net29": "Res2Net-29",
+    "se_res2net29": "SE-Res2Net-29",
+    "se_res2net29_last_stream": "SE-Res2Net-29, SE on stream s only",
+    "se_res2net29_streams12": "SE-Res2Net-29, SE on streams 1-2",
+    "se_res2net29_output": "SE-Res2Net-29, SE at the block output",
+    "res2net29_report": "Res2Net-29, report's recursion",
+    "se_res2net29_report": "SE-Res2Net-29, report's recursion",
+}
+
+
+def model_label(model: str) -> str:
+    """The human name of a registered model (:data:`MODEL_LABELS`); unknown names are returned unchanged."""
+    return MODEL_LABELS.get(str(model), str(model))
+
+
+def model_colors(models: Iterable[str]) -> Dict[str, Any]:
+    """One colour per model, the same on every page: tab10 in the order of :data:`MODEL_LABELS` (the sweep's
+    models), then tab20's light shades for other names."""
+    import matplotlib
+
+    tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]
+    known = list(MODEL_LABELS)
+    out: Dict[str, Any] = {}
+    extra = 0
+    for m in models:
+        if m in known and known.index(m) < 10:
+            out[m] = tab10(known.index(m))
+        else:
+            out[m] = tab20(2 * (extra % 10) + 1)
+            extra += 1
+    return out
+
+
+def profile_order(profiles: Iterable[str]) -> List[str]:
+    """The named profiles from least to most faithful (``smoke``, ``budget``, ``full``: the order of
+    :data:`se_res2net.profiles.PROFILES`), then any others (``custom``) alphabetically."""
+    from .profiles import PROFILES
+
+    present = list(dict.fromkeys(str(p) for p in profiles))
+    return [p for p in PROFILES if p in present] + sorted(p for p in present if p not in PROFILES)
+
+
+def _device_kind(device: Any) -> str:
+    d = str(device or "").lower()
+    return "GPU" if d.startswith("cuda") else ("CPU" if d == "cpu" else (d.upper() or "device not recorded"))
+
+
+def hardware(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
+    """The hardware the runs (of ``profile``) ran on, from their records: ``"AMD EPYC (CPU)"``, several joined
+    by ``", "``; ``"not recorded"`` when no record names its device."""
+    if profile is not None and "profile" in df:
+        df = df[df["profile"] == profile]
+    if "device_name" not in df or df["device_name"].dropna().empty:
+        return "not recorded"
+    kinds = df["device"] if "device" in df else [None] * len(df)
+    names = {f"{n} ({_device_kind(k)})" if k is not None and str(k) not in ("", "nan") else str(n)
+             for n, k in zip(df["device_name"], kinds) if isinstance(n, str) and n}
+    return ", ".join(sorted(names)) or "not recorded"
+
+
+def data_description(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
+    """What the runs (of ``profile``) trained and tested on: the embedded sample, CIFAR-10 subsets
+    (``k`` training / ``m`` test images) or the whole CIFAR-10, from the records' provenance."""
+    if profile is not None and "profile" in df:
+        df = df[df["profile"] == profile]
+    if df.empty:
+        return "no runs"
+    if "data_is_sample" in df and df["data_is_sample"].astype(bool).any():
+        return "the embedded CIFAR-10 sample"
+    sizes = sorted({(int(a), int(b)) for a, b in zip(df.get("train_size", []), df.get("test_size", []))
+                    if _is_number(a) and _is_number(b) and not (math.isnan(a) or math.isnan(b))})
+    if not sizes:
+        return "CIFAR-10 (sizes not recorded)"
+    parts = [f"{a:,} training / {b:,} test images" for a, b in sizes]
+    return "CIFAR-10, " + "; ".join(parts)
+
+
+def profile_note(df: "pd.DataFrame", profile: str) -> str:
+    """One sentence on a profile's runs: how many, of how many models and seeds, on what hardware and data."""
+    part = df[df["profile"] == profile]
+    ok = _complete(part) if "status" in part else part
+    seeds = sorted({int(s) for s in ok["seed"]}) if len(ok) else []
+    seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
+                 else "seed(s) " + ", ".join(map(str, seeds))) if seeds else "no seeds"
+    return (f"Profile {profile}: {len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}, on "
+            f"{hardware(part)}; data: {data_description(part)}.")
+
+
+# --------------------------------------------------------------------------- tables for a reader
+
+#: The look of every table the book renders from this module: the article column's width at most, wrapped
+#: header and cell text, a smaller font (the column is ~770 px at a 1400 px window).
+TABLE_STYLES: List[Dict[str, Any]] = [
+    {"selector": "", "props": [("font-size", "0.85em"), ("max-width", "100%"), ("border-collapse", "collapse")]},
+    {"selector": "th", "props": [("white-space", "normal"), ("vertical-align", "bottom"), ("text-align", "left"),
+                                 ("padding", "0.25em 0.5em")]},
+    # no white-space here: a rule on "#table td" would outrank the per-cell nowrap of styled(nowrap=...)
+    {"selector": "td", "props": [("vertical-align", "top"), ("padding", "0.25em 0.5em")]},
+    {"selector": "details", "props": [("font-size", "0.95em")]},
+]
+
+
+def styled(df: "pd.DataFrame", formats: Optional[Mapping[str, Any]] = None, *, decimals: Optional[int] = None,
+           font_size: str = "0.85em", left: Sequence[str] = (), nowrap: Sequence[str] = ()) -> Any:
+    """A pandas Styler for the book: no index, ``formats`` per column (format strings or callables), every other
+    float column to ``decimals`` places when given, NaN as "—", :data:`TABLE_STYLES` (with ``font_size``),
+    ``left``-aligned text columns and ``nowrap`` columns kept on one line (short values such as "3.45 ± 0.05"
+    that read wrongly when broken)."""
+    formats = dict(formats or {})
+    if decimals is not None:
+        for c in df.columns:
+            if c not in formats and df[c].dtype.kind == "f":
+                formats[c] = f"{{:.{decimals}f}}"
+    styles = [dict(s) for s in TABLE_STYLES]
+    styles[0] = {"selector": "", "props": [("font-size", font_size)] + styles[0]["props"][1:]}
+    st = df.style.hide(axis="index").format(formats, na_rep="—").set_table_styles(styles)
+    cols = [c for c in left if c in df.columns]
+    if cols:
+        st = st.set_properties(subset=cols, **{"text-align": "left"})
+    cols = [c for c in nowrap if c in df.columns]
+    if cols:
+        st = st.set_properties(subset=cols, **{"white-space": "nowrap"})
+    return st
+
+
+def folded(text: Any, summary: str = "note") -> str:
+    """``text`` folded into an HTML ``<details>`` (for a long note in a table cell); "" for empty text."""
+    import html
+
+    text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    if not text:
+        return ""
+    return f"<details><summary>{html.escape(summary)}</summary>{html.escape(text)}</details>"
+
+
+def _minus(text: str) -> str:
+    """Typographic minus signs (U+2212) for printed numbers."""
+    return text.replace("-", "−")
+
+
+def _fmt_diff(x: float, decimals: int = 2) -> str:
+    # "+ 0.0": a difference that rounds to zero prints as +0.00, not as a negative zero
+    return "—" if x is None or math.isnan(x) else _minus(f"{round(x, decimals) + 0.0:+.{decimals}f}")
+
+
+def _claims_by(claims: Iterable[Any], kind: str) -> Dict[str, Any]:
+    return {c.model: c for c in claims if getattr(c, "kind", None) == kind}
+
+
+def _claimed_error(c: Any) -> str:
+    if c is None:
+        return "—"
+    sd = f" ± {c.sd:.2f}" if getattr(c, "sd", None) is not None else ""
+    return f"{c.value:.2f}{sd}"
+
+
+def results_display(table: "pd.DataFrame", claims: Iterable[Any] = (), profile: Optional[str] = None) -> "pd.DataFrame":
+    """A :func:`results_table` (of one ``profile``) for a reader: human column names, mean ± SD as text (2
+    decimals), the report's claimed error (from ``claims``: objects with ``kind``, ``model``, ``value``, ``sd``)
+    and measured − claimed in pp, params and MACs in M. Numbers stay numbers where a Styler formats them."""
+    import pandas as pd
+
+    claims = list(claims)
+    err = _claims_by(claims, "test_error")
+    t = table if profile is None else table[table["profile"] == profile]
+    rows = []
+    for _, r in t.iterrows():
+        c = err.get(r["model"])
+        runs = f"{int(r['n'])}" + (f" (+{int(r['n_failed'])} not complete)" if r.get("n_failed", 0) else "")
+        rows.append({
+            "model": model_label(r["model"]),
+            "runs": runs,
+            "test error (%)": _fmt_pm(r["mean_error"], r["std_error"]) or "—",
+            "report (%)": _claimed_error(c),
+            "ours − report (pp)": _fmt_diff(r["mean_error"] - c.value) if c is not None else "—",
+            "params (M)": r["params_m"],
+            "MACs (M)": r["macs_m"],
+        })
+    return pd.DataFrame(rows, columns=["model", "runs", "test error (%)", "report (%)", "ours − report (pp)",
+                                       "params (M)", "MACs (M)"])
+
+
+RESULTS_FORMATS = {"params (M)": "{:.3f}", "MACs (M)": "{:.1f}"}
+RESULTS_NOWRAP = ("test error (%)", "report (%)", "ours − report (pp)")
+
+
+def runs_display(pages: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
+    """The run list (:func:`se_res2net.claims.run_pages`, of one ``profile``) for a reader: the run as a link to
+    its notebook, its state, final test error, epochs and wall time; where it stopped only when a run did not
+    complete; hardware only when the runs differ in it (otherwise the page states it once)."""
+    import html
+
+    import pandas as pd
+
+    p = pages if profile is None else pages[pages["profile"] == profile]
+    runs = []
+    for model, seed, url in zip(p["model"], p["seed"], p["notebook"]):
+        name = html.escape(f"{model_label(model)}, seed {int(seed)}")
+        runs.append(f'<a href="{html.escape(url)}">{name}</a>' if url else name)
+    out = pd.DataFrame({"run": runs, "state": list(p["state"]), "test error (%)": list(p["final_test_error"]),
+                        "epochs": list(p["epochs"]), "wall time (s)": list(p["wall_time_s"])})
+    unfinished = p["last logged test error (not a result)"]
+    if unfinished.notna().any():
+        out.insert(3, "stopped at test error (%), not a result", list(unfinished))
+    if p["hardware"].nunique(dropna=True) > 1:
+        out["hardware"] = list(p["hardware"])
+    return out
+
+
+RUNS_FORMATS = {"test error (%)": "{:.2f}", "stopped at test error (%), not a result": "{:.2f}",
+                "wall time (s)": "{:.1f}"}
+
+
+def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: Optional[str] = None) -> "pd.DataFrame":
+    """An :func:`ablation_table` (of one ``profile``) for a reader: the variant, n, measured error mean ± SD and the
+    report's, params measured and claimed, Δ vs the baseline (pp; "reference" on the baseline's row), Welch p
+    (2 significant digits), Cohen's d and the note folded into a ``<details>`` (no note column without notes)."""
+    import pandas as pd
+
+    from .stats import format_p, format_sig
+
+    claims = list(claims)
+    err, par = _claims_by(claims, "test_error"), _claims_by(claims, "params")
+    t = abl if profile is None else abl[abl["profile"] == profile]
+    rows = []
+    for _, r in t.iterrows():
+        c, cp = err.get(r["model"]), par.get(r["model"])
+        ref = r["model"] == ABLATION_BASELINE
+        rows.append({
+            "variant": r["variant"],
+            "n": int(r["n"]),
+            "test error (%)": r["error"] or "—",
+            "report (%)": _claimed_error(c),
+            "params (M)": r["params_m"],
+            "report params (M)": f"{cp.value:.2f}" if cp is not None else "—",
+            f"Δ vs {model_label(ABLATION_BASELINE)} (pp)": "reference" if ref else _fmt_diff(r["diff_vs_baseline"]),
+            "Welch p": format_p(r["welch_p"]),
+            "Cohen's d": _minus(format_sig(r["cohens_d"])),
+            "note": "" if ref else folded(r["note"]),
+        })
+    cols = ["variant", "n", "test error (%)", "report (%)", "params (M)", "report params (M)",
+            f"Δ vs {model_label(ABLATION_BASELINE)} (pp)", "Welch p", "Cohen's d", "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
+
+
+ABLATION_FORMATS = {"params (M)": "{:.3f}"}
+ABLATION_NOWRAP = ("test error (%)", "report (%)")
+
+
+def significance_display(sig: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
+    """A :func:`significance_table` (of one ``profile``) for a reader: the comparison, n, both means, Δ with its
+    Welch CI, Welch t (df), p (2 significant digits), Cohen's d, the bootstrap CI and the note folded (no note
+    column when no comparison has a note)."""
+    import pandas as pd
+
+    from .stats import CI_LEVEL, format_p, format_sig
+
+    t = sig if profile is None else sig[sig["profile"] == profile]
+    welch_ci, boot_ci = f"Welch {CI_LEVEL:.0%} CI (pp)", f"bootstrap {CI_LEVEL:.0%} CI (pp)"
+
+    def ci(lo: float, hi: float) -> str:
+        return "—" if math.isnan(lo) or math.isnan(hi) else f"{_fmt_diff(lo)} to {_fmt_diff(hi)}"
+
+    rows = []
+    for _, r in t.iterrows():
+        rows.append({
+            "baseline → candidate": f"{model_label(r['baseline'])} → {model_label(r['candidate'])}",
+            "n": f"{int(r['n_baseline'])} + {int(r['n_candidate'])}",
+            "mean error (%)": f"{r['mean_baseline']:.2f} → {r['mean_candidate']:.2f}",
+            "Δ (pp)": _fmt_diff(r["diff"]),
+            welch_ci: ci(r["welch_ci_low"], r["welch_ci_high"]),
+            "Welch t (df)": "—" if math.isnan(r["welch_t"]) else _minus(f"{r['welch_t']:.2f} ({r['welch_df']:.1f})"),
+            "p": format_p(r["welch_p"]),
+            "Cohen's d": _minus(format_sig(r["cohens_d"])),
+            boot_ci: ci(r["ci_low"], r["ci_high"]),
+            "note": folded(r["note"]),
+        })
+    cols = ["baseline → candidate", "n", "mean error (%)", "Δ (pp)", welch_ci, "Welch t (df)", "p",
+            "Cohen's d", boot_ci, "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
+
+
+SIGNIFICANCE_NOWRAP = ("n", "mean error (%)", "Δ (pp)", "p", "Cohen's d")
+
+
+# --------------------------------------------------------------------------- figures
+
+#: Width of a figure that fills the article column (~770 px) at :data:`FIG_DPI` without being scaled down,
+#: so that its fonts print at the size they are set to.
+FIG_WIDTH = 7.6
+FIG_DPI = 100
+#: Marker of each profile in figures that mix profiles.
+PROFILE_MARKERS = {"smoke": "o", "budget": "s", "full": "D"}
+
+CURVE_LABELS = {"test_error": "test error (%)", "train_loss": "training loss (cross-entropy)",
+                "train_acc": "training accuracy (%)", "test_loss": "test loss (cross-entropy)", "lr": "learning rate"}
+
+
+def curve_bands(curves: "pd.DataFrame", metric: str = "test_error") -> "pd.DataFrame":
+    """Per (profile, model, epoch): ``n`` seeds, ``mean``, ``sd`` (sample SD, ddof=1; NaN for one seed),
+    ``lo`` = mean − sd, ``hi`` = mean + sd, ``min`` and ``max`` of ``metric`` over the seeds."""
+    if metric not in curves.columns or metric in ("profile", "model", "seed", "epoch"):
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(CURVE_COLUMNS[4:])}")
+    g = curves.dropna(subset=[metric]).groupby(["profile", "model", "epoch"])[metric]
+    out = g.agg(n="count", mean="mean", sd="std", min="min", max="max").reset_index()
+    out["lo"], out["hi"] = out["mean"] - out["sd"], out["mean"] + out["sd"]
+    return out[["profile", "model", "epoch", "n", "mean", "sd", "lo", "hi", "min", "max"]]
+
+
+def _seed_text(counts: Iterable[int]) -> str:
+    c = sorted(set(int(x) for x in counts))
+    if not c:
+        return "no seeds"
+    return f"{c[0]} seed{'s' if c[0] != 1 else ''}" if len(c) == 1 else f"{c[0]}–{c[-1]} seeds"
+
+
+def plot_training_curves(curves: "pd.DataFrame", profile: str, hardware_text: str = "",
+                         metrics: Sequence[str] = ("test_error", "train_loss")) -> "Figure":
+    """Training curves of one profile: one panel per metric (default test error and training loss), per model the
+    mean over seeds with a ±1 SD band (:func:`curve_bands`), legend below the panels, titled with the profile and
+    ``hardware_text``.
+
+    A profile that logs a single epoch has no curve to draw: each panel is then a dot plot, one row per model,
+    the mean ± 1 SD as a point with an error bar and every seed as an open circle.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    data = curves[curves["profile"] == profile]
+    if data.empty:
+        raise ValueError(f"no curves of profile {profile!r}; plot only the profiles that have complete runs")
+    models = model_order(data["model"])
+    colors = model_colors(models)
+    epochs = sorted(data["epoch"].unique())
+    single = len(epochs) == 1
+    seeds = _seed_text(data.groupby("model")["seed"].nunique())
+    fig = Figure(figsize=(FIG_WIDTH, 1.6 + 0.32 * len(models) if single else 5.4), dpi=FIG_DPI, layout="constrained")
+    axes = fig.subplots(1, len(metrics), sharey=single, squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        bands = curve_bands(data, metric)
+        if single:
+            for y, m in enumerate(models):
+                b = bands[bands["model"] == m]
+                vals = data.loc[data["model"] == m, metric].dropna()
+                ax.scatter(vals, [y] * len(vals), s=28, facecolors="none", edgecolors=[colors[m]], linewidths=1,
+                           zorder=2)
+                if len(b):
+                    sd = float(b["sd"].iloc[0])
+                    ax.errorbar(float(b["mean"].iloc[0]), y, xerr=None if math.isnan(sd) else sd, fmt="o", ms=6,
+                                color=colors[m], capsize=3, zorder=3)
+            ax.set_yticks(range(len(models)), [model_label(m) for m in models])
+            ax.set_ylim(len(models) - 0.5, -0.5)
+            ax.set_xlabel(CURVE_LABELS.get(metric, metric))
+            ax.grid(True, axis="x", alpha=0.3)
+        else:
+            for m in models:
+                b = bands[bands["model"] == m].sort_values("epoch")
+                ax.plot(b["epoch"], b["mean"], color=colors[m], lw=1.6, marker="o" if len(b) <= 15 else None, ms=3)
+                ax.fill_between(b["epoch"], b["lo"], b["hi"], color=colors[m], alpha=0.2, lw=0)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(CURVE_LABELS.get(metric, metric))
+            ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=9)
+    title = f"Training curves, profile {profile}" + (f", on {hardware_text}" if hardware_text else "")
+    if single:
+        title += f"\none epoch per run: the values after epoch {epochs[0]}"
+    fig.suptitle(title, fontsize=11)
+    if single:
+        fig.legend(handles=[Line2D([], [], marker="o", color="0.3", ls="", label="mean ± 1 SD over " + seeds),
+                            Line2D([], [], marker="o", mfc="none", color="0.3", ls="", label="one seed")],
+                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    else:
+        handles = [Line2D([], [], color=colors[m], lw=2, label=model_label(m)) for m in models]
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False,
+                   title=f"line: mean over {seeds}; band: ± 1 SD (sample SD across seeds)", title_fontsize=9)
+    return fig
+
+
+def claimed_points(claims: Iterable[Any]) -> "pd.DataFrame":
+    """The report's (params, test error) points: every model with both a ``test_error`` and a ``params`` claim
+    (columns ``model``, ``ids`` "E1/P1", ``params_m``, ``error``, ``sd``)."""
+    import pandas as pd
+
+    claims = list(claims)
+    err, par = _claims_by(claims, "test_error"), _claims_by(claims, "params")
+    rows = [{"model": m, "ids": f"{err[m].id}/{par[m].id}", "params_m": float(par[m].value),
+             "error": float(err[m].value),
+             "sd": float(err[m].sd) if getattr(err[m], "sd", None) is not None else math.nan}
+            for m in err if m in par]
+    return pd.DataFrame(rows, columns=["model", "ids", "params_m", "error", "sd"])
+
+
+def _log_ticks(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # label the minor ticks at 2, 3 and 5 times a power of ten only: all nine crowd the axis
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v) + 1e-9)) in (2, 3, 5) else ""))
+    ax.tick_params(axis="y", which="minor", labelsize=8)
+
+
+def plot_error_vs_params(table: "pd.DataFrame", claims: Iterable[Any] = (), hardware_text: str = "") -> "Figure":
+    """Test error against parameters: each measured model of each profile in ``table`` (:func:`results_table`)
+    as mean ± 1 SD over its seeds (marker per profile), and the report's claimed points (:func:`claimed_points`)
+    as stars with the claim ids, one colour per model. Test error on a log scale, so that a shortened profile
+    far from the report's numbers and the report's numbers both stay readable."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    claimed = claimed_points(claims)
+    models = model_order(list(table["model"]) + list(claimed["model"]))
+    colors = model_colors(models)
+    fig = Figure(figsize=(FIG_WIDTH, 6.0), dpi=FIG_DPI, layout="constrained")
+    ax = fig.subplots()
+    profiles = profile_order(table["profile"]) if len(table) else []
+    for prof in profiles:
+        t = table[table["profile"] == prof]
+        for _, r in t.iterrows():
+            sd = r["std_error"]
+            ax.errorbar(r["params_m"], r["mean_error"], yerr=None if math.isnan(sd) else sd, color=colors[r["model"]],
+                        marker=PROFILE_MARKERS.get(prof, "P"), ms=7, capsize=3, ls="", zorder=3)
+    for _, c in claimed.iterrows():
+        ax.errorbar(c["params_m"], c["error"], yerr=None if math.isnan(c["sd"]) else c["sd"], color=colors[c["model"]],
+                    marker="*", ms=14, mec="black", mew=0.6, capsize=3, ls="", zorder=4)
+    # claims on top of each other share one label
+    placed: List[Tuple[float, float, List[str]]] = []
+    for _, c in claimed.sort_values("error").iterrows():
+        # "on top of each other": within 0.03 M and 6 % of the error, about a star's width on this plot
+        home = next((g for g in placed if abs(g[0] - c["params_m"]) < 0.03 and abs(math.log(g[1] / c["error"])) < 0.06),
+                    None)
+        if home is None:
+            placed.append((c["params_m"], c["error"], [c["ids"]]))
+        else:
+            home[2].append(c["ids"])
+    for x, y, ids in placed:
+        ax.annotate(", ".join(ids), (x, y), textcoords="offset points", xytext=(9, -4), fontsize=8)
+    ax.set_yscale("log")
+    _log_ticks(ax)
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("CIFAR-10 test error (%, log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    title = "Test error against parameters: ours and the report's"
+    if hardware_text:
+        title += f"\nours measured on {hardware_text}"
+    ax.set_title(title, fontsize=11)
+    handles = [Line2D([], [], marker="s", color=colors[m], ls="", ms=8, label=model_label(m)) for m in models]
+    handles += [Line2D([], [], marker=PROFILE_MARKERS.get(p, "P"), color="0.3", ls="", ms=7,
+                       label=f"ours, profile {p}: mean ± 1 SD") for p in profiles]
+    handles.append(Line2D([], [], marker="*", color="0.3", mec="black", ls="", ms=12,
+                          label="the report's claim (± its σ), claim ids"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
+    return fig
+
+
+def claimed_differences(claims: Iterable[Any], pairs: Iterable[Tuple[str, str]]) -> Dict[Tuple[str, str], float]:
+    """Baseline − candidate of the report's claimed mean errors, for each pair both of whose models it claims."""
+    err = _claims_by(claims, "test_error")
+    return {(a, b): float(err[a].value) - float(err[b].value) for a, b in pairs if a in err and b in err}
+
+
+def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, str], float]] = None,
+                     hardware_text: str = "", title: str = "", name_baseline: bool = True) -> "Figure":
+    """Each comparison of ``sig`` (:func:`significance_table`) as Δ = baseline − candidate with its Welch CI
+    (:data:`se_res2net.stats.CI_LEVEL`) against zero (positive = the candidate has the lower error); the report's
+    Δ for that pair (``claimed``) as a star; p and d under each comparison's name; the profile in each row's
+    label when several are present. ``name_baseline=False`` names only the candidate (one baseline for all rows,
+    as in the ablation, which the title then says)."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from .stats import CI_LEVEL, format_p, format_sig
+
+    if sig.empty:
+        raise ValueError("no comparisons to plot; plot only when significance_table found pairs with runs")
+    claimed = dict(claimed or {})
+    profiles = profile_order(sig["profile"])
+    several = len(profiles) > 1
+    rows = [r for p in profiles for _, r in sig[sig["profile"] == p].iterrows()]
+    fig = Figure(figsize=(FIG_WIDTH, 1.6 + 0.62 * len(rows)), dpi=FIG_DPI, layout="constrained")
+    ax = fig.subplots()
+    colors = {p: c for p, c in zip(["smoke", "budget", "full"], ["tab:gray", "tab:orange", "tab:blue"])}
+    labels = []
+    for y, r in enumerate(rows):
+        lo, hi, d = r["welch_ci_low"], r["welch_ci_high"], r["diff"]
+        xerr = None if math.isnan(lo) or math.isnan(hi) else [[d - lo], [hi - d]]
+        ax.errorbar(d, y, xerr=xerr, fmt=PROFILE_MARKERS.get(r["profile"], "o"), ms=7, capsize=4, lw=1.6,
+                    color=colors.get(r["profile"], "tab:purple"), zorder=3)
+        key = (r["baseline"], r["candidate"])
+        if key in claimed:
+            ax.plot(claimed[key], y, marker="*", ms=14, color="tab:red", mec="black", mew=0.6, ls="", zorder=4)
+        name = (f"{model_label(r['baseline'])} → " if name_baseline else "") + model_label(r["candidate"])
+        labels.append((f"[{r['profile']}] " if several else "") + name +
+                      f"\np = {format_p(r['welch_p'])}, d = {_minus(format_sig(r['cohens_d']))}, "
+                      f"n = {int(r['n_baseline'])} + {int(r['n_candidate'])}")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(range(len(rows)), labels, fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("Δ = baseline error − candidate error (pp)\n> 0: the candidate has the lower error")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [Line2D([], [], marker=PROFILE_MARKERS.get(p, "o"), color=colors.get(p, "tab:purple"), ls="-",
+                      label=f"ours, profile {p}: Δ and Welch {CI_LEVEL:.0%} CI") for p in profiles]
+    if claimed:
+        handles.append(Line2D([], [], marker="*", color="tab:red", mec="black", ls="", ms=12,
+                              label="the report: difference of its claimed means"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    text = title or f"Welch difference of the mean test errors, with its {CI_LEVEL:.0%} CI"
+    if hardware_text:
+        text += f"\nours measured on {hardware_text}"
+    ax.set_title(text, fontsize=11)
+    return fig
+
+
+def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.DataFrame":
+    """An :func:`se_res2net.stats.efficiency_table` for a reader: the comparison by model name, ΔParams (M, to
+    ``params_decimals``: 2 for the report's counts, printed to 0.01 M), ΔError (pp), params per 1 pp error drop
+    with the range the parameter counts' rounding allows (2 significant digits), and, when ``eff`` has them, its
+    ``profile``, ``claim`` and ``claimed ratio`` (as the report printed it) columns; the note folded (no note
+    column without notes)."""
+    import pandas as pd
+
+    from .stats import format_sig
+
+    rows = []
+    for _, r in eff.iterrows():
+        row: Dict[str, Any] = {}
+        for extra in ("profile", "claim"):
+            if extra in eff.columns:
+                row[extra] = r[extra]
+        ratio = format_sig(r["params_per_1pct_drop_m"])
+        if not (math.isnan(r["ratio_low"]) or math.isnan(r["ratio_high"])):
+            ratio += f" ({format_sig(r['ratio_low'])}–{format_sig(r['ratio_high'])})"
+        row.update({
+            "baseline → variant": f"{model_label(r['baseline'])} → {model_label(r['variant'])}",
+            "ΔParams (M)": _minus(f"{r['delta_params_m']:+.{params_decimals}f}"),
+            "ΔError (pp)": _fmt_diff(r["delta_error_pct"]),
+            "M params per 1 pp error drop": ratio,
+        })
+        if "claimed ratio" in eff.columns:
+            row["report's ratio"] = f"{r['claimed ratio']:g}"
+        row["note"] = folded(r["note"])
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.drop(columns="note") if len(out) and not out["note"].astype(bool).any() else out
+
+
+# --------------------------------------------------------------------------- fast-path parity records
+
+
+def parity_display(record: Mapping[str, Any]) -> "pd.DataFrame":
+    """A ``se-res2net parity`` record's switches for a reader: the variant, its setup, the largest per-epoch
+    difference of its mean training loss from eager fp32 (nats), the tolerance, whether it is within ("yes" /
+    "NO") and its final test error (%)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"variant": k, "setup": v["describe"], "max |Δ| (nats)": v["max_abs_diff"],
+                          "tolerance": v["tolerance"], "within": "yes" if v["within_tolerance"] else "NO",
+                          "test error (%)": v["final_test_error"]} for k, v in record["runs"].items()])
+
+
+PARITY_FORMATS = {"max |Δ| (nats)": "{:.4f}", "tolerance": "{:.2f}", "test error (%)": "{:.1f}"}
+
+
+def plot_parity(record: Mapping[str, Any]) -> "Figure":
+    """Mean training loss per epoch of every fast-path switch of a parity record, the eager fp32 reference as a
+    thick black line, legend below the axes, titled with the device the record was measured on."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from .parity import curves_frame
+
+    curves = curves_frame(record)
+    fig = Figure(figsize=(FIG_WIDTH, 4.6), dpi=FIG_DPI, layout="constrained")
+    ax = fig.subplots()
+    for name, g in curves.groupby("variant", sort=False):
+        ref = name == record["reference"]
+        ax.plot(g["epoch"], g["train_loss"], marker="o", ms=4, lw=2.5 if ref else 1, color="black" if ref else None,
+                label=f"{name} (reference)" if ref else name, alpha=0.85, zorder=3 if ref else 2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean training loss (nats)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"Fast-path switches against eager fp32, on {record.get('device_name', '?')} "
+                 f"({_device_kind(record.get('device'))})", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
+    return fig

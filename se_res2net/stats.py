@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 __all__ = [
     "Summary",
@@ -46,9 +49,14 @@ __all__ = [
     "p_implied_by_d",
     "report_consistency",
     "efficiency_table",
+    "format_p",
+    "format_sig",
+    "consistency_display",
 ]
 
 NAN = float("nan")
+#: Confidence level of the t intervals that come with every t test (the bootstrap's is an argument).
+CI_LEVEL = 0.95
 
 
 def _as_array(values: Iterable[float], what: str = "values") -> np.ndarray:
@@ -90,13 +98,19 @@ def summarize(values: Iterable[float]) -> Summary:
 
 @dataclass(frozen=True)
 class TTest:
-    """Two-sided two-sample t test. ``t > 0`` when ``mean(a) > mean(b)``."""
+    """Two-sided two-sample t test. ``t > 0`` when ``mean(a) > mean(b)``.
+
+    ``ci_low``/``ci_high``: the 95 % confidence interval of ``mean(a) - mean(b)`` that goes with the test
+    (scipy's ``TtestResult.confidence_interval``); NaN when the test is undefined or computed from summaries.
+    """
 
     t: float
     p: float
     df: float
     method: str  # "welch" or "student"
     reason: str | None = None  # why the values are NaN, if they are
+    ci_low: float = NAN
+    ci_high: float = NAN
 
 
 def _too_small(na: int, nb: int) -> str | None:
@@ -126,8 +140,9 @@ def _ttest(a: Iterable[float], b: Iterable[float], equal_var: bool) -> TTest:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = sps.ttest_ind(xa, xb, equal_var=equal_var)
+        ci = res.confidence_interval(CI_LEVEL)
     df = float(xa.size + xb.size - 2) if equal_var else welch_df(sa, xa.size, sb, xb.size)
-    return TTest(float(res.statistic), float(res.pvalue), df, method)
+    return TTest(float(res.statistic), float(res.pvalue), df, method, ci_low=float(ci.low), ci_high=float(ci.high))
 
 
 def welch_t(a: Iterable[float], b: Iterable[float]) -> TTest:
@@ -277,6 +292,8 @@ class Comparison:
             "welch_t": self.welch.t,
             "welch_df": self.welch.df,
             "welch_p": self.welch.p,
+            "welch_ci_low": self.welch.ci_low,
+            "welch_ci_high": self.welch.ci_high,
             "student_t": self.student.t,
             "student_df": self.student.df,
             "student_p": self.student.p,
@@ -292,7 +309,7 @@ def compare(
     a: Iterable[float],
     b: Iterable[float],
     names: Tuple[str, str] = ("a", "b"),
-    confidence: float = 0.95,
+    confidence: float = CI_LEVEL,
     n_resamples: int = 10000,
     seed: int = 0,
 ) -> Comparison:
@@ -554,3 +571,57 @@ def efficiency_table(rows: Iterable[Mapping[str, Any]]):
         })
     cols = ["variant", "baseline", "delta_params_m", "delta_error_pct", "params_per_1pct_drop_m", "ratio_low", "ratio_high", "note"]
     return pd.DataFrame(out, columns=cols)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_sig(x: Any, digits: int = 2, na: str = "—") -> str:
+    """``x`` to ``digits`` significant digits in plain notation (``0.0052``, ``0.81``, ``12``), ``na`` for NaN/None.
+
+    For statistics whose later digits carry no information (p-values, effect sizes from three seeds);
+    Python's ``g`` format would switch to exponents below 1e-4, which a table should not show.
+    """
+    if not isinstance(x, (int, float, np.floating, np.integer)) or isinstance(x, bool) or not math.isfinite(float(x)):
+        return na
+    # trailing zeros are significant digits ("0.80", not "0.8"); a bare trailing point is not ("10.")
+    return np.format_float_positional(float(x), precision=digits, unique=False, fractional=False, trim="k").rstrip(".")
+
+
+def format_p(p: Any, digits: int = 2, na: str = "—") -> str:
+    """A p-value to ``digits`` significant digits (:func:`format_sig`); below ``1e-4`` as ``< 0.0001``."""
+    if p is not None and isinstance(p, (int, float, np.floating)) and math.isfinite(float(p)) and 0 < float(p) < 1e-4:
+        return "< 0.0001"
+    return format_sig(p, digits, na)
+
+
+#: How :func:`consistency_display` names each check of :func:`report_consistency`.
+CHECK_NAMES = {"diff": "Δ = mean a − mean b (pp)", "p": "p (two-sided)", "d": "Cohen's d",
+               "p_vs_d": "p implied by the claimed d alone"}
+
+
+def consistency_display(report: ConsistencyReport) -> "pd.DataFrame":
+    """The checks of :func:`report_consistency` for a reader: what is checked, the claimed value with its rounding
+    range, the value the reported means ± σ imply with the range their rounding allows, whether the two overlap
+    ("yes"/"no") and how it was computed (folded into a ``<details>``). p-values and d to two significant digits,
+    Δ to three: its rounding range (half a unit of the printed 0.01 pp) needs the third."""
+    import html
+
+    import pandas as pd
+
+    def fmt(quantity: str, x: float) -> str:
+        return format_sig(x, 3) if quantity == "diff" else (format_p(x) if quantity.startswith("p") else format_sig(x))
+
+    rows = []
+    for c in report.checks:
+        q = c.quantity
+        rows.append({
+            "quantity": CHECK_NAMES.get(q, q),
+            # the claim as the report printed it; its rounding range needs one digit more
+            "claimed (rounding range)": f"{c.claimed:g} ({c.claimed_low:g}–{c.claimed_high:g})",
+            "implied (rounding range)": f"{fmt(q, c.implied)} ({fmt(q, c.implied_low)}–{fmt(q, c.implied_high)})",
+            "consistent": "yes" if c.consistent else "no",
+            "how": f"<details><summary>how</summary>{html.escape(c.note)}</details>" if c.note else "",
+        })
+    return pd.DataFrame(rows, columns=["quantity", "claimed (rounding range)", "implied (rounding range)",
+                                       "consistent", "how"])

@@ -383,6 +383,22 @@ def test_claims_table_and_models(claim_list):
 
 def test_pm_readings_table_scales_the_sds(claim_list):
     t = C.pm_readings_table(claim_list).set_index("± read as")
-    assert t.at["standard error", "sample SD a"] == pytest.approx(0.05 * math.sqrt(3))
-    assert t.at["population SD (ddof=0)", "sample SD b"] == pytest.approx(0.04 * math.sqrt(3 / 2))
+    assert t.at["standard error", "sample SD, Res2Net-29"] == pytest.approx(0.05 * math.sqrt(3))
+    assert t.at["population SD (ddof=0)", "sample SD, SE-Res2Net-29"] == pytest.approx(0.04 * math.sqrt(3 / 2))
+    # p and d to two significant digits, never in exponent notation
+    assert t.at["sample SD (ddof=1)", "implied p"] == "0.00029 (0.00013–0.00064)"
+    assert t.at["sample SD (ddof=1)", "implied d"] == "10 (9.2–12)"
     assert set(t["claimed p = 0.005 fits"]) == {"no"} and set(t["claimed d = 1.3 fits"]) == {"no"}
+
+
+def test_profile_table_is_one_column_per_profile_with_readable_settings():
+    from se_res2net.profiles import PROFILES
+
+    t = C.profile_table()
+    assert list(t.columns) == list(PROFILES)
+    assert "batch_size" not in t.index and "batch size" in t.index and "weight decay" in t.index
+    for name, p in PROFILES.items():
+        assert t.at["epochs", name] == str(p.epochs)
+        assert t.at["lr factor at a milestone", name] == f"{p.gamma:g}"
+        assert t.at["training images", name] == ("all" if p.train_subset is None else f"{p.train_subset:,}")
+    assert t.at["meant for", "smoke"] == "CPU" and t.at["augmentation", "full"] == "pad 4, random crop, flip"

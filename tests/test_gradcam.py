@@ -263,19 +263,73 @@ def test_evaluate_models_same_mosaics_and_json():
     assert set(tl["mean_iou"]) == {"0.5", "0.3"}
     assert len(tl["per_mosaic"]["energy"]) == 5 and len(tl["per_mosaic"]["energy"][0]) == 4
     assert tl["target_layer"] == "gate"
+    # which code computed it, and on what
+    prov = metrics["provenance"]
+    assert set(prov) >= {"git_commit", "git_dirty", "created", "device", "device_name"} and prov["device"] == "cpu"
     # an eligibility filter nobody passes names the fix
     with pytest.raises(ValueError, match="confidence 0.9"):
         evaluate_models(models, data, n_mosaics=2, confidence=0.9)
 
 
-def test_plot_overlays_writes_png(tmp_path):
+def test_plot_overlays_writes_a_legible_png(tmp_path):
+    from se_res2net.data import CIFAR10_CLASSES
+
     images, labels = _images()
     mosaics = make_mosaics(images, labels, 3, seed=0)
-    cams = {"tl": compute_cams(QuadrantNet(pos=0), mosaics)}
+    cams = {"res2net29": compute_cams(QuadrantNet(pos=0), mosaics), "zero": np.zeros((3, 4, 64, 64))}
     path = tmp_path / "overlay.png"
     fig = plot_overlays(mosaics, cams, path, n_rows=2)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(fig.axes) == 2 * 2
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 * 3 and len(fig.axes) == len(panels) + 1  # + the CAM's colour bar
+    # fits the book's text column at its own size, with fonts of at least 10 pt (~14 px there)
+    assert fig.get_size_inches()[0] * fig.dpi <= 770
+    assert [panels[c].get_title() for c in range(3)] == ["input", "Res2Net-29", "zero"]
+    assert panels[0].get_ylabel() == f"target TL:\n{CIFAR10_CLASSES[mosaics[0].labels[0]]}"
+    cam = cams["res2net29"][0, 0]
+    assert panels[1].get_xlabel() == f"IoU {quadrant_iou(cam, 0, 0.5):.2f}\nenergy {energy_in_quadrant(cam, 0):.2f}"
+    assert panels[1].get_xlabel().startswith("IoU 1.00") and panels[2].get_xlabel() == "all-zero CAM"
+    texts = [t for ax in panels for t in (ax.title, ax.xaxis.label, ax.yaxis.label) if t.get_text()]
+    assert min(t.get_fontsize() for t in texts) >= 10
+    assert "Grad-CAM" in [ax for ax in fig.axes if ax.get_label() == "<colorbar>"][0].get_ylabel()
+
+
+def test_overlay_data_round_trip_redraws_the_same_target_cells(tmp_path):
+    images, labels = _images()
+    mosaics = make_mosaics(images, labels, 5, seed=0)
+    rng = np.random.default_rng(1)  # every cell's map different, so a mix-up of cells shows
+    cams = {"tl": rng.random((5, 4, 64, 64)).astype(np.float32), "br": rng.random((5, 4, 64, 64)).astype(np.float32)}
+    path = g.save_overlay_data(tmp_path / g.OVERLAY_DATA_FILE, mosaics, cams, n_rows=3)
+    assert path.name == g.OVERLAY_DATA_FILE and [p.name for p in tmp_path.iterdir()] == [g.OVERLAY_DATA_FILE]
+    d = g.load_overlay_data(path)
+    assert d.cells == [0, 1, 2] and list(d.cams) == ["tl", "br"]
+    for r, m in enumerate(d.mosaics):
+        assert np.array_equal(m.image, mosaics[r].image) and m.labels == mosaics[r].labels
+        for name in cams:
+            k = d.cells[r]
+            assert np.allclose(d.cams[name][r, k], cams[name][r, k], atol=1e-3)  # float16 storage
+            assert np.isnan(d.cams[name][r, (k + 1) % 4]).all()  # only the target cell is kept
+    fig = plot_overlays(d.mosaics, d.cams, cells=d.cells, n_rows=3)
+    before = plot_overlays(mosaics, cams, n_rows=3)
+    assert [ax.get_xlabel() for ax in fig.axes] == [ax.get_xlabel() for ax in before.axes]
+    with pytest.raises(FileNotFoundError, match="se-res2net grad-cam"):
+        g.load_overlay_data(tmp_path / "nope.npz")
+
+
+def test_metrics_display_names_models_and_keeps_scores_numeric():
+    metrics = {"models": {
+        "res2net29": {"model": "res2net29", "mean_iou": {"0.5": 0.038671, "0.3": 0.07}, "mean_energy": 0.17409,
+                      "zero_cams": 115, "n_cams": 400},
+        "se_res2net29_seed1": {"model": "se_res2net29", "mean_iou": {"0.5": 0.06, "0.3": 0.1}, "mean_energy": 0.27,
+                               "zero_cams": 0, "n_cams": 400}}}
+    t = g.metrics_display(metrics, {"res2net29": "smoke"}, {"res2net29": 0.48})
+    assert list(t.columns) == ["model", "checkpoint trained under", "IoU@0.5", "IoU@0.3", "energy", "all-zero CAMs",
+                               "report's IoU (protocol unknown)"]
+    assert t["model"].tolist() == ["Res2Net-29", "SE-Res2Net-29"]
+    assert t["checkpoint trained under"].tolist() == ["smoke", "unknown"]
+    assert t["all-zero CAMs"].tolist() == ["115 of 400", "0 of 400"]
+    assert t.at[0, "IoU@0.5"] == 0.038671 and np.isnan(t.at[1, "report's IoU (protocol unknown)"])
+    assert list(g.metrics_display(metrics).columns) == ["model", "IoU@0.5", "IoU@0.3", "energy", "all-zero CAMs"]
 
 
 # ---------------------------------------------------------------- CLI
@@ -319,6 +373,8 @@ def test_cli_writes_metrics_and_overlay(tmp_path, fake_data, capsys):
     assert metrics["models"]["res2net29_seed0"]["checkpoint"] == str(a)
     assert metrics["settings"]["confidence_filter"].startswith("off")
     assert (out / "gradcam_overlays.png").read_bytes()[:4] == b"\x89PNG"
+    assert metrics["overlay_data"] == "gradcam_overlays.npz"
+    assert list(g.load_overlay_data(out / "gradcam_overlays.npz").cams) == ["res2net29_seed0", "res2net29_seed1"]
     assert "res2net29_seed1" in capsys.readouterr().out
 
 

@@ -249,3 +249,251 @@ def test_tables_accept_frames_built_by_hand():
                        "final_test_error": [3.4, 3.5, 3.0, 3.1], "params": [1e6] * 4, "macs": [2e6] * 4})
     t = results_table(df).set_index("model")
     assert t.at["res2net29", "mean_error"] == pytest.approx(3.45) and t.at["res2net29", "flops_m"] == 4.0
+
+
+# --------------------------------------------------------------------------- what a reader sees
+
+from types import SimpleNamespace  # noqa: E402
+
+from se_res2net import results as R  # noqa: E402
+
+
+def _claim(id, kind, model, value, sd=None):
+    return SimpleNamespace(id=id, kind=kind, model=model, value=value, sd=sd)
+
+
+CLAIMS = [_claim("E2", "test_error", "res2net29", 3.45, 0.05), _claim("E1", "test_error", "se_res2net29", 2.98, 0.04),
+          _claim("P2", "params", "res2net29", 0.63), _claim("P1", "params", "se_res2net29", 0.65),
+          _claim("A3", "test_error", "se_res2net29_streams12", 3.04)]
+
+
+def _curves(n_epochs=4, seeds=(0, 1, 2), models=("res2net29", "se_res2net29"), profile="budget"):
+    rng = np.random.default_rng(0)
+    rows = [{"profile": profile, "model": m, "seed": s, "epoch": e, "lr": 0.1, "train_loss": 2.0 / e + rng.random(),
+             "train_acc": 50.0, "test_loss": 1.0, "test_error": 60.0 / e + 5 * rng.random()}
+            for m in models for s in seeds for e in range(1, n_epochs + 1)]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def test_curve_bands_are_mean_and_sample_sd_over_seeds():
+    cur = _curves()
+    b = R.curve_bands(cur, "test_error").set_index(["model", "epoch"])
+    for (model, epoch), g in cur.groupby(["model", "epoch"]):
+        vals = g["test_error"].to_numpy()
+        row = b.loc[(model, epoch)]
+        assert row["n"] == 3
+        assert row["mean"] == pytest.approx(vals.mean())
+        assert row["sd"] == pytest.approx(vals.std(ddof=1))
+        assert (row["lo"], row["hi"]) == pytest.approx((vals.mean() - vals.std(ddof=1), vals.mean() + vals.std(ddof=1)))
+    one = R.curve_bands(_curves(seeds=(0,)), "test_error")
+    assert one["sd"].isna().all()  # one seed: no spread, not a zero-width band
+    with pytest.raises(ValueError, match="unknown metric"):
+        R.curve_bands(cur, "accuracy")
+
+
+def test_training_curves_draw_mean_lines_with_plus_minus_one_sd_bands():
+    cur = _curves()
+    fig = R.plot_training_curves(cur, "budget", "Fake GPU (GPU)")
+    axes = [a for a in fig.axes]
+    assert len(axes) == 2
+    assert "budget" in fig._suptitle.get_text() and "Fake GPU (GPU)" in fig._suptitle.get_text()
+    assert [a.get_ylabel() for a in axes] == ["test error (%)", "training loss (cross-entropy)"]
+    for ax, metric in zip(axes, ("test_error", "train_loss")):
+        lines, bands = ax.get_lines(), ax.collections
+        assert len(lines) == 2 and len(bands) == 2  # one per model, in report order
+        for line, band, model in zip(lines, bands, ["res2net29", "se_res2net29"]):
+            g = cur[cur.model == model].groupby("epoch")[metric]
+            mean, sd = g.mean().to_numpy(), g.std(ddof=1).to_numpy()
+            assert line.get_ydata() == pytest.approx(mean)
+            verts = band.get_paths()[0].vertices
+            for e, (m, s) in enumerate(zip(mean, sd), start=1):
+                ys = verts[np.isclose(verts[:, 0], e), 1]
+                assert ys.min() == pytest.approx(m - s) and ys.max() == pytest.approx(m + s)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["Res2Net-29", "SE-Res2Net-29"]
+    assert "± 1 SD" in legend.get_title().get_text() and "3 seeds" in legend.get_title().get_text()
+    with pytest.raises(ValueError, match="no curves"):
+        R.plot_training_curves(cur, "full")
+
+
+def test_training_curves_of_a_one_epoch_profile_are_points_with_sd_bars():
+    cur = _curves(n_epochs=1, profile="smoke")
+    fig = R.plot_training_curves(cur, "smoke", "Fake CPU (CPU)")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Res2Net-29", "SE-Res2Net-29"]
+    assert "one epoch per run" in fig._suptitle.get_text()
+    for y, (model, container) in enumerate(zip(["res2net29", "se_res2net29"], ax.containers)):
+        vals = cur.loc[cur.model == model, "test_error"].to_numpy()
+        (x0, y0), (x1, y1) = container.lines[2][0].get_segments()[0]
+        assert (x0, x1) == pytest.approx((vals.mean() - vals.std(ddof=1), vals.mean() + vals.std(ddof=1)))
+        assert y0 == y1 == y
+    # every seed shown as its own open circle
+    seeds = [c for c in ax.collections if len(c.get_offsets()) == 3]
+    assert len(seeds) == 2 and sorted(seeds[0].get_offsets()[:, 0]) == pytest.approx(
+        sorted(cur.loc[cur.model == "res2net29", "test_error"]))
+
+
+def _table_records():
+    rows = []
+    for model, errs, params in (("res2net29", [3.40, 3.45, 3.50], 651_122), ("se_res2net29", [2.94, 2.98, 3.02], 670_337)):
+        for seed, e in enumerate(errs):
+            rows.append({"profile": "budget", "model": model, "seed": seed, "status": "complete", "state": "complete",
+                         "final_test_error": e, "params": params, "macs": 106_262_272, "device_name": "Fake GPU",
+                         "device": "cuda", "data_is_sample": False, "train_size": 50_000, "test_size": 10_000})
+    return pd.DataFrame(rows)
+
+
+def test_results_display_has_human_columns_and_carried_precision():
+    table = results_table(_table_records())
+    shown = R.results_display(table, CLAIMS, "budget")
+    assert list(shown.columns) == ["model", "runs", "test error (%)", "report (%)", "ours − report (pp)",
+                                   "params (M)", "MACs (M)"]
+    r = shown.set_index("model")
+    assert r.at["Res2Net-29", "test error (%)"] == "3.45 ± 0.05"
+    assert r.at["SE-Res2Net-29", "report (%)"] == "2.98 ± 0.04"
+    assert r.at["Res2Net-29", "ours − report (pp)"] == "+0.00"
+    html = R.styled(shown, R.RESULTS_FORMATS, nowrap=R.RESULTS_NOWRAP).to_html()
+    assert "0.651" in html and "0.651122" not in html and "106.3" in html
+    assert html.count("white-space: nowrap") >= 1 and "white-space: normal" in html
+    assert "max-width: 100%" in html and "font-size: 0.85em" in html
+    assert "mean_error" not in html and "params_m" not in html
+
+
+def test_styled_formats_floats_hides_the_index_and_shows_nan_as_a_dash():
+    df = pd.DataFrame({"a": [0.123456, math.nan], "b": ["x", "y"], "n": [1, 2]})
+    html = R.styled(df, decimals=2).to_html()
+    assert "0.12" in html and "0.123456" not in html and "—" in html
+    assert "row_heading" not in html  # no index column
+
+
+def test_runs_display_links_notebooks_and_shows_where_unfinished_runs_stopped():
+    pages = pd.DataFrame({"profile": ["smoke"] * 2, "model": ["res2net29"] * 2, "seed": [0, 1],
+                          "state": ["complete", "incomplete"], "final_test_error": [80.0, math.nan],
+                          "epochs": ["1 of 1", "0 of 1"], "last logged test error (not a result)": [math.nan, 91.0],
+                          "wall_time_s": [9.4, 1.0], "hardware": ["Fake CPU"] * 2,
+                          "notebook": ["runs/smoke/res2net29_seed0.html", ""]})
+    shown = R.runs_display(pages, "smoke")
+    assert shown["run"].tolist() == ['<a href="runs/smoke/res2net29_seed0.html">Res2Net-29, seed 0</a>',
+                                     "Res2Net-29, seed 1"]
+    assert "stopped at test error (%), not a result" in shown.columns and "hardware" not in shown.columns
+    assert "stopped at test error (%), not a result" not in R.runs_display(pages.iloc[:1]).columns
+
+
+def test_significance_display_prints_p_to_two_significant_digits_and_folds_notes():
+    df = _table_records()
+    sig = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200)
+    shown = R.significance_display(sig, "budget").iloc[0]
+    a, b = [3.40, 3.45, 3.50], [2.94, 2.98, 3.02]
+    res = sps.ttest_ind(a, b, equal_var=False)
+    lo, hi = res.confidence_interval(0.95)
+    assert shown["p"] == np.format_float_positional(res.pvalue, precision=2, fractional=False, unique=False, trim="-")
+    assert shown["Welch 95% CI (pp)"] == f"+{lo:.2f} to +{hi:.2f}"
+    assert shown["Δ (pp)"] == "+0.47" and shown["n"] == "3 + 3"
+    one = significance_table(df[df.seed == 0], [("res2net29", "se_res2net29")], n_resamples=200)
+    assert "note" not in R.significance_display(sig).columns  # no comparison has a note: no empty column
+    note = R.significance_display(one).iloc[0]["note"]
+    assert note.startswith("<details><summary>note</summary>") and "at least 2 values" in note
+    assert R.significance_display(one).iloc[0]["p"] == "—"
+
+
+def test_ablation_display_names_the_variant_and_the_report():
+    df = _table_records()
+    abl = ablation_table(df)
+    shown = R.ablation_display(abl, CLAIMS, "budget").set_index("variant")
+    assert "Δ vs Res2Net-29 (pp)" in shown.columns and "diff_vs_baseline" not in shown.columns
+    full = shown.loc["SE on all streams (fused output), full SE-Res2Net-29"]
+    assert full["report (%)"] == "2.98 ± 0.04" and full["report params (M)"] == "0.65"
+    assert full["Δ vs Res2Net-29 (pp)"] == "+0.47" and "note" not in shown.columns  # no notes, no empty column
+    assert shown.loc["Res2Net-29, no SE", "Δ vs Res2Net-29 (pp)"] == "reference"
+    one = R.ablation_display(ablation_table(df[df.seed == 0]), CLAIMS).set_index("variant")
+    assert "at least 2 values" in one.loc["SE on all streams (fused output), full SE-Res2Net-29", "note"]
+
+
+def test_error_vs_params_marks_ours_and_the_reports_claims():
+    table = results_table(_table_records())
+    fig = R.plot_error_vs_params(table, CLAIMS, "Fake GPU (GPU)")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "parameters (M)"
+    pts = {}
+    for c in ax.containers:
+        line = c.lines[0]
+        pts[line.get_marker()] = pts.get(line.get_marker(), []) + [(line.get_xdata()[0], line.get_ydata()[0], c)]
+    ours = sorted(pts["s"])  # budget profile: squares
+    assert [v for x, y, _ in ours for v in (x, y)] == pytest.approx([0.651122, 3.45, 0.670337, 2.98])
+    (_, y0), (_, y1) = ours[0][2].lines[2][0].get_segments()[0]
+    assert (y0, y1) == pytest.approx((3.45 - 0.05, 3.45 + 0.05))  # ± 1 SD of the seeds
+    stars = sorted((x, y) for x, y, _ in pts["*"])
+    assert [v for xy in stars for v in xy] == pytest.approx([0.63, 3.45, 0.65, 2.98])  # only models with both an error and a params claim
+    assert {t.get_text() for t in ax.texts} == {"E2/P2", "E1/P1"}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "Res2Net-29" in labels and "ours, profile budget: mean ± 1 SD" in labels
+    assert any("report's claim" in t for t in labels)
+    assert "Fake GPU (GPU)" in ax.get_title()
+
+
+def test_plot_differences_draws_welch_intervals_against_zero_and_the_reports_difference():
+    df = _table_records()
+    sig = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200)
+    claimed = R.claimed_differences(CLAIMS, [("res2net29", "se_res2net29"), ("res2net29", "nope")])
+    assert claimed == {("res2net29", "se_res2net29"): pytest.approx(3.45 - 2.98)}
+    fig = R.plot_differences(sig, claimed, "Fake GPU (GPU)")
+    ax = fig.axes[0]
+    (x0, _), (x1, _) = ax.containers[0].lines[2][0].get_segments()[0]
+    lo, hi = sps.ttest_ind([3.40, 3.45, 3.50], [2.94, 2.98, 3.02], equal_var=False).confidence_interval(0.95)
+    assert (x0, x1) == pytest.approx((lo, hi))
+    assert any(line.get_marker() == "*" and line.get_xdata()[0] == pytest.approx(0.47) for line in ax.get_lines())
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())  # the zero line
+    assert ax.get_yticklabels()[0].get_text().startswith("Res2Net-29 → SE-Res2Net-29\np = ")
+    short = R.plot_differences(sig, claimed, name_baseline=False).axes[0]
+    assert short.get_yticklabels()[0].get_text().startswith("SE-Res2Net-29\np = ")
+    with pytest.raises(ValueError, match="no comparisons"):
+        R.plot_differences(sig.iloc[0:0])
+
+
+def test_hardware_data_and_profile_note_come_from_the_records():
+    df = _table_records()
+    assert R.hardware(df, "budget") == "Fake GPU (GPU)"
+    assert R.data_description(df, "budget") == "CIFAR-10, 50,000 training / 10,000 test images"
+    stopped = dict(df.iloc[0], seed=3, status="running", state="incomplete", final_test_error=math.nan)
+    with_stopped = pd.concat([df, pd.DataFrame([stopped])], ignore_index=True)
+    assert R.profile_note(with_stopped, "budget") == (
+        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on Fake GPU (GPU); data: CIFAR-10, 50,000 "
+        "training / 10,000 test images.")
+    assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
+    assert R.profile_order(["custom", "full", "smoke"]) == ["smoke", "full", "custom"]
+
+
+def test_efficiency_display_names_the_comparison():
+    t = results_table(_table_records())
+    eff = efficiency_table(efficiency_rows(t, [("res2net29", "se_res2net29")]))
+    shown = R.efficiency_display(eff).iloc[0]
+    assert shown["baseline → variant"] == "Res2Net-29 → SE-Res2Net-29"
+    assert shown["ΔParams (M)"] == "+0.019" and shown["ΔError (pp)"] == "−0.47"
+    assert shown["M params per 1 pp error drop"] == "0.041"
+    assert "note" not in R.efficiency_display(eff).columns
+    eff["claimed ratio"] = [0.04]
+    assert R.efficiency_display(eff).iloc[0]["report's ratio"] == "0.04"  # as printed, not padded to "0.040"
+
+
+def test_parity_record_as_table_and_plot():
+    record = {"reference": "eager_fp32", "device": "cpu", "device_name": "Fake CPU",
+              "runs": {"eager_fp32": {"describe": "fp32, eager", "max_abs_diff": 0.0, "tolerance": 0.02,
+                                      "within_tolerance": True, "final_test_error": 72.0,
+                                      "train_loss": [2.3, 2.2, 2.1], "test_loss": [2.3, 2.2, 2.1],
+                                      "test_error": [80.0, 75.0, 72.0]},
+                       "bf16": {"describe": "bf16 autocast", "max_abs_diff": 0.05, "tolerance": 0.04,
+                                "within_tolerance": False, "final_test_error": 70.0,
+                                "train_loss": [2.3, 2.25, 2.05], "test_loss": [2.3, 2.2, 2.1],
+                                "test_error": [80.0, 74.0, 70.0]}}}
+    t = R.parity_display(record)
+    assert list(t.columns) == ["variant", "setup", "max |Δ| (nats)", "tolerance", "within", "test error (%)"]
+    assert t["within"].tolist() == ["yes", "NO"]
+    html = R.styled(t, R.PARITY_FORMATS).to_html()
+    assert "0.0500" in html and "72.0" in html
+    fig = R.plot_parity(record)
+    ax = fig.axes[0]
+    ref, bf16 = ax.get_lines()
+    assert list(ref.get_ydata()) == [2.3, 2.2, 2.1] and ref.get_color() == "black" and ref.get_linewidth() > bf16.get_linewidth()
+    assert "Fake CPU (CPU)" in ax.get_title()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["eager_fp32 (reference)", "bf16"]
+    assert all(float(x).is_integer() for x in ax.get_xticks())

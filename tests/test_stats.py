@@ -222,3 +222,51 @@ def test_import_is_light():
             "bad = [m for m in ('torch', 'scipy', 'pandas', 'matplotlib') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_welch_interval_is_the_difference_plus_minus_t_times_its_standard_error():
+    from se_res2net.stats import CI_LEVEL
+
+    h = _hand(A, B)
+    c = compare(A, B, n_resamples=100)
+    va, vb = np.var(A, ddof=1) / len(A), np.var(B, ddof=1) / len(B)
+    half = sps.t.ppf(0.5 + CI_LEVEL / 2, h["df_w"]) * math.sqrt(va + vb)
+    assert (c.welch.ci_low, c.welch.ci_high) == pytest.approx((h["diff"] - half, h["diff"] + half))
+    row = c.as_row()
+    assert (row["welch_ci_low"], row["welch_ci_high"]) == pytest.approx((h["diff"] - half, h["diff"] + half))
+    # the Student interval uses the pooled SD and n_a + n_b - 2 degrees of freedom
+    sp = math.sqrt(((len(A) - 1) * np.var(A, ddof=1) + (len(B) - 1) * np.var(B, ddof=1)) / (len(A) + len(B) - 2))
+    half_s = sps.t.ppf(0.5 + CI_LEVEL / 2, len(A) + len(B) - 2) * sp * math.sqrt(1 / len(A) + 1 / len(B))
+    assert c.student.ci_high - c.student.ci_low == pytest.approx(2 * half_s)
+    assert math.isnan(compare([1.0], B, n_resamples=10).welch.ci_low)
+
+
+@pytest.mark.parametrize("x, text", [(0.00029, "0.00029"), (0.000129, "0.00013"), (0.8123, "0.81"), (10.38, "10"),
+                                     (-0.3333, "-0.33"), (0.0052, "0.0052"), (1.3, "1.3"),
+                                     (0.8037, "0.80")])
+def test_format_sig_prints_two_significant_digits_without_exponents(x, text):
+    from se_res2net.stats import format_sig
+
+    assert format_sig(x) == text
+
+
+def test_format_p():
+    from se_res2net.stats import format_p, format_sig
+
+    assert format_p(0.0052) == "0.0052" and format_p(0.18) == "0.18" and format_p(0.180000) == "0.18"
+    assert format_p(3e-7) == "< 0.0001"
+    assert format_p(float("nan")) == "—" and format_p(None) == "—" and format_sig(True) == "—"
+
+
+def test_consistency_display_reads_like_the_report():
+    from se_res2net.stats import consistency_display
+
+    t = consistency_display(report_consistency(REPORT)).set_index("quantity")
+    assert list(t.columns) == ["claimed (rounding range)", "implied (rounding range)", "consistent", "how"]
+    assert t.at["p (two-sided)", "claimed (rounding range)"] == "0.005 (0.0045–0.0055)"
+    assert t.at["p (two-sided)", "implied (rounding range)"].startswith("0.00029 (")
+    assert t.at["Cohen's d", "implied (rounding range)"].startswith("10 (")
+    assert t.at["Cohen's d", "claimed (rounding range)"] == "1.3 (1.25–1.35)"
+    assert t.at["Δ = mean a − mean b (pp)", "claimed (rounding range)"] == "0.47 (0.465–0.475)"
+    assert t["consistent"].tolist() == ["yes", "no", "no", "no"]
+    assert t.at["p (two-sided)", "how"].startswith("<details><summary>how</summary>two-sided")
