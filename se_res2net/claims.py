@@ -73,7 +73,6 @@ __all__ = [
     "claim_details_html",
     "gradcam_profile",
     "gradcam_run_profile",
-    "profile_summary",
     "headline_profile",
     "profile_table",
     "run_pages",
@@ -1138,30 +1137,6 @@ def headline_profile(records_df: "pd.DataFrame") -> Optional[str]:
     if ok is None or len(ok) == 0:
         return None
     return sorted(set(ok["profile"]), key=_profile_rank, reverse=True)[0]
-
-
-def profile_summary(records_df: "pd.DataFrame") -> "pd.DataFrame":
-    """Per profile present: runs (complete / other), models, seeds, epochs, hardware, data, wall time."""
-    import pandas as pd
-
-    cols = ["profile", "complete runs", "incomplete or failed", "models", "seeds", "epochs", "hardware",
-            "data", "total wall time (h)"]
-    if records_df is None or len(records_df) == 0:
-        return pd.DataFrame(columns=cols)
-    rows = []
-    for prof in sorted(records_df["profile"].unique(), key=_profile_rank, reverse=True):
-        g = records_df[records_df["profile"] == prof]
-        ok = _complete(g)
-        data = sorted({f"{s}{' (sample)' if smp else ''}" for s, smp in zip(g["data_source"], g["data_is_sample"])})
-        rows.append({
-            "profile": prof, "complete runs": int(len(ok)), "incomplete or failed": int(len(g) - len(ok)),
-            "models": int(g["model"].nunique()), "seeds": ", ".join(str(s) for s in sorted(g["seed"].unique())),
-            "epochs": ", ".join(str(e) for e in sorted(g["epochs"].unique())),
-            "hardware": ", ".join(sorted({str(d) for d in g["device_name"].dropna()})) or "not recorded",
-            "data": ", ".join(str(d) for d in data),
-            "total wall time (h)": round(float(g["wall_time_s"].sum()) / 3600, 3),
-        })
-    return pd.DataFrame(rows, columns=cols)
 
 
 #: The rows of :func:`profile_table`: a profile setting and how a reader calls it.

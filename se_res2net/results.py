@@ -49,6 +49,7 @@ __all__ = [
     "model_colors",
     "profile_order",
     "hardware",
+    "device_kind",
     "data_description",
     "profile_note",
     "styled",
@@ -72,6 +73,7 @@ RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
+    "start_time", "end_time", "torch", "python", "platform", "git_commit",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -214,6 +216,8 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "device": prov.get("device"),
             "train_size": _num(prov.get("train_size")),
             "test_size": _num(prov.get("test_size")),
+            # where and when it ran, for the summary and status pages
+            **{k: prov.get(k) for k in ("start_time", "end_time", "torch", "python", "platform", "git_commit")},
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
@@ -470,7 +474,8 @@ def profile_order(profiles: Iterable[str]) -> List[str]:
     return [p for p in PROFILES if p in present] + sorted(p for p in present if p not in PROFILES)
 
 
-def _device_kind(device: Any) -> str:
+def device_kind(device: Any) -> str:
+    """``GPU`` for a CUDA device, ``CPU`` for the CPU, from a record's ``provenance.device``."""
     d = str(device or "").lower()
     return "GPU" if d.startswith("cuda") else ("CPU" if d == "cpu" else (d.upper() or "device not recorded"))
 
@@ -483,7 +488,7 @@ def hardware(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
     if "device_name" not in df or df["device_name"].dropna().empty:
         return "not recorded"
     kinds = df["device"] if "device" in df else [None] * len(df)
-    names = {f"{n} ({_device_kind(k)})" if k is not None and str(k) not in ("", "nan") else str(n)
+    names = {f"{n} ({device_kind(k)})" if k is not None and str(k) not in ("", "nan") else str(n)
              for n, k in zip(df["device_name"], kinds) if isinstance(n, str) and n}
     return ", ".join(sorted(names)) or "not recorded"
 
@@ -1013,6 +1018,6 @@ def plot_parity(record: Mapping[str, Any]) -> "Figure":
     ax.set_ylabel("mean training loss (nats)")
     ax.grid(True, alpha=0.3)
     ax.set_title(f"Fast-path switches against eager fp32, on {record.get('device_name', '?')} "
-                 f"({_device_kind(record.get('device'))})", fontsize=11)
+                 f"({device_kind(record.get('device'))})", fontsize=11)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
     return fig

@@ -109,22 +109,6 @@ def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = 
     return ax
 
 
-_PROVENANCE = ("device", "start_time", "end_time", "torch", "python", "platform", "git_commit")
-
-
-def _with_provenance(records: "pd.DataFrame") -> "pd.DataFrame":
-    """``records`` with the provenance fields this module reports, read from each record's own file."""
-    import json
-    from pathlib import Path
-
-    extra = {k: [] for k in _PROVENANCE}
-    for path in records["path"]:
-        prov = json.loads(Path(path).read_text(encoding="utf-8")).get("provenance") or {}
-        for k in _PROVENANCE:
-            extra[k].append(prov.get(k))
-    return records.assign(**extra)
-
-
 def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
     """What the run records cost, per profile and hardware: runs, device-hours (the sum of the runs' wall
     times: an upper bound on the device's time when runs shared it), and the span from first start to last end.
@@ -134,10 +118,11 @@ def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
     cols = ["profile", "hardware", "device", "runs", "device-hours", "first start", "last end"]
     if records is None or len(records) == 0:
         return pd.DataFrame(columns=cols)
-    records = _with_provenance(records)
+    from .results import device_kind
+
     rows = []
     for (prof, hw), g in records.groupby(["profile", "device_name"], sort=False, dropna=False):
-        device = "GPU" if any(str(d).startswith("cuda") for d in g["device"]) else "CPU"
+        device = ", ".join(sorted({device_kind(d) for d in g["device"]}))
         rows.append({
             "profile": prof, "hardware": str(hw) if isinstance(hw, str) else "not recorded", "device": device,
             "runs": int(len(g)), "device-hours": float(g["wall_time_s"].fillna(0).sum()) / 3600,
@@ -204,8 +189,6 @@ def run_environments(records: "pd.DataFrame") -> "pd.DataFrame":
     cols = ["profile", "runs", "hardware", "torch", "Python", "platform", "code commit(s)"]
     if records is None or len(records) == 0:
         return pd.DataFrame(columns=cols)
-
-    records = _with_provenance(records)
 
     def distinct(g: "pd.DataFrame", col: str, short: bool = False) -> str:
         vals = sorted({str(v)[:7] if short else str(v) for v in g[col].dropna()})
