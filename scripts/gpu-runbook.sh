@@ -8,10 +8,13 @@
 # logs and the checkpoints of unfinished runs. CI rehearses all of it on CPU (tests/test_gpu_runbook.py).
 #
 #   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
-#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/) into $RUNBOOK_HOME/stage
+#   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
+#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/) into $RUNBOOK_HOME/stage
 #   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
 #   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
 #   scripts/gpu-runbook.sh start SWEEP ARGS     se-res2net sweep ... detached -> $RUNBOOK_HOME/logs/sweep.log
+#   scripts/gpu-runbook.sh block [SWEEP ARGS]   unattended, detached: bench (capped at $BENCH_SECONDS), choose
+#                                               --jobs/--compile from it (rule below), start the sweep, run parity
 #   scripts/gpu-runbook.sh progress             is the sweep alive; which runs are done; images/s; ETA
 #   scripts/gpu-runbook.sh wait [SECONDS]       until the detached sweep ends (or SECONDS pass; exit 124)
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
@@ -82,13 +85,21 @@ for item in json.load(open(sys.argv[1]))["install"]:
     say "$(ls "$out"/*.whl | wc -l) wheel(s), $(du -sh "$out" | cut -f1), requirements in $out/requirements.txt"
     ;;
 
+  manifest)
+    # The device gets a copy of the working tree without .git: this names the commit, and the records' provenance
+    # names it only when every tracked file there still matches it (se_res2net.records.git_state)
+    out=${1:-}; [ -n "$out" ] || die "usage: $0 manifest DIR (e.g. .xfer/meta)"
+    mkdir -p "$out"
+    "$PY" -c "import sys; from se_res2net.records import write_source_manifest as w; m = w(sys.argv[1]); print(m['commit'], 'dirty' if m['dirty_at_write'] else 'clean', len(m['files']), 'files')" "$out/manifest.json"
+    ;;
+
   stash)
-    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/ or wheels/, e.g. .xfer/data)"
+    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/, wheels/ or meta/, e.g. .xfer/data)"
     mkdir -p "$STAGE"
     for d in "$@"; do
       [ -d "$d" ] || die "$d is not a folder"
       name=$(basename "$d")
-      case "$name" in data|wheels) ;; *) die "stash folders named data/ (split parts) or wheels/ (*.whl), not $name/" ;; esac
+      case "$name" in data|wheels|meta) ;; *) die "stash folders named data/ (split parts), wheels/ (*.whl) or meta/ (manifest.json), not $name/" ;; esac
       mkdir -p "$STAGE/$name"
       cp -p "$d"/* "$STAGE/$name/"
       say "stashed $(ls "$d" | wc -l) file(s) of $d into $STAGE/$name ($(du -sh "$STAGE/$name" | cut -f1))"
@@ -118,6 +129,11 @@ for item in json.load(open(sys.argv[1]))["install"]:
     else
       say "no data stashed ($STAGE/data); runs will use SE_RES2NET_DATA_DIR=${SE_RES2NET_DATA_DIR:-<unset>}"
     fi
+    # 1b. which code this is: without .git, the stashed manifest (checked file by file when a record is written)
+    if ! git -C "$REPO" rev-parse HEAD > /dev/null 2>&1 && [ -f "$STAGE/meta/manifest.json" ]; then
+      echo "export SE_RES2NET_SOURCE_MANIFEST='$STAGE/meta/manifest.json'" >> "$HOME_DIR/env.sh"
+      export SE_RES2NET_SOURCE_MANIFEST=$STAGE/meta/manifest.json
+    fi
     # 2. wheels: offline, no dependency resolution (they were chosen to fill exactly what the machine lacks)
     if compgen -G "$STAGE/wheels/*.whl" > /dev/null; then
       # with requirements.txt (written by `wheels`): only what is missing is installed, its dependencies
@@ -139,7 +155,8 @@ for item in json.load(open(sys.argv[1]))["install"]:
     fi
     # 4. versions (kept with the results)
     {
-      echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "host: $(hostname)"; echo "checkout: $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+      echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "host: $(hostname)"
+      echo "checkout: $("$PY" -c 'from se_res2net.records import git_state; print(git_state())')"
       "$PY" - <<'EOF'
 import platform, importlib
 import torch
@@ -177,6 +194,67 @@ EOF
     setsid nohup "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
     echo $! > "$HOME_DIR/sweep.pid"
     say "sweep started (pid $!), log $LOGS/sweep.log"
+    ;;
+
+  block)
+    # The machine goes back 30 s after a call ends, so nothing may wait on a person between measuring and
+    # running: this measures, decides by a fixed rule, and starts the sweep, detached; poll with `progress`.
+    mkdir -p "$LOGS" "$RESULTS"
+    printf '%s\n' "$@" > "$HOME_DIR/block.args"
+    setsid nohup "$0" block-fg "$@" >> "$LOGS/block.log" 2>&1 < /dev/null &
+    say "block started (pid $!), log $LOGS/block.log"
+    ;;
+
+  block-fg)
+    # 1. se_res2net29 in every variant, then its concurrency in the fastest trainer variant (the decision needs
+    #    both), then the other report models while the bench budget lasts (BENCH_SECONDS, default 390).
+    deadline=$(( $(date +%s) + ${BENCH_SECONDS:-390} ))
+    left() { echo $(( deadline - $(date +%s) )); }
+    BENCH_STEPS=${BENCH_STEPS:-50}; BENCH_WARMUP=${BENCH_WARMUP:-10}
+    bench_model() {
+      t=$(left); [ "$t" -gt 15 ] || { say "bench budget spent: $1 not measured"; return 0; }
+      say "bench $1 (at most ${t}s)"
+      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --data auto \
+        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/bench-$1.json.partial" \
+        && mv "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json" \
+        && "$PY" -c "import json,sys; from se_res2net.bench import format_table as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/bench-$1.json" \
+        || { say "bench of $1 did not finish (exit $?)"; rm -f "$RESULTS/bench-$1.json.partial"; }
+    }
+    bench_model se_res2net29
+    # the rule: the fastest trainer variant of se_res2net29 (eager / compile / cudagraphs) ...
+    variant=$("$PY" -c "
+import json, sys
+try:
+    rows = [r for r in json.load(open(sys.argv[1]))['rows'] if r['variant'] != 'plain']
+    print(max(rows, key=lambda r: r['images_per_s'])['variant'])
+except OSError:
+    print('eager')" "$RESULTS/bench-se_res2net29.json")
+    t=$(left)
+    if [ "$t" -gt 15 ]; then
+      say "concurrency of se_res2net29 $variant (at most ${t}s)"
+      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
+        --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/concurrency.json.partial" \
+        && mv "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json" \
+        && "$PY" -c "import json,sys; from se_res2net.bench import format_concurrency as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/concurrency.json" \
+        || { say "concurrency bench did not finish (exit $?)"; rm -f "$RESULTS/concurrency.json.partial"; }
+    fi
+    # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
+    jobs=$("$PY" -c "
+import json, sys
+try:
+    print(max(json.load(open(sys.argv[1]))['rows'], key=lambda r: r['aggregate_images_per_s'])['processes'])
+except OSError:
+    print(1)" "$RESULTS/concurrency.json")
+    for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done
+    case "$variant" in compile) comp=(--compile default) ;; cudagraphs) comp=(--compile reduce-overhead) ;; *) comp=() ;; esac
+    say "decided: --jobs $jobs ${comp[*]:-(eager)} (fastest variant: $variant)" | tee "$RESULTS/decision.txt"
+    # 2. the sweep, detached (it outlives this script too), and the GPU parity check beside it
+    "$0" start "$@" --jobs "$jobs" "${comp[@]}"
+    say "parity on the GPU: eager fp32 vs the CUDA defaults, with and without CUDA graphs"
+    "$PY" -m se_res2net parity --model se_res2net29 --variants cuda_defaults cuda_defaults_cudagraphs --epochs "${PARITY_EPOCHS:-4}" \
+      --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto --device "${PARITY_DEVICE:-cuda}" \
+      --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || say "parity failed (exit $?); see $LOGS/parity.log"
+    say "block done"
     ;;
 
   progress)
@@ -227,5 +305,5 @@ EOF
     se unpack "$1" --dest "$REPO"
     ;;
 
-  *) die "unknown step '$step'; steps: split stash setup bench start progress wait stop pack unpack" ;;
+  *) die "unknown step '$step'; steps: split manifest stash setup bench block start progress wait stop pack unpack" ;;
 esac

@@ -167,10 +167,69 @@ def _git(*args: str) -> Optional[str]:
 _OUTPUT_DIRS = ("book/runs", "book/gradcam")
 
 
+SOURCE_MANIFEST_ENV = "SE_RES2NET_SOURCE_MANIFEST"
+
+
+def write_source_manifest(path: PathLike) -> Dict[str, Any]:
+    """Write the commit and the blob id of every tracked file of this checkout (``git ls-files -s``).
+
+    A copy of the working tree without ``.git`` (the GPU machine gets one) cannot name its commit; with this
+    file beside it, :func:`git_state` checks every file against the manifest and names the commit only when
+    the code is that commit's.
+    """
+    commit = _git("rev-parse", "HEAD")
+    listing = _git("ls-files", "-s")
+    if not commit or listing is None:
+        raise RuntimeError("write_source_manifest needs a git checkout (git rev-parse HEAD failed)")
+    files = {}
+    for line in listing.splitlines():
+        meta, name = line.split("\t", 1)
+        mode, blob = meta.split()[:2]
+        if mode != "160000":  # submodules are not files
+            files[name] = blob
+    manifest = {"commit": commit, "dirty_at_write": bool(git_state()["git_dirty"]), "files": files}
+    atomic_write_json(path, manifest)
+    return manifest
+
+
+def _blob_id(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _manifest_state(manifest_path: str) -> Dict[str, Any]:
+    """``git_state`` of a copy without ``.git``: clean only if every tracked file (outputs aside) matches."""
+    try:
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        commit, files = manifest["commit"], manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"git_commit": None, "git_dirty": None}
+    root = _PACKAGE_DIR.parent
+    dirty = bool(manifest.get("dirty_at_write"))
+    for name, blob in files.items():
+        if name.startswith(tuple(d + "/" for d in _OUTPUT_DIRS)):
+            continue
+        target = root / name
+        if not target.is_file() or _blob_id(target) != blob:
+            dirty = True
+            break
+    return {"git_commit": commit, "git_dirty": dirty, "git_source": "manifest"}
+
+
 def git_state() -> Dict[str, Any]:
-    """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding the package."""
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding the package.
+
+    Without ``.git`` (a copied working tree), the manifest named by ``$SE_RES2NET_SOURCE_MANIFEST``
+    (:func:`write_source_manifest`) stands in, and ``"git_source": "manifest"`` says so.
+    """
+    import os
+
     commit = _git("rev-parse", "HEAD")
     if not commit:
+        manifest = os.environ.get(SOURCE_MANIFEST_ENV)
+        if manifest:
+            return _manifest_state(manifest)
         return {"git_commit": None, "git_dirty": None}
     # Dirty = code or configuration differs from the commit; the outputs the runs themselves write (run
     # records, executed notebooks, Grad-CAM metrics) are not code, and re-running a committed profile

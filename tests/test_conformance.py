@@ -130,3 +130,42 @@ def test_git_dirty_means_code_not_run_outputs(tmp_path, monkeypatch):
     assert records.git_state()["git_dirty"] is False
     (tmp_path / "se_res2net" / "m.py").write_text("x = 2\n")
     assert records.git_state()["git_dirty"] is True
+
+
+def test_git_state_of_a_copy_without_git_comes_from_a_checked_manifest(tmp_path, monkeypatch):
+    """The GPU machine gets the working tree without .git: the manifest names the commit, and a changed code
+    file there makes the record dirty (a changed run output does not)."""
+    import shutil
+    import subprocess
+
+    from se_res2net import records
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path / "repo", check=True, capture_output=True)
+
+    repo = tmp_path / "repo"
+    (repo / "se_res2net").mkdir(parents=True)
+    (repo / "se_res2net" / "m.py").write_text("x = 1\n")
+    (repo / "book" / "runs" / "full").mkdir(parents=True)
+    (repo / "book" / "runs" / "full" / "a_seed0.json").write_text("{}")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(records, "_PACKAGE_DIR", repo / "se_res2net")
+    manifest = tmp_path / "manifest.json"
+    assert records.write_source_manifest(manifest)["commit"] == commit
+
+    copy = tmp_path / "copy"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    monkeypatch.setattr(records, "_PACKAGE_DIR", copy / "se_res2net")
+    monkeypatch.delenv(records.SOURCE_MANIFEST_ENV, raising=False)
+    assert records.git_state() == {"git_commit": None, "git_dirty": None}
+    monkeypatch.setenv(records.SOURCE_MANIFEST_ENV, str(manifest))
+    assert records.git_state() == {"git_commit": commit, "git_dirty": False, "git_source": "manifest"}
+    (copy / "book" / "runs" / "full" / "a_seed0.json").write_text('{"rerun": true}')
+    assert records.git_state()["git_dirty"] is False
+    (copy / "se_res2net" / "m.py").write_text("x = 2\n")
+    assert records.git_state() == {"git_commit": commit, "git_dirty": True, "git_source": "manifest"}
+    (copy / "se_res2net" / "m.py").unlink()
+    assert records.git_state()["git_dirty"] is True
