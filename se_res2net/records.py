@@ -193,7 +193,10 @@ def write_source_manifest(path: PathLike) -> Dict[str, Any]:
 
 
 def _blob_id(path: Path) -> str:
-    data = path.read_bytes()
+    """git's blob id of a file (a symbolic link's blob is its target, as git stores it)."""
+    import os
+
+    data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
@@ -211,7 +214,7 @@ def _manifest_state(manifest_path: str) -> Dict[str, Any]:
         if name.startswith(tuple(d + "/" for d in _OUTPUT_DIRS)):
             continue
         target = root / name
-        if not target.is_file() or _blob_id(target) != blob:
+        if not (target.is_file() or target.is_symlink()) or _blob_id(target) != blob:
             dirty = True
             break
     return {"git_commit": commit, "git_dirty": dirty, "git_source": "manifest"}

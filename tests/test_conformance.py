@@ -148,6 +148,7 @@ def test_git_state_of_a_copy_without_git_comes_from_a_checked_manifest(tmp_path,
     (repo / "se_res2net" / "m.py").write_text("x = 1\n")
     (repo / "book" / "runs" / "full").mkdir(parents=True)
     (repo / "book" / "runs" / "full" / "a_seed0.json").write_text("{}")
+    (repo / "book" / "_config.yml").symlink_to("../se_res2net/m.py")  # git stores a link's target
     git("init", "-q")
     git("add", "-A")
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
