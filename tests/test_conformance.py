@@ -158,7 +158,7 @@ def test_git_state_of_a_copy_without_git_comes_from_a_checked_manifest(tmp_path,
     assert records.write_source_manifest(manifest)["commit"] == commit
 
     copy = tmp_path / "copy"
-    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    shutil.copytree(repo, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
     monkeypatch.setattr(records, "_PACKAGE_DIR", copy / "se_res2net")
     monkeypatch.delenv(records.SOURCE_MANIFEST_ENV, raising=False)
     assert records.git_state() == {"git_commit": None, "git_dirty": None}
