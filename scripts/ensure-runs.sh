@@ -43,7 +43,7 @@ run_gradcam() {
   # The real CIFAR-10 test split when one is configured (folder, $SE_RES2NET_DATA_DIR or torchvision copy),
   # else the embedded sample, as the smoke profile does; the metrics file records which.
   local data=sample
-  if "$PY" -c "import sys; from se_res2net.profiles import dataset_configured; sys.exit(0 if dataset_configured() else 1)"; then
+  if "$PY" -c "import sys; from se_res2net.training.profiles import dataset_configured; sys.exit(0 if dataset_configured() else 1)"; then
     data=auto
   fi
   # Smoke checkpoints are barely trained: with the default confidence filter (0.5) too few test images may be

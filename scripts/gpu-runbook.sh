@@ -87,10 +87,10 @@ for item in json.load(open(sys.argv[1]))["install"]:
 
   manifest)
     # The device gets a copy of the working tree without .git: this names the commit, and the records' provenance
-    # names it only when every tracked file there still matches it (se_res2net.records.git_state)
+    # names it only when every tracked file there still matches it (se_res2net.training.records.git_state)
     out=${1:-}; [ -n "$out" ] || die "usage: $0 manifest DIR (e.g. .xfer/meta)"
     mkdir -p "$out"
-    "$PY" -c "import sys; from se_res2net.records import write_source_manifest as w; m = w(sys.argv[1]); print(m['commit'], 'dirty' if m['dirty_at_write'] else 'clean', len(m['files']), 'files')" "$out/manifest.json"
+    "$PY" -c "import sys; from se_res2net.training.records import write_source_manifest as w; m = w(sys.argv[1]); print(m['commit'], 'dirty' if m['dirty_at_write'] else 'clean', len(m['files']), 'files')" "$out/manifest.json"
     ;;
 
   stash)
@@ -149,14 +149,14 @@ for item in json.load(open(sys.argv[1]))["install"]:
       say "no wheels stashed ($STAGE/wheels)"
     fi
     # 3. the Jupyter kernel the sweep's papermill runs use
-    if ! "$PY" -c "from se_res2net.sweep import check_kernel; check_kernel()" 2> /dev/null; then
+    if ! "$PY" -c "from se_res2net.training.sweep import check_kernel; check_kernel()" 2> /dev/null; then
       "$PY" -m ipykernel install --user --name python3 > /dev/null
       say "installed the python3 Jupyter kernel for $PY"
     fi
     # 4. versions (kept with the results)
     {
       echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "host: $(hostname)"
-      echo "checkout: $("$PY" -c 'from se_res2net.records import git_state; print(git_state())')"
+      echo "checkout: $("$PY" -c 'from se_res2net.training.records import git_state; print(git_state())')"
       "$PY" - <<'EOF'
 import platform, importlib
 import torch
@@ -179,7 +179,7 @@ EOF
     mkdir -p "$RESULTS"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     se bench --json "$@" > "$RESULTS/bench-$stamp.json"
-    "$PY" -c "import json,sys; from se_res2net.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_concurrency(r) if 'processes' in r['rows'][0] else format_table(r))" \
+    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_concurrency(r) if 'processes' in r['rows'][0] else format_table(r))" \
       "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
     ;;
 
@@ -217,7 +217,7 @@ EOF
       timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --data auto \
         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/bench-$1.json.partial" \
         && mv "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json" \
-        && "$PY" -c "import json,sys; from se_res2net.bench import format_table as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/bench-$1.json" \
+        && "$PY" -c "import json,sys; from se_res2net.training.bench import format_table as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/bench-$1.json" \
         || { say "bench of $1 did not finish (exit $?)"; rm -f "$RESULTS/bench-$1.json.partial"; }
     }
     bench_model se_res2net29
@@ -235,7 +235,7 @@ except OSError:
       timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
         --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/concurrency.json.partial" \
         && mv "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json" \
-        && "$PY" -c "import json,sys; from se_res2net.bench import format_concurrency as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/concurrency.json" \
+        && "$PY" -c "import json,sys; from se_res2net.training.bench import format_concurrency as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/concurrency.json" \
         || { say "concurrency bench did not finish (exit $?)"; rm -f "$RESULTS/concurrency.json.partial"; }
     fi
     # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)

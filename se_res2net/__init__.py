@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .registry import create_model, input_size, list_models, model_family, register_model
+from .models.registry import create_model, input_size, list_models, model_family, register_model
 
 __all__ = [
     "__version__",
@@ -23,14 +23,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Submodules first (``from se_res2net import stats`` must not load torch), then, lazily,
+    # Submodules first (``from se_res2net import audit`` must not load torch), then, lazily,
     # every registered model factory as a package attribute.
     import importlib
     import importlib.util
 
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
-    from . import registry
+    from .models import registry
 
     registry._ensure_loaded()
     if name in registry._MODEL_FACTORIES:

@@ -15,20 +15,20 @@ from typing import Dict, List, Optional, Tuple
 
 # command -> (module, function stem, one-line help)
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
-    "complexity": ("se_res2net.complexity", "complexity", "parameters, thop MACs and FLOPs of every model"),
-    "train": ("se_res2net.trainer", "train", "train one model on CIFAR-10 and write its run record"),
-    "test": ("se_res2net.trainer", "test", "print the test error of a checkpoint"),
-    "sweep": ("se_res2net.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
-    "progress": ("se_res2net.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
-    "pack": ("se_res2net.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),
-    "unpack": ("se_res2net.transfer", "unpack", "verify and extract archives written by 'se-res2net pack'"),
-    "bench": ("se_res2net.bench", "bench", "training images/s of this trainer vs a plain loop"),
-    "parity": ("se_res2net.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
-    "grad-cam": ("se_res2net.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
-    "data": ("se_res2net.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
+    "complexity": ("se_res2net.models.complexity", "complexity", "parameters, thop MACs and FLOPs of every model"),
+    "train": ("se_res2net.training.trainer", "train", "train one model on CIFAR-10 and write its run record"),
+    "test": ("se_res2net.training.trainer", "test", "print the test error of a checkpoint"),
+    "sweep": ("se_res2net.training.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
+    "progress": ("se_res2net.training.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
+    "pack": ("se_res2net.training.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),
+    "unpack": ("se_res2net.training.transfer", "unpack", "verify and extract archives written by 'se-res2net pack'"),
+    "bench": ("se_res2net.training.bench", "bench", "training images/s of this trainer vs a plain loop"),
+    "parity": ("se_res2net.training.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
+    "grad-cam": ("se_res2net.audit.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
+    "data": ("se_res2net.training.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
 }
 
-# How each command that reads CIFAR-10 spells the fixes of a missing source (se_res2net.data.SourceFlags
+# How each command that reads CIFAR-10 spells the fixes of a missing source (se_res2net.training.data.SourceFlags
 # fields: data_dir, download, sample), so that its error names options the user can add to the command
 # they ran: `data` chooses the source with --source, the others with --data; only some can download.
 DATA_FLAGS: Dict[str, Tuple[str, Optional[str], str]] = {
@@ -44,7 +44,7 @@ DATA_FLAGS: Dict[str, Tuple[str, Optional[str], str]] = {
 
 def _for_command(exc: Exception, command: str) -> Exception:
     """``exc`` with its fixes spelled for ``command`` (a missing data source), else ``exc`` itself."""
-    from .data import NoDataSourceError, SourceFlags
+    from .training.data import NoDataSourceError, SourceFlags
 
     if isinstance(exc, NoDataSourceError) and command in DATA_FLAGS:
         return exc.with_flags(SourceFlags(*DATA_FLAGS[command]))

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from se_res2net.data import CIFAR10_FINGERPRINT, SAMPLE_FINGERPRINT
-from se_res2net.profiles import get_profile
+from se_res2net.training.data import CIFAR10_FINGERPRINT, SAMPLE_FINGERPRINT
+from se_res2net.training.profiles import get_profile
 
 
 def lr_at(profile_name: str, epoch: int) -> float:

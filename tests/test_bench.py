@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from se_res2net.bench import bench, bench_concurrency, format_concurrency, format_table
+from se_res2net.training.bench import bench, bench_concurrency, format_concurrency, format_table
 
 
 @pytest.mark.slow

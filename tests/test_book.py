@@ -83,7 +83,7 @@ def test_book_builds_without_warnings(built_book):
     # The protocol chapter's figures are in the page (a build with MPLBACKEND=Agg once lost them silently):
     # the training curves of each profile with complete runs, and one plot per parity record.
     protocol = (HTML / "protocol.html").read_text(encoding="utf-8")
-    from se_res2net.results import load_records
+    from se_res2net.audit.results import load_records
 
     profiles = set(load_records(BOOK / "runs")["profile"])  # profiles with complete runs have curves
     n_parity = len(list((BOOK / "parity").glob("*.json")))
@@ -91,7 +91,7 @@ def test_book_builds_without_warnings(built_book):
     # The literature chapter draws the accuracy-vs-parameters frontier; the ledger shows every claim with a class.
     assert (HTML / "literature.html").read_text(encoding="utf-8").count("<img") >= 1, "frontier plot missing"
     ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
-    from se_res2net.claims import load_claims
+    from se_res2net.audit.claims import load_claims
 
     for c in load_claims(BOOK / "claims.yaml"):
         assert f"<b>{c.id}</b>" in ledger_html, f"claim {c.id} missing from the ledger page"

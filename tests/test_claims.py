@@ -1,4 +1,4 @@
-"""The claims ledger (se_res2net.claims) on fake records: verdicts, profiles, tolerances, untestable claims."""
+"""The claims ledger (se_res2net.audit.claims) on fake records: verdicts, profiles, tolerances, untestable claims."""
 
 import math
 import re
@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from se_res2net import claims as C
-from se_res2net.results import RECORD_COLUMNS
+from se_res2net.audit import claims as C
+from se_res2net.audit.results import RECORD_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS = ROOT / "book" / "claims.yaml"
@@ -128,7 +128,7 @@ def test_error_needs_the_reports_three_seeds(claim_list):
 
 def test_a_record_that_claims_full_without_satisfying_it_never_counts(claim_list, tmp_path):
     from fakes import make_record, write_record
-    from se_res2net.results import load_records
+    from se_res2net.audit.results import load_records
 
     root = tmp_path / "runs"
     for seed in range(3):  # three 30-epoch runs that call themselves full and sit in full/
@@ -225,7 +225,7 @@ def test_a_reading_of_plus_minus_that_reconciles_makes_the_claim_consistent(tmp_
 
 
 def test_report_statistics_feeds_report_consistency(claim_list):
-    from se_res2net.stats import report_consistency
+    from se_res2net.audit.stats import report_consistency
 
     kw = C.report_statistics(claim_list)
     assert kw["resolution"] == 0.005 and kw["n_a"] == 3
@@ -387,7 +387,7 @@ def test_pm_readings_table_scales_the_sds(claim_list):
 
 
 def test_profile_table_is_one_column_per_profile_with_readable_settings():
-    from se_res2net.profiles import PROFILES
+    from se_res2net.training.profiles import PROFILES
 
     t = C.profile_table()
     assert list(t.columns) == list(PROFILES)

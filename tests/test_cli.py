@@ -47,7 +47,7 @@ def _train(tmp_path: Path, *extra: str) -> dict:
 
 
 def test_subset_alone_trains_on_n_and_tests_on_the_whole_split_and_says_so(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="se_res2net.trainer"):
+    with caplog.at_level(logging.INFO, logger="se_res2net.training.trainer"):
         record = _train(tmp_path, "--subset", "20")
     prov = record["provenance"]
     assert prov["train_size"] == 20 and prov["test_size"] == 100  # the sample's whole test split
@@ -55,7 +55,7 @@ def test_subset_alone_trains_on_n_and_tests_on_the_whole_split_and_says_so(tmp_p
 
 
 def test_test_subset_limits_testing_and_needs_no_hint(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="se_res2net.trainer"):
+    with caplog.at_level(logging.INFO, logger="se_res2net.training.trainer"):
         record = _train(tmp_path, "--subset", "20", "--test-subset", "10")
     prov = record["provenance"]
     assert prov["train_size"] == 20 and prov["test_size"] == 10

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from se_res2net import create_model
 from se_res2net.cli import main
-from se_res2net.complexity import (
+from se_res2net.models.complexity import (
     block_table,
     complexity_table,
     count_flops_torch,
@@ -16,7 +16,7 @@ from se_res2net.complexity import (
     model_complexity,
     search_res2net29,
 )
-from se_res2net.networks import CIFAR_BASE
+from se_res2net.models.networks import CIFAR_BASE
 
 
 def test_counts_of_a_hand_computable_model():

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from fakes import make_record, write_record
-from se_res2net.conformance import CUSTOM, conformance_table, deviations, satisfied_profile
-from se_res2net.results import load_records
+from se_res2net.audit.conformance import CUSTOM, conformance_table, deviations, satisfied_profile
+from se_res2net.audit.results import load_records
 
 
 @pytest.mark.parametrize("profile", ["full", "budget", "smoke"])
@@ -112,7 +112,7 @@ def test_git_dirty_means_code_not_run_outputs(tmp_path, monkeypatch):
     """Re-running a committed profile rewrites its records; that is not a dirty checkout, an edited module is."""
     import subprocess
 
-    from se_res2net import records
+    from se_res2net.training import records
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -138,7 +138,7 @@ def test_git_state_of_a_copy_without_git_comes_from_a_checked_manifest(tmp_path,
     import shutil
     import subprocess
 
-    from se_res2net import records
+    from se_res2net.training import records
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path / "repo", check=True, capture_output=True)

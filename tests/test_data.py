@@ -1,4 +1,4 @@
-"""Tests of se_res2net.data: sources, canonical order, fingerprints, errors, cache, subset, augmentation."""
+"""Tests of se_res2net.training.data: sources, canonical order, fingerprints, errors, cache, subset, augmentation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from se_res2net import data as d
+from se_res2net.training import data as d
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_DIR = Path(os.environ.get(d.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared/data/cifar10")
@@ -75,7 +75,7 @@ def test_constants():
 
 
 def test_import_is_light():
-    code = "import sys, se_res2net.data; print(sorted(m for m in ('torch', 'torchvision', 'PIL', 'tqdm') if m in sys.modules))"
+    code = "import sys, se_res2net.training.data; print(sorted(m for m in ('torch', 'torchvision', 'PIL', 'tqdm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 

@@ -3,8 +3,8 @@
 * ``resolve_fast_path`` gives CUDA bf16 + channels-last + fused SGD, CPU the fp32 for-loop;
 * step parity: a few steps of each switch from the same weights and batches follow eager fp32 up to
   rounding (fp32 switches tight, bf16 looser);
-* curve parity: a few epochs of each switch stay within :data:`se_res2net.parity.FP32_TOL` /
-  :data:`~se_res2net.parity.BF16_TOL` of eager fp32, and the reference learns;
+* curve parity: a few epochs of each switch stay within :data:`se_res2net.training.parity.FP32_TOL` /
+  :data:`~se_res2net.training.parity.BF16_TOL` of eager fp32, and the reference learns;
 * the record's test error is fp32 and ``se-res2net test CHECKPOINT`` reproduces it exactly, even for a run
   trained with bf16 + channels-last + fused SGD + CUDA-graph compilation;
 * no host synchronisation inside an epoch: no blocking op reaches the dispatcher, no synchronising Python
@@ -23,10 +23,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from se_res2net import data as data_mod  # noqa: E402
-from se_res2net import parity  # noqa: E402
-from se_res2net.registry import create_model  # noqa: E402
-from se_res2net.trainer import (  # noqa: E402
+from se_res2net.training import data as data_mod  # noqa: E402
+from se_res2net.training import parity  # noqa: E402
+from se_res2net.models.registry import create_model  # noqa: E402
+from se_res2net.training.trainer import (  # noqa: E402
     TrainConfig,
     _derive_seed,
     evaluate_checkpoint,
@@ -159,7 +159,7 @@ def test_record_error_is_fp32_and_reproduced_by_se_res2net_test(curves, capsys):
     """A bf16 + channels-last + fused + CUDA-graph-compiled run: its record's error is what a plain
     fp32 evaluation of its checkpoint gives, to the last bit, through the library and the CLI."""
     from se_res2net.cli import main
-    from se_res2net.records import read_record
+    from se_res2net.training.records import read_record
 
     run = curves["runs"]["cuda_defaults_cudagraphs"]
     assert run["fast_path"] == {"bf16": True, "channels_last": True, "sgd_impl": "fused",
@@ -276,7 +276,7 @@ def _sync_calls(fn):
 def test_loop_source_has_no_synchronising_call():
     assert [c for fn in LOOP_FUNCTIONS for c in _sync_calls(fn)] == []
     # the check can fail: the epoch loop of train() reads the loss once per epoch, outside train_epoch
-    from se_res2net import trainer
+    from se_res2net.training import trainer
 
     assert any(".item()" in c for c in _sync_calls(trainer._train_locked))
 
@@ -323,7 +323,7 @@ def test_fp32_evaluation_switches_tf32_off_with_one_api_and_restores_it():
     import warnings
     from types import SimpleNamespace
 
-    from se_res2net.trainer import _fp32_numerics, _numerics
+    from se_res2net.training.trainer import _fp32_numerics, _numerics
 
     b = torch.backends
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from se_res2net.records import read_record
+from se_res2net.training.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNBOOK = ROOT / "scripts" / "gpu-runbook.sh"
@@ -195,7 +195,7 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     prefix = str(rb.runs).strip("/")
     got = dest / prefix / "smoke" / "res2net29_seed0.json"
     assert got.read_bytes() == (smoke / "res2net29_seed0.json").read_bytes()
-    from se_res2net.trainer import evaluate_checkpoint
+    from se_res2net.training.trainer import evaluate_checkpoint
 
     weights = dest / prefix / "smoke" / "weights" / "res2net29_seed0.pt"
     assert weights.stat().st_size < (smoke / "checkpoints" / "res2net29_seed0.pt").stat().st_size

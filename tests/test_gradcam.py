@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from se_res2net import gradcam as g
-from se_res2net.gradcam import (
+from se_res2net.audit import gradcam as g
+from se_res2net.audit.gradcam import (
     Mosaic,
     compute_cams,
     confident_indices,
@@ -272,7 +272,7 @@ def test_evaluate_models_same_mosaics_and_json():
 
 
 def test_plot_overlays_writes_a_legible_png(tmp_path):
-    from se_res2net.data import CIFAR10_CLASSES
+    from se_res2net.training.data import CIFAR10_CLASSES
 
     images, labels = _images()
     mosaics = make_mosaics(images, labels, 3, seed=0)
@@ -338,7 +338,7 @@ def test_metrics_display_names_models_and_keeps_scores_numeric():
 @pytest.fixture
 def fake_data(monkeypatch):
     """A small synthetic Cifar10 stand-in, so the CLI test does not depend on the sample's size."""
-    import se_res2net.data as data_mod
+    import se_res2net.training.data as data_mod
 
     images, labels = _images(n_per_class=2)
     fake = SimpleNamespace(test=SimpleNamespace(images=images, labels=labels), source="sample", is_sample=True,
@@ -349,7 +349,7 @@ def fake_data(monkeypatch):
 
 def _save_untrained(path, name="res2net29", seed=0):
     from se_res2net import create_model
-    from se_res2net.checkpoint import save_checkpoint
+    from se_res2net.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     model = create_model(name)

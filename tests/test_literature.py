@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from scipy import stats as sps
 
-from se_res2net import claims as C
-from se_res2net import literature as L
+from se_res2net.audit import claims as C
+from se_res2net.audit import literature as L
 
 ROOT = Path(__file__).resolve().parent.parent
 LIT = ROOT / "book" / "literature.yaml"
@@ -94,7 +94,7 @@ def test_literature_checks_flag_a_claim_below_the_frontier(claim_list):
 def test_literature_sits_beside_a_measurement_and_never_replaces_it(claim_list):
     import pandas as pd
 
-    from se_res2net.results import RECORD_COLUMNS
+    from se_res2net.audit.results import RECORD_COLUMNS
 
     es = [_entry(0, 7.5, 0.5, sd=0.2)]
     e1 = [c for c in claim_list if c.id in ("E1", "P1")]

@@ -15,7 +15,7 @@ from typing import List
 
 import pytest
 
-import se_res2net.data as d
+import se_res2net.training.data as d
 from se_res2net.cli import DATA_FLAGS, build_parser, main
 
 TINY_ARGS = ["--model-arg", "layers=[1,1,1]", "--model-arg", "planes=[4,8,16]", "--model-arg", "stem_width=8"]
@@ -110,7 +110,7 @@ def test_sweep_data_and_set_data_source_must_agree(no_data, capsys):
 
 def test_train_config_names_the_notebook_parameters(no_data):
     """TrainConfig fields are the run notebook's papermill parameters: `-p data_source sample` works there."""
-    from se_res2net.trainer import TrainConfig, train
+    from se_res2net.training.trainer import TrainConfig, train
 
     with pytest.raises(d.NoDataSourceError) as exc:
         train(TrainConfig(model="res2net29", epochs=1, milestones=(), device="cpu"), no_data / "runs", progress=False)

@@ -6,9 +6,9 @@ import torch.nn as nn
 
 import se_res2net
 from se_res2net import create_model, list_models
-from se_res2net.blocks import Res2NetBottleneck, SqueezeExcite, StreamSqueezeExcite
-from se_res2net.complexity import count_params
-from se_res2net.networks import Res2NetConfig
+from se_res2net.models.blocks import Res2NetBottleneck, SqueezeExcite, StreamSqueezeExcite
+from se_res2net.models.complexity import count_params
+from se_res2net.models.networks import Res2NetConfig
 
 CIFAR = list_models("cifar")
 IMAGENET = list_models("imagenet")
@@ -34,7 +34,7 @@ def test_unknown_model_lists_known_names():
 
 
 def test_duplicate_registration_is_an_error():
-    from se_res2net.registry import register_model
+    from se_res2net.models.registry import register_model
 
     def res2net29():  # same name as a registered factory
         return None
@@ -205,7 +205,7 @@ def test_cardinality_and_scale_overrides():
 def test_config_from_depth_and_seed004_options():
     cfg = Res2NetConfig.from_depth(38, num_classes=100, scale=8, cardinality=1, se_ratio=8, attn_layer=SqueezeExcite)
     assert cfg.layers == (4, 4, 4) and cfg.depth == 38
-    model = se_res2net.networks.Res2Net(cfg)
+    model = se_res2net.models.networks.Res2Net(cfg)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 100)
     assert Res2NetConfig.from_depth(50, stem="imagenet").layers == (3, 4, 6, 3)
 

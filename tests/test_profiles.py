@@ -2,7 +2,7 @@
 
 import pytest
 
-from se_res2net.profiles import (
+from se_res2net.training.profiles import (
     ABLATION_MODELS,
     DEFAULT_SEEDS,
     PROFILES,
@@ -45,7 +45,7 @@ def test_overriding_epochs_rescales_the_schedule():
 
 
 def test_smoke_falls_back_to_the_sample(monkeypatch, tmp_path):
-    from se_res2net import data
+    from se_res2net.training import data
 
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(data, "_torchvision_present", lambda root: False)
@@ -67,7 +67,7 @@ def test_unknown_profile():
 
 
 def test_model_lists():
-    from se_res2net.registry import list_models
+    from se_res2net.models.registry import list_models
 
     assert set(PROFILES) == {"smoke", "budget", "full"}
     assert len(REPORT_MODELS) == 5 and len(ABLATION_MODELS) == 5
@@ -77,8 +77,8 @@ def test_model_lists():
 
 def test_smoke_profile_fits_the_embedded_sample(monkeypatch):
     # With no dataset configured the smoke profile falls back to the sample: its subsets must fit in it.
-    from se_res2net import data
-    from se_res2net.profiles import get_profile
+    from se_res2net.training import data
+    from se_res2net.training.profiles import get_profile
 
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(data, "_torchvision_present", lambda root: False)
@@ -93,7 +93,7 @@ def test_smoke_profile_fits_the_embedded_sample(monkeypatch):
 def test_sweep_titles_each_run_notebook(tmp_path):
     import nbformat
 
-    from se_res2net.sweep import _retitle
+    from se_res2net.training.sweep import _retitle
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Generic title\n\nbody")])
     path = tmp_path / "x.ipynb"

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from se_res2net.locks import RunLock, sweep_lock_path
-from se_res2net.progress import format_progress, sweep_progress
-from se_res2net.records import read_record, write_record
-from se_res2net.trainer import TrainConfig, train
+from se_res2net.training.locks import RunLock, sweep_lock_path
+from se_res2net.training.progress import format_progress, sweep_progress
+from se_res2net.training.records import read_record, write_record
+from se_res2net.training.trainer import TrainConfig, train
 
 TINY = {"layers": (1, 1, 1), "planes": (4, 8, 16), "stem_width": 8}
 

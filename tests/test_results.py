@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
-from se_res2net.results import (  # noqa: E402
+from se_res2net.audit.results import (  # noqa: E402
     CURVE_COLUMNS,
     RECORD_COLUMNS,
     ablation_table,
@@ -27,7 +27,7 @@ from se_res2net.results import (  # noqa: E402
     results_table,
     significance_table,
 )
-from se_res2net.stats import efficiency_table  # noqa: E402
+from se_res2net.audit.stats import efficiency_table  # noqa: E402
 
 from fakes import make_record, write_record  # noqa: E402
 
@@ -255,7 +255,7 @@ def test_tables_accept_frames_built_by_hand():
 
 from types import SimpleNamespace  # noqa: E402
 
-from se_res2net import results as R  # noqa: E402
+from se_res2net.audit import results as R  # noqa: E402
 
 
 def _claim(id, kind, model, value, sd=None):

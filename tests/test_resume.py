@@ -20,8 +20,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from se_res2net.checkpoint import load_checkpoint  # noqa: E402
-from se_res2net.records import read_record  # noqa: E402
+from se_res2net.training.checkpoint import load_checkpoint  # noqa: E402
+from se_res2net.training.records import read_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from se_res2net.records import describe_run
+from se_res2net.training.records import describe_run
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "train.ipynb"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from se_res2net.stats import (
+from se_res2net.audit.stats import (
     bootstrap_diff_ci,
     cohens_d,
     compare,
@@ -218,14 +218,14 @@ def test_efficiency_table_reproduces_report():
 
 
 def test_import_is_light():
-    code = ("import sys, se_res2net.stats, se_res2net.results; "
+    code = ("import sys, se_res2net.audit.stats, se_res2net.audit.results; "
             "bad = [m for m in ('torch', 'scipy', 'pandas', 'matplotlib') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_welch_interval_is_the_difference_plus_minus_t_times_its_standard_error():
-    from se_res2net.stats import CI_LEVEL
+    from se_res2net.audit.stats import CI_LEVEL
 
     h = _hand(A, B)
     c = compare(A, B, n_resamples=100)
@@ -245,13 +245,13 @@ def test_welch_interval_is_the_difference_plus_minus_t_times_its_standard_error(
                                      (-0.3333, "-0.33"), (0.0052, "0.0052"), (1.3, "1.3"),
                                      (0.8037, "0.80")])
 def test_format_sig_prints_two_significant_digits_without_exponents(x, text):
-    from se_res2net.stats import format_sig
+    from se_res2net.audit.stats import format_sig
 
     assert format_sig(x) == text
 
 
 def test_format_p():
-    from se_res2net.stats import format_p, format_sig
+    from se_res2net.audit.stats import format_p, format_sig
 
     assert format_p(0.0052) == "0.0052" and format_p(0.18) == "0.18" and format_p(0.180000) == "0.18"
     assert format_p(3e-7) == "< 0.0001"
@@ -259,7 +259,7 @@ def test_format_p():
 
 
 def test_consistency_display_reads_like_the_report():
-    from se_res2net.stats import consistency_display
+    from se_res2net.audit.stats import consistency_display
 
     t = consistency_display(report_consistency(REPORT)).set_index("quantity")
     assert list(t.columns) == ["claimed (rounding range)", "implied (rounding range)", "consistent", "how"]

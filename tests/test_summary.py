@@ -1,12 +1,12 @@
-"""The summary page's computations (se_res2net.summary) and the quoted report (claims.quote_html)."""
+"""The summary page's computations (se_res2net.audit.summary) and the quoted report (claims.quote_html)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from se_res2net import claims, summary
-from se_res2net.results import load_records
+from se_res2net.audit import claims, summary
+from se_res2net.audit.results import load_records
 from tests.fakes import make_record, write_record
 
 

@@ -6,9 +6,9 @@ import os
 import nbformat
 import pytest
 
-from se_res2net.profiles import get_profile
-from se_res2net.records import read_record
-from se_res2net.sweep import _Run, _skip_reason, notebook_parameters, resolve_notebook, run_sweep
+from se_res2net.training.profiles import get_profile
+from se_res2net.training.records import read_record
+from se_res2net.training.sweep import _Run, _skip_reason, notebook_parameters, resolve_notebook, run_sweep
 
 TINY = {"train_subset": 64, "test_subset": 50, "data_source": "sample", "epochs": 1, "device": "cpu"}
 MODELS = ["res2net29", "resnet56"]

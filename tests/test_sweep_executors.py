@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from se_res2net.locks import LockBusy, RunLock, sweep_lock_path, train_lock_path
-from se_res2net.records import read_record
-from se_res2net.sweep import ClusterOptions, device_slots, run_sweep, visible_gpus
+from se_res2net.training.locks import LockBusy, RunLock, sweep_lock_path, train_lock_path
+from se_res2net.training.records import read_record
+from se_res2net.training.sweep import ClusterOptions, device_slots, run_sweep, visible_gpus
 
 TINY = {"train_subset": 64, "test_subset": 50, "data_source": "sample", "epochs": 1, "device": "cpu"}
 
@@ -113,7 +113,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
     import time
 
     path = tmp_path / "x.lock"
-    code = ("import sys, time; from se_res2net.locks import RunLock; RunLock(sys.argv[1], what='child').acquire(); "
+    code = ("import sys, time; from se_res2net.training.locks import RunLock; RunLock(sys.argv[1], what='child').acquire(); "
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -130,7 +130,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
 
 
 def test_trainer_refuses_a_run_another_process_trains(tmp_path):
-    from se_res2net.trainer import TrainConfig, train
+    from se_res2net.training.trainer import TrainConfig, train
 
     cfg = TrainConfig("res2net29", model_kwargs={"layers": (1, 1, 1), "planes": (4, 8, 16), "stem_width": 8},
                       epochs=1, milestones=(), batch_size=32, data_source="sample", train_subset=64, test_subset=20,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from se_res2net.records import read_record
+from se_res2net.training.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["res2net29", "resnet56", "se_res2net29"]
@@ -71,7 +71,7 @@ def _sigkill(proc: subprocess.Popen) -> None:
 
 
 def _workers_alive() -> list:
-    out = subprocess.run(["pgrep", "-f", "se_res2net._worker"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", "se_res2net.training._worker"], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
 
 

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from se_res2net.checkpoint import load_checkpoint  # noqa: E402
+from se_res2net.training.checkpoint import load_checkpoint  # noqa: E402
 from se_res2net.cli import main  # noqa: E402
-from se_res2net.records import read_record, record_path  # noqa: E402
-from se_res2net.trainer import TrainConfig, train  # noqa: E402
+from se_res2net.training.records import read_record, record_path  # noqa: E402
+from se_res2net.training.trainer import TrainConfig, train  # noqa: E402
 
 TINY = {"layers": (1, 1, 1), "planes": (4, 8, 16), "stem_width": 8}
 TINY_ARGS = ["--model-arg", "layers=[1,1,1]", "--model-arg", "planes=[4,8,16]", "--model-arg", "stem_width=8"]
@@ -156,7 +156,7 @@ def test_corrupt_record_is_a_clear_error(tmp_path):
 
 def _interrupted_run(tmp_path, monkeypatch, cfg):
     """A run that stops (KeyboardInterrupt) during epoch 2, leaving the epoch-1 checkpoint."""
-    import se_res2net.trainer as trainer_mod
+    import se_res2net.training.trainer as trainer_mod
 
     real = trainer_mod.evaluate
     calls = {"n": 0}
@@ -219,7 +219,7 @@ def test_huge_lr_diverges_into_a_failed_record(tmp_path):
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import se_res2net.data as data_mod
+    import se_res2net.training.data as data_mod
 
     real = data_mod.augment
     calls = {"n": 0}

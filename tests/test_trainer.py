@@ -13,10 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from se_res2net.checkpoint import load_checkpoint, load_model_from_checkpoint  # noqa: E402
+from se_res2net.training.checkpoint import load_checkpoint, load_model_from_checkpoint  # noqa: E402
 from se_res2net.cli import main  # noqa: E402
-from se_res2net.records import SCHEMA, EPOCH_KEYS, code_hash, read_record, record_path  # noqa: E402
-from se_res2net.trainer import (  # noqa: E402
+from se_res2net.training.records import SCHEMA, EPOCH_KEYS, code_hash, read_record, record_path  # noqa: E402
+from se_res2net.training.trainer import (  # noqa: E402
     TrainConfig,
     evaluate,
     evaluate_checkpoint,
@@ -131,7 +131,7 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
     """In-process variant of the SIGKILL test: evaluation blows up in epoch 3, resume finishes the run."""
     full = train(tiny_config(epochs=4, milestones=(2,)), tmp_path / "full", progress=False)
 
-    import se_res2net.trainer as trainer_mod
+    import se_res2net.training.trainer as trainer_mod
 
     real_evaluate = trainer_mod.evaluate
     calls = {"n": 0}
@@ -175,7 +175,7 @@ def test_record_name_and_complete_record_is_returned(tmp_path, caplog):
     rec = train(cfg, tmp_path, progress=False, record_name="tiny_run")
     assert (tmp_path / "tiny_run.json").is_file() and rec["checkpoint"] == "checkpoints/tiny_run.pt"
     before = (tmp_path / "tiny_run.json").read_bytes()
-    with caplog.at_level("INFO", logger="se_res2net.trainer"):
+    with caplog.at_level("INFO", logger="se_res2net.training.trainer"):
         again = train(cfg, tmp_path, progress=False, record_name="tiny_run")
     assert again == rec and (tmp_path / "tiny_run.json").read_bytes() == before
     assert "skipping" in caplog.text
@@ -184,7 +184,7 @@ def test_record_name_and_complete_record_is_returned(tmp_path, caplog):
 # ----------------------------------------------------------------------------- evaluate / checkpoints
 def test_evaluate_restores_mode_and_matches_a_manual_loop():
     from se_res2net import create_model
-    from se_res2net.data import load_cifar10, normalize
+    from se_res2net.training.data import load_cifar10, normalize
 
     data = load_cifar10("sample", progress=False).subset(test=30)
     torch.manual_seed(0)
@@ -238,7 +238,7 @@ def test_cli_train_then_test(tmp_path, capsys):
 
 def test_cli_schedule_flag(tmp_path):
     from se_res2net.cli import build_parser
-    from se_res2net.trainer import config_from_args
+    from se_res2net.training.trainer import config_from_args
 
     p = build_parser()
     args = p.parse_args(["train", "--model", "se_res2net29", "--epochs", "300", "--batch-size", "128", "--lr", "0.1",
@@ -251,8 +251,8 @@ def test_cli_schedule_flag(tmp_path):
 
 def test_augmentation_is_a_recorded_setting_that_changes_training(tmp_path):
     """augment="none" trains on the un-augmented images (other numbers), and the record says so: a run
-    without the report's augmentation can never pass for one of its profiles (se_res2net.conformance)."""
-    from se_res2net.conformance import deviations
+    without the report's augmentation can never pass for one of its profiles (se_res2net.audit.conformance)."""
+    from se_res2net.audit.conformance import deviations
 
     with_aug = train(tiny_config(epochs=1, milestones=()), tmp_path / "a", progress=False)
     without = train(tiny_config(epochs=1, milestones=(), augment="none"), tmp_path / "b", progress=False)

@@ -1,7 +1,7 @@
 """Name → factory registry for every network in the book (timm-style).
 
 Each variant is a one-line factory registered with :func:`register_model`; the
-factories live in :mod:`se_res2net.networks` and :mod:`se_res2net.baselines` and
+factories live in :mod:`se_res2net.models.networks` and :mod:`se_res2net.models.baselines` and
 are imported lazily so that ``import se_res2net`` stays cheap.
 """
 
@@ -15,7 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MODEL_FACTORIES: Dict[str, Callable[..., Any]] = {}
 _MODEL_FAMILY: Dict[str, str] = {}
 # Modules whose import registers models; imported on first use of the registry.
-_MODEL_MODULES = ("se_res2net.networks", "se_res2net.baselines")
+_MODEL_MODULES = ("se_res2net.models.networks", "se_res2net.models.baselines")
 _loaded = False
 
 

@@ -7,7 +7,7 @@ block (code hash, git commit, library versions, device, data fingerprint,
 times). The schema is described in ``CONTRIBUTING.md``; this module owns the
 constants, paths, reading / validating / writing and the provenance helpers.
 
-Records are written atomically (:mod:`se_res2net.atomic`): a reader sees the
+Records are written atomically (:mod:`se_res2net.training.atomic`): a reader sees the
 previous version or the new one, never half a file.
 """
 
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ._version import __version__
+from .._version import __version__
 from .atomic import PathLike, atomic_write_json
 
 SCHEMA = "se_res2net.run/1"
@@ -46,7 +46,7 @@ REQUIRED_KEYS = (
 EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_error", "epoch_time_s")
 FAILURE_KEYS = ("type", "message", "epoch")
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- paths
@@ -267,7 +267,7 @@ def device_info(device: Any) -> Dict[str, Any]:
 def provenance(device: Any, data: Any = None, *, start_time: Optional[str] = None) -> Dict[str, Any]:
     """The provenance block of a record (end time / wall time are filled in by the trainer).
 
-    ``data`` is a :class:`se_res2net.data.Cifar10` (or ``None``).
+    ``data`` is a :class:`se_res2net.training.data.Cifar10` (or ``None``).
     """
     import torch
 

@@ -9,9 +9,9 @@ batch size, SGD with the report's hyper-parameters, on the same device, in one p
     (``shuffle=True``, ``drop_last=True``, ``num_workers`` 4 on CUDA / 0 on CPU by default, ``pin_memory`` on
     CUDA), float32, eager, default memory format, ``loss.item()`` every step (the usual running loss).
 ``eager``
-    :func:`se_res2net.trainer.train_step` as :func:`~se_res2net.trainer.train` runs it: the data set on the
+    :func:`se_res2net.training.trainer.train_step` as :func:`~se_res2net.training.trainer.train` runs it: the data set on the
     device as ``uint8``, batches indexed from a precomputed permutation and augmented on the device by
-    :func:`se_res2net.data.augment`, the device's default fast path (:func:`~se_res2net.trainer.resolve_fast_path`:
+    :func:`se_res2net.training.data.augment`, the device's default fast path (:func:`~se_res2net.training.trainer.resolve_fast_path`:
     bf16 autocast, channels-last and fused SGD on CUDA; fp32 on CPU), no host synchronisation in the timed window.
 ``compile``
     ``eager`` with ``torch.compile(model)`` (mode ``default``).
@@ -66,10 +66,10 @@ def _time_trainer_path(
     model_name: str, data: Any, device: Any, batch_size: int, steps: int, warmup: int, seed: int, variant: str,
     barrier: Optional[Path] = None,
 ) -> Dict[str, Any]:
-    """The trainer's step (:func:`se_res2net.trainer.train_step`) on device-resident uint8 data."""
+    """The trainer's step (:func:`se_res2net.training.trainer.train_step`) on device-resident uint8 data."""
     import torch
 
-    from .registry import create_model
+    from ..models.registry import create_model
     from .trainer import TrainConfig, _derive_seed, _numerics, make_optimizer, prepare_model, resolve_fast_path, train_step
 
     mode = _COMPILE[variant]
@@ -146,7 +146,7 @@ def _time_plain_path(
     from torchvision import transforms
 
     from .data import CIFAR10_MEAN, CIFAR10_STD
-    from .registry import create_model
+    from ..models.registry import create_model
 
     transform = transforms.Compose(
         [
@@ -239,10 +239,10 @@ def bench(
     """
     import torch
 
-    from .complexity import count_macs
+    from ..models.complexity import count_macs
     from .data import load_cifar10
     from .records import device_info
-    from .registry import create_model, get_factory
+    from ..models.registry import create_model, get_factory
     from .trainer import resolve_device
 
     if isinstance(models, str):

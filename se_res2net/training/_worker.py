@@ -1,6 +1,6 @@
-"""A sweep worker process: ``python -m se_res2net._worker RUN.pkl OUTCOME.json``.
+"""A sweep worker process: ``python -m se_res2net.training._worker RUN.pkl OUTCOME.json``.
 
-Runs :func:`se_res2net.sweep.run_one` for the pickled run and writes its outcome as JSON. It asks the kernel
+Runs :func:`se_res2net.training.sweep.run_one` for the pickled run and writes its outcome as JSON. It asks the kernel
 to kill it when the sweep that started it dies (``PR_SET_PDEATHSIG``; Linux), so no worker outlives a killed
 sweep and goes on executing a run that the restarted sweep executes too.
 """
@@ -36,8 +36,8 @@ def main(argv: list) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    from se_res2net.atomic import atomic_write_text
-    from se_res2net.sweep import run_one
+    from se_res2net.training.atomic import atomic_write_text
+    from se_res2net.training.sweep import run_one
 
     spec = pickle.loads(spec_path.read_bytes())
     outcome = run_one(spec["run"], force=spec["force"])

@@ -6,7 +6,7 @@ of seed 004's general implementation: input size, classes, depth, scale s,
 cardinality c, SE ratio r, stem and classifier.
 
 The report does not give the widths of its Res2Net-29. The CIFAR defaults
-below are the result of the search in :func:`se_res2net.complexity.search_res2net29`
+below are the result of the search in :func:`se_res2net.models.complexity.search_res2net29`
 (candidates → params, MACs; the book shows the table): the configuration whose
 parameters and thop MACs land closest to the report's 0.63 M / ≈100 M.
 """

@@ -3,15 +3,15 @@
 For profile ``P`` and run ``<model>_seed<k>`` it writes, under ``<out_root>/P/``:
 
 * ``<model>_seed<k>.ipynb`` — the executed notebook (curves, summary table; the traceback when it failed),
-* ``<model>_seed<k>.json`` — the run record, written by :func:`se_res2net.trainer.train`
+* ``<model>_seed<k>.json`` — the run record, written by :func:`se_res2net.training.trainer.train`
   (or, when the trainer never got that far, a minimal ``failed`` record written here),
 * ``checkpoints/<model>_seed<k>.pt`` — the trainer's checkpoint (git ignores ``*.pt``),
 * ``logs/<model>_seed<k>.log`` — what the process that executed the notebook printed (local executor).
 
-Where runs execute (``executor``; :mod:`se_res2net.executors`)
+Where runs execute (``executor``; :mod:`se_res2net.training.executors`)
 ---------------------------------------------------------------
 ``local`` (default)
-    Each run in its own worker process (``python -m se_res2net._worker``), ``jobs`` runs at a time **per
+    Each run in its own worker process (``python -m se_res2net.training._worker``), ``jobs`` runs at a time **per
     device**: with CUDA devices visible, the slots are spread over every GPU (``jobs`` × GPUs concurrent runs,
     each worker started with its own ``CUDA_VISIBLE_DEVICES``); on CPU, ``jobs`` runs with
     ``cores // jobs`` threads each. A worker dies with the sweep (``PR_SET_PDEATHSIG``), and its kernel
@@ -25,13 +25,13 @@ Where runs execute (``executor``; :mod:`se_res2net.executors`)
 Rules, whatever the executor
 ----------------------------
 * Everything about a run is decided by the process that executes it, **under the run's sweep lock**
-  (:mod:`se_res2net.locks`): a run whose record is ``complete`` (with the planned configuration) and whose
+  (:mod:`se_res2net.training.locks`): a run whose record is ``complete`` (with the planned configuration) and whose
   notebook exists is **skipped** without touching any file; a complete run whose notebook is missing (its
   sweep was killed after training, before the notebook was renamed into place) has its notebook executed
   again, which renders the record without training; a run with a checkpoint or an unfinished record is
   **resumed**; a run whose lock another live process holds is reported **busy** and left alone.
   ``force=True`` re-runs from scratch.
-* The trainer holds a second lock while it trains (:func:`se_res2net.trainer.train`), so even the kernel of a
+* The trainer holds a second lock while it trains (:func:`se_res2net.training.trainer.train`), so even the kernel of a
   killed sweep that has not yet exited cannot write at the same time as the restarted sweep.
 * papermill writes its output notebook cell by cell, so it executes into a hidden temporary file
   ``.<model>_seed<k>.<random>.ipynb.tmp`` beside the final one and renames it into place at the end — also when
@@ -69,7 +69,7 @@ from .records import SCHEMA, checkpoint_path, read_record, record_path, run_name
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOK = "notebooks/train.ipynb"
 DEFAULT_OUT_ROOT = "book/runs"
 KERNEL_NAME = "python3"
@@ -837,7 +837,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sweep_cli(args: argparse.Namespace) -> int:
-    from .registry import get_factory
+    from ..models.registry import get_factory
 
     for m in args.models or ():
         get_factory(m)  # ValueError listing the registered names

@@ -3,7 +3,7 @@
 Records are ``<root>/<folder>/<model>_seed<k>.json`` files in the ``se_res2net.run/1``
 schema (see CONTRIBUTING.md); errors are in percent. Other JSON files in those folders
 are ignored. The ``profile`` column is the profile the record **satisfies**, decided from its own
-config, provenance and log by :func:`se_res2net.conformance.satisfied_profile` (``full``, ``budget``,
+config, provenance and log by :func:`se_res2net.audit.conformance.satisfied_profile` (``full``, ``budget``,
 ``smoke`` or ``custom``); neither the folder a record sits in (``folder``) nor the profile it names
 (``named_profile``) decides it, and ``deviations`` says why the two differ.
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-from .records import SCHEMA, STATUSES, validate_record
+from ..training.records import SCHEMA, STATUSES, validate_record
 from .stats import compare
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _is_number(x: Any) -> bool:
 
 
 def _validate(rec: Any, path: Path) -> dict:
-    """Schema check (:func:`se_res2net.records.validate_record`) plus what the tables rely on."""
+    """Schema check (:func:`se_res2net.training.records.validate_record`) plus what the tables rely on."""
     validate_record(rec, source=f"run record {path}")
 
     def bad(why: str) -> ValueError:
@@ -185,7 +185,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     import pandas as pd
 
     from .conformance import deviations
-    from .profiles import PROFILES
+    from ..training.profiles import PROFILES
 
     rows = []
     for prof, path, rec in _iter_records(root, profile, include_failed):
@@ -329,7 +329,7 @@ def ablation_table(df: "pd.DataFrame", variants: Sequence[Tuple[str, str]] = ABL
                    baseline: str = ABLATION_BASELINE, seed: int = 0) -> "pd.DataFrame":
     """The SE placement / recursion ablation, per profile, for the variants that have runs.
 
-    Each row: mean ± σ, n, params (M) and :func:`~se_res2net.stats.compare` against
+    Each row: mean ± σ, n, params (M) and :func:`~se_res2net.audit.stats.compare` against
     ``baseline`` (``diff_vs_baseline`` = baseline − variant, positive = variant has lower
     error; Welch p; Cohen's d, same sign).
     """
@@ -381,7 +381,7 @@ def significance_table(df: "pd.DataFrame", pairs: Iterable[Tuple[str, str]], see
 
 
 def efficiency_rows(table: "pd.DataFrame", pairs: Iterable[Tuple[str, str]], profile: Optional[str] = None) -> List[dict]:
-    """Rows for :func:`se_res2net.stats.efficiency_table` from a :func:`results_table` (params in M, errors in %)."""
+    """Rows for :func:`se_res2net.audit.stats.efficiency_table` from a :func:`results_table` (params in M, errors in %)."""
     if profile is not None:
         table = table[table["profile"] == profile]
     rows = []
@@ -467,8 +467,8 @@ def model_colors(models: Iterable[str]) -> Dict[str, Any]:
 
 def profile_order(profiles: Iterable[str]) -> List[str]:
     """The named profiles from least to most faithful (``smoke``, ``budget``, ``full``: the order of
-    :data:`se_res2net.profiles.PROFILES`), then any others (``custom``) alphabetically."""
-    from .profiles import PROFILES
+    :data:`se_res2net.training.profiles.PROFILES`), then any others (``custom``) alphabetically."""
+    from ..training.profiles import PROFILES
 
     present = list(dict.fromkeys(str(p) for p in profiles))
     return [p for p in PROFILES if p in present] + sorted(p for p in present if p not in PROFILES)
@@ -620,7 +620,7 @@ RESULTS_NOWRAP = ("test error (%)", "report (%)", "ours − report (pp)")
 
 
 def runs_display(pages: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
-    """The run list (:func:`se_res2net.claims.run_pages`, of one ``profile``) for a reader: the run as a link to
+    """The run list (:func:`se_res2net.audit.claims.run_pages`, of one ``profile``) for a reader: the run as a link to
     its notebook, its state, final test error, epochs and wall time; where it stopped only when a run did not
     complete; hardware only when the runs differ in it (otherwise the page states it once)."""
     import html
@@ -899,7 +899,7 @@ def claimed_differences(claims: Iterable[Any], pairs: Iterable[Tuple[str, str]])
 def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, str], float]] = None,
                      hardware_text: str = "", title: str = "", name_baseline: bool = True) -> "Figure":
     """Each comparison of ``sig`` (:func:`significance_table`) as Δ = baseline − candidate with its Welch CI
-    (:data:`se_res2net.stats.CI_LEVEL`) against zero (positive = the candidate has the lower error); the report's
+    (:data:`se_res2net.audit.stats.CI_LEVEL`) against zero (positive = the candidate has the lower error); the report's
     Δ for that pair (``claimed``) as a star; p and d under each comparison's name; the profile in each row's
     label when several are present. ``name_baseline=False`` names only the candidate (one baseline for all rows,
     as in the ablation, which the title then says)."""
@@ -949,7 +949,7 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
 
 
 def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.DataFrame":
-    """An :func:`se_res2net.stats.efficiency_table` for a reader: the comparison by model name, ΔParams (M, to
+    """An :func:`se_res2net.audit.stats.efficiency_table` for a reader: the comparison by model name, ΔParams (M, to
     ``params_decimals``: 2 for the report's counts, printed to 0.01 M), ΔError (pp), params per 1 pp error drop
     with the range the parameter counts' rounding allows (2 significant digits), and, when ``eff`` has them, its
     ``profile``, ``claim`` and ``claimed ratio`` (as the report printed it) columns; the note folded (no note
@@ -1004,7 +1004,7 @@ def plot_parity(record: Mapping[str, Any]) -> "Figure":
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from .parity import curves_frame
+    from ..training.parity import curves_frame
 
     curves = curves_frame(record)
     fig = Figure(figsize=(FIG_WIDTH, 4.6), dpi=FIG_DPI, layout="constrained")

@@ -4,11 +4,11 @@ Inputs, all passed in (pure functions; only :func:`load_claims` and :func:`load_
 
 * the claims (:func:`load_claims`): each :class:`Claim` carries the report's value as printed, where it is
   stated, its ``kind`` and the rule of that kind (``tolerances:`` in the claims file, with why it is fair);
-* the run records (:func:`se_res2net.results.load_records`): one row per run, whose ``profile`` is the
-  profile the record **satisfies** (:mod:`se_res2net.conformance`), never its folder or its label;
-* complexity rows computed live (:func:`se_res2net.complexity.complexity_table`, :func:`~se_res2net.complexity.block_table`);
+* the run records (:func:`se_res2net.audit.results.load_records`): one row per run, whose ``profile`` is the
+  profile the record **satisfies** (:mod:`se_res2net.audit.conformance`), never its folder or its label;
+* complexity rows computed live (:func:`se_res2net.models.complexity.complexity_table`, :func:`~se_res2net.models.complexity.block_table`);
 * the Grad-CAM metrics (``book/gradcam/gradcam_metrics.json``);
-* the literature (:func:`se_res2net.literature.load_literature`), a second witness beside our runs.
+* the literature (:func:`se_res2net.audit.literature.load_literature`), a second witness beside our runs.
 
 Each claim gets three independent judgements and one class:
 
@@ -312,7 +312,7 @@ def claim_details_html(claim: Claim, tables: Optional[Mapping[str, Sequence[str]
 
 def claim_models(claims: Sequence[Claim]) -> List[str]:
     """Registered model names the claims are about (models, baselines, orders), in report order."""
-    from .registry import list_models
+    from ..models.registry import list_models
     from .results import model_order
 
     known = set(list_models())
@@ -364,7 +364,7 @@ def _find(claims: Sequence[Claim], kind: str, model: str, baseline: Optional[str
 
 def report_statistics(claims: Sequence[Claim], model: str = "se_res2net29", baseline: str = "res2net29",
                       resolution: Optional[float] = 0.005) -> Dict[str, Any]:
-    """Keyword arguments for :func:`se_res2net.stats.report_consistency`, from the claims file.
+    """Keyword arguments for :func:`se_res2net.audit.stats.report_consistency`, from the claims file.
 
     ``a`` is the baseline (``res2net29``), ``b`` the candidate; ``resolution`` is the rounding radius
     of the printed means/SDs (0.005 for two decimals; YAML drops trailing zeros, so it is passed).
@@ -383,7 +383,7 @@ def report_statistics(claims: Sequence[Claim], model: str = "se_res2net29", base
 
 
 def report_efficiency_rows(claims: Sequence[Claim]) -> List[Dict[str, Any]]:
-    """Rows for :func:`se_res2net.stats.efficiency_table` built from the report's own tables.
+    """Rows for :func:`se_res2net.audit.stats.efficiency_table` built from the report's own tables.
 
     Params and errors of each efficiency claim's model and baseline come from the report's
     results table (params/test_error claims), params printed to 0.01 M (``params_resolution``).
@@ -974,7 +974,7 @@ def gradcam_profile(entry: Mapping[str, Any]) -> str:
 
 def gradcam_run_profile(entry: Mapping[str, Any], records: "pd.DataFrame") -> str:
     """The profile the Grad-CAM checkpoint's own run record satisfies (``<folder>/checkpoints/<run>.pt``
-    belongs to ``<folder>/<run>.json``; :mod:`se_res2net.conformance` decides), ``untrained`` for an
+    belongs to ``<folder>/<run>.json``; :mod:`se_res2net.audit.conformance` decides), ``untrained`` for an
     untrained model, else ``unknown (no run record)``."""
     ckpt = entry.get("checkpoint")
     if not entry.get("trained", True) or not ckpt:
@@ -1039,10 +1039,10 @@ def ledger(
 ) -> "pd.DataFrame":
     """One row per claim (columns :data:`LEDGER_COLUMNS`).
 
-    ``records_df`` from :func:`se_res2net.results.load_records` (its ``profile`` is the satisfied one);
-    ``complexity_rows`` from :func:`se_res2net.complexity.complexity_table`; ``block_rows`` from
-    :func:`~se_res2net.complexity.block_table`; ``gradcam`` the parsed ``gradcam_metrics.json``;
-    ``literature`` the entries of :func:`se_res2net.literature.load_literature`; ``constants`` the
+    ``records_df`` from :func:`se_res2net.audit.results.load_records` (its ``profile`` is the satisfied one);
+    ``complexity_rows`` from :func:`se_res2net.models.complexity.complexity_table`; ``block_rows`` from
+    :func:`~se_res2net.models.complexity.block_table`; ``gradcam`` the parsed ``gradcam_metrics.json``;
+    ``literature`` the entries of :func:`se_res2net.audit.literature.load_literature`; ``constants`` the
     claims file's ``report_constants``.
     """
     import pandas as pd
@@ -1096,7 +1096,9 @@ def ledger(
 def book_ledger(book_dir: PathLike = ".", records_df: Optional["pd.DataFrame"] = None) -> "pd.DataFrame":
     """:func:`ledger` from the book's own files (``claims.yaml``, ``runs/``, ``gradcam/``, ``literature.yaml``
     under ``book_dir``) and counts computed now: what the ledger page and the introduction show."""
-    from . import complexity, literature, results
+    from ..models import complexity
+    from . import literature
+    from . import results
 
     book = Path(book_dir)
     claim_list = load_claims(book / "claims.yaml")
@@ -1148,11 +1150,11 @@ _AUGMENT_NAMES = {"crop4-flip": "pad 4, random crop, flip", "none": "none"}
 
 
 def profile_table() -> "pd.DataFrame":
-    """The training profiles (:data:`se_res2net.profiles.PROFILES`) side by side: one row per setting (a
+    """The training profiles (:data:`se_res2net.training.profiles.PROFILES`) side by side: one row per setting (a
     reader's name for it), one column per profile, values as text; the descriptions are the profiles' own."""
     import pandas as pd
 
-    from .profiles import PROFILES
+    from ..training.profiles import PROFILES
 
     cols = {}
     for name, p in PROFILES.items():

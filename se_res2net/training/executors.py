@@ -1,7 +1,7 @@
 """Where a sweep's runs execute: worker processes spread over the GPUs of this machine, or submitit jobs.
 
 ``execute_local``
-    Each run in its own worker process (``python -m se_res2net._worker``), one per slot of
+    Each run in its own worker process (``python -m se_res2net.training._worker``), one per slot of
     :func:`device_slots`: ``jobs`` slots per visible GPU, each worker started with its own
     ``CUDA_VISIBLE_DEVICES`` and ``OMP_NUM_THREADS``; its output is appended to ``logs/<run>.log``. A worker
     asks to die with the sweep (``PR_SET_PDEATHSIG``), and its notebook kernel exits once its parent is gone.
@@ -10,8 +10,8 @@
     ``max_parallel`` at once), or the same jobs as local subprocesses (``cluster="local"``) or in this process
     (``"debug"``). Logs and pickled results in ``<out>/submitit/``.
 
-Both call :func:`se_res2net.sweep.run_one` for each run, which takes the run's lock and decides what to do,
-and report each :class:`~se_res2net.sweep.RunOutcome` through ``on_done`` as it arrives.
+Both call :func:`se_res2net.training.sweep.run_one` for each run, which takes the run's lock and decides what to do,
+and report each :class:`~se_res2net.training.sweep.RunOutcome` through ``on_done`` as it arrives.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
 
 
 def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -> "RunOutcome":
-    """Run :func:`se_res2net.sweep.run_one` in a fresh worker process (its output appended to the run's log)."""
+    """Run :func:`se_res2net.training.sweep.run_one` in a fresh worker process (its output appended to the run's log)."""
     from .sweep import RunOutcome
 
     ensure_writable_dir(run.log.parent)
@@ -97,7 +97,7 @@ def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -
         with open(run.log, "a", encoding="utf-8") as fh:
             fh.write(f"\n==== {utc_now()} worker for {run.name} (CUDA_VISIBLE_DEVICES={slot}, {threads} thread(s))\n")
             fh.flush()
-            proc = subprocess.Popen([sys.executable, "-m", "se_res2net._worker", str(spec), str(result)],
+            proc = subprocess.Popen([sys.executable, "-m", "se_res2net.training._worker", str(spec), str(result)],
                                     stdout=fh, stderr=subprocess.STDOUT, env=_worker_env(threads, slot),
                                     cwd=str(run.out_dir))
             rc = proc.wait()
@@ -211,7 +211,7 @@ def execute_submitit(plan: Sequence["_Run"], force: bool, opts: ClusterOptions, 
 
 
 def _submitit_job(run: "_Run", force: bool) -> Dict[str, Any]:
-    """Entry point of a submitit job: torch threads from the job's CPUs, then :func:`se_res2net.sweep.run_one`."""
+    """Entry point of a submitit job: torch threads from the job's CPUs, then :func:`se_res2net.training.sweep.run_one`."""
     from .sweep import run_one
 
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")

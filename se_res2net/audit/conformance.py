@@ -2,12 +2,12 @@
 
 A verdict on the report may only rest on runs that really followed its protocol. Where a record
 sits (``book/runs/full/``) and what it calls itself (``"profile": "full"``) are claims, not
-evidence: :func:`deviations` checks a record against a :class:`~se_res2net.profiles.Profile` on
+evidence: :func:`deviations` checks a record against a :class:`~se_res2net.training.profiles.Profile` on
 
 * **the recipe** in ``config``: epochs, milestones, batch size, learning rate, momentum, Nesterov,
   gamma, weight decay, augmentation, no model overrides;
 * **the data** in ``provenance``: the whole data set (no train/test subset, not the embedded sample:
-  50,000 / 10,000 images whose fingerprint is CIFAR-10's, :data:`se_res2net.data.CIFAR10_FINGERPRINT`),
+  50,000 / 10,000 images whose fingerprint is CIFAR-10's, :data:`se_res2net.training.data.CIFAR10_FINGERPRINT`),
   or for ``smoke`` its stratified subsets;
 * **the log** in ``epochs``: the learning rate logged at every epoch is the schedule's, and a
   ``complete`` record logs every planned epoch and reports the last one's test error as its result.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .profiles import Profile
+    from ..training.profiles import Profile
 
 __all__ = ["CUSTOM", "deviations", "satisfied_profile", "conformance_table"]
 
@@ -73,8 +73,8 @@ def deviations(record: Mapping[str, Any], profile: "Profile | str") -> List[str]
 
     ``record`` is a parsed run record (``se_res2net.run/1``); ``profile`` a profile or its name.
     """
-    from .data import CIFAR10_FINGERPRINT, SAMPLE_FINGERPRINT
-    from .profiles import get_profile
+    from ..training.data import CIFAR10_FINGERPRINT, SAMPLE_FINGERPRINT
+    from ..training.profiles import get_profile
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     cfg = record.get("config") or {}
@@ -141,7 +141,7 @@ def satisfied_profile(record: Mapping[str, Any]) -> str:
 def conformance_table(records: Sequence[Mapping[str, Any]]) -> "pd.DataFrame":
     """Per record: the profile it names, the one it satisfies, and (when they differ) why.
 
-    ``records`` are parsed run records with a ``path`` key added (as :func:`se_res2net.results.read_runs`
+    ``records`` are parsed run records with a ``path`` key added (as :func:`se_res2net.audit.results.read_runs`
     returns them). A record counts for the report's verdicts only when it satisfies ``full``.
     """
     import pandas as pd

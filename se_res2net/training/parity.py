@@ -1,6 +1,6 @@
 """Does the fast path train the same network as the eager fp32 loop? Loss curves side by side.
 
-Each switch of the trainer's fast path (:class:`se_res2net.trainer.FastPath`: bf16 autocast, channels-last,
+Each switch of the trainer's fast path (:class:`se_res2net.training.trainer.FastPath`: bf16 autocast, channels-last,
 fused / foreach SGD, ``torch.compile`` modes) changes how the arithmetic is done, never what is computed, so
 a run with it must follow the eager fp32 run of the same seed up to rounding. Rounding differences grow
 during training (SGD at lr 0.1 is chaotic), so the comparison is on the per-epoch mean training loss with
@@ -58,7 +58,7 @@ def compare(
     variants: Sequence[str] = tuple(VARIANTS),
     out_dir: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Train ``base`` (a :class:`~se_res2net.trainer.TrainConfig`) once per variant; return the curves and verdicts.
+    """Train ``base`` (a :class:`~se_res2net.training.trainer.TrainConfig`) once per variant; return the curves and verdicts.
 
     ``cuda_defaults`` takes the device's defaults, so on CPU it equals ``eager_fp32`` and on CUDA it is
     bf16 + channels-last + fused SGD. Each run writes its record (and final checkpoint) under ``out_dir``

@@ -86,7 +86,7 @@ class Profile:
     device_hint: str
     description: str
     sample_fallback: bool = False
-    # The rest of the report's recipe, the same in every profile (and checked by se_res2net.conformance).
+    # The rest of the report's recipe, the same in every profile (and checked by se_res2net.audit.conformance).
     momentum: float = 0.9
     nesterov: bool = False
     gamma: float = 0.1
@@ -101,7 +101,7 @@ class Profile:
         return source
 
     def train_config(self, model: str, seed: int, **overrides: Any) -> "TrainConfig":
-        """The :class:`~se_res2net.trainer.TrainConfig` of ``(model, seed)`` under this profile.
+        """The :class:`~se_res2net.training.trainer.TrainConfig` of ``(model, seed)`` under this profile.
 
         ``overrides`` replace any ``TrainConfig`` field (e.g. ``epochs=2``, ``data_dir=...``). Changing
         ``epochs`` without ``milestones`` rescales the schedule with :func:`scaled_milestones`.

@@ -76,7 +76,7 @@ def load_checkpoint(
 
 def load_model_from_checkpoint(path: PathLike, device: str = "cpu") -> "Tuple[nn.Module, Dict[str, Any]]":
     """Rebuild the registered model of a checkpoint and load its weights (eval mode)."""
-    from .registry import create_model
+    from ..models.registry import create_model
 
     data = load_checkpoint(path, map_location=device)
     model = create_model(data["model"], **data.get("model_kwargs", {}))

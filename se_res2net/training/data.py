@@ -93,7 +93,7 @@ DATA_DIR_ENV = "SE_RES2NET_DATA_DIR"
 CACHE_ENV = "SE_RES2NET_CACHE"
 DEFAULT_CACHE_DIR = Path("~/.cache/se_res2net")
 DEFAULT_TORCHVISION_ROOT = Path("~/.cache/se_res2net/torchvision")
-SAMPLE_DIR = Path(__file__).resolve().parent / "_sample" / "cifar10"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "_sample" / "cifar10"
 
 CACHE_SCHEMA = "se_res2net.cifar10-cache/1"
 
@@ -267,7 +267,7 @@ def combine_fingerprints(train_sha256: str, test_sha256: str) -> str:
 
 
 #: The fingerprints a run record's ``provenance.data_fingerprint`` carries for the whole data set and the
-#: embedded sample (a subset appends ``:subset(...)``); se_res2net.conformance checks records against them.
+#: embedded sample (a subset appends ``:subset(...)``); se_res2net.audit.conformance checks records against them.
 CIFAR10_FINGERPRINT = _FULL.fingerprint
 SAMPLE_FINGERPRINT = _SAMPLE.fingerprint
 

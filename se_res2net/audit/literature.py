@@ -14,7 +14,7 @@ measure is typed into that file. From it this module computes
   when a claimed error beats the published frontier at its size by more than three published seed-SDs,
   ``contradicted by the literature`` when a "state-of-the-art" claim is beaten by a published result.
 
-The literature never replaces a measurement (see :mod:`se_res2net.claims`).
+The literature never replaces a measurement (see :mod:`se_res2net.audit.claims`).
 """
 
 from __future__ import annotations

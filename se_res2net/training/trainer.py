@@ -10,12 +10,12 @@ How it runs
 -----------
 * The whole data set lives on the training device as ``uint8`` tensors (on the GPU
   when training on CUDA); each epoch draws a permutation from a seeded CPU
-  ``torch.Generator`` and augments each batch with :func:`se_res2net.data.augment`
+  ``torch.Generator`` and augments each batch with :func:`se_res2net.training.data.augment`
   (batched tensor ops, its own seeded generator on the device). Every image is
   seen once per epoch: the last, smaller batch is **kept** (like
   ``DataLoader(shuffle=True, drop_last=False)``).
 * Evaluation: the whole test split (or ``test_subset``), eval mode, no
-  augmentation, only :func:`se_res2net.data.normalize`; after every epoch.
+  augmentation, only :func:`se_res2net.training.data.normalize`; after every epoch.
 * The fast path (:class:`FastPath`, resolved from the config by
   :func:`resolve_fast_path`): on CUDA by default bf16 autocast, channels-last and
   fused SGD; optionally ``torch.compile`` in any of :data:`COMPILE_MODES`
@@ -31,7 +31,7 @@ How it runs
   ``se-res2net test CHECKPOINT`` does, so that command reproduces the record's
   error on the same device.
 * Outputs: the run record ``<out>/<model>_seed<seed>.json`` (schema
-  ``se_res2net.run/1``, :mod:`se_res2net.records`), rewritten atomically after
+  ``se_res2net.run/1``, :mod:`se_res2net.training.records`), rewritten atomically after
   every epoch, and the checkpoint ``<out>/checkpoints/<model>_seed<seed>.pt``
   every ``checkpoint_every`` epochs and at the end. The checkpoint holds the
   model, optimiser and scheduler state, the record so far and every RNG state
@@ -82,7 +82,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # SGD implementations: "auto" = fused on CUDA, torch's default (a for-loop on CPU tensors) elsewhere.
 SGD_IMPLS = ("auto", "fused", "foreach", "forloop")
 # Training augmentations: "crop4-flip" is the report's (zero-pad 4, random 32x32 crop, horizontal flip with
-# p = 0.5; se_res2net.data.augment); "none" only normalises. Recorded in every run's config, so the ledger
+# p = 0.5; se_res2net.training.data.augment); "none" only normalises. Recorded in every run's config, so the ledger
 # can tell from a record whether it followed the protocol.
 AUGMENTATIONS = ("crop4-flip", "none")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -213,7 +213,7 @@ class TrainConfig:
 
         if not isinstance(self.model, str) or not self.model:
             raise ValueError("model must be a registered model name; see 'se-res2net complexity' or list_models()")
-        from .registry import get_factory
+        from ..models.registry import get_factory
 
         get_factory(self.model)  # ValueError listing the known names
         if not is_int(self.epochs) or self.epochs < 1:
@@ -325,7 +325,7 @@ def _complexity(model: Any) -> Tuple[int, int]:
     """(params, thop MACs at 1×3×32×32) without touching the model or the global RNG."""
     import torch
 
-    from .complexity import count_macs, count_params
+    from ..models.complexity import count_macs, count_params
 
     with torch.random.fork_rng(devices=[]):
         return count_params(model), count_macs(model, input_size=32)
@@ -674,7 +674,7 @@ def _train_locked(
 
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import NoDataSourceError, SourceFlags, load_cifar10
-    from .registry import create_model
+    from ..models.registry import create_model
 
     wall_start = time.perf_counter()
     device = resolve_device(config.device)

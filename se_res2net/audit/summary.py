@@ -1,7 +1,7 @@
 """The audit's bottom line, for the book's summary page: claim families, compute spent, runs still to do.
 
-Everything here is computed from the ledger (:func:`se_res2net.claims.book_ledger`) and the run records
-(:func:`se_res2net.results.load_records`); nothing is typed in. The summary page follows the shape of an ML
+Everything here is computed from the ledger (:func:`se_res2net.audit.claims.book_ledger`) and the run records
+(:func:`se_res2net.audit.results.load_records`); nothing is typed in. The summary page follows the shape of an ML
 Reproducibility Challenge / ReScience report: scope, the bottom line per claim family, methodology, compute
 spent, what was easy and what was difficult, what remains.
 """
@@ -65,7 +65,7 @@ def family_table(table: "pd.DataFrame") -> "pd.DataFrame":
     """One row per claim family of the ledger ``table``: its claims, and how many have each class.
 
     Columns: ``family``, ``claims`` (the ids), then one column per class present (in
-    :data:`se_res2net.claims.CLASSES` order) with the count.
+    :data:`se_res2net.audit.claims.CLASSES` order) with the count.
     """
     import pandas as pd
 

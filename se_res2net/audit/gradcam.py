@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from .atomic import PathLike, atomic_save, atomic_write_json, ensure_writable_dir
+from ..training.atomic import PathLike, atomic_save, atomic_write_json, ensure_writable_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -327,7 +327,7 @@ def confident_indices(
     """
     import torch
 
-    from .data import normalize
+    from ..training.data import normalize
 
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"confidence threshold {threshold} must lie in [0, 1]")
@@ -407,7 +407,7 @@ def compute_cams(
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from .data import normalize
+    from ..training.data import normalize
 
     layer = resolve_target_layer(model, target_layer)
     m = len(mosaics)
@@ -478,7 +478,7 @@ def _test_split(data: Any) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
     split = getattr(data, "test", data)
     images, labels = getattr(split, "images", None), getattr(split, "labels", None)
     if images is None or labels is None:
-        raise ValueError("data must be a Cifar10 (from se_res2net.data.load_cifar10) or have .images and .labels")
+        raise ValueError("data must be a Cifar10 (from se_res2net.training.data.load_cifar10) or have .images and .labels")
     images, labels = _check_images_labels(images, labels)
     info = {
         "source": getattr(data, "source", None),
@@ -496,7 +496,7 @@ def _round(x: float, nd: int = 6) -> float:
 def _software() -> Dict[str, Optional[str]]:
     from importlib import metadata
 
-    from ._version import __version__
+    from .._version import __version__
 
     def version(dist: str) -> Optional[str]:
         try:
@@ -509,7 +509,7 @@ def _software() -> Dict[str, Optional[str]]:
 
 def _provenance(device: Any) -> Dict[str, Any]:
     """Which code computed the metrics (commit, whether it differed from it), when, on what hardware."""
-    from .records import device_info, git_state, utc_now
+    from ..training.records import device_info, git_state, utc_now
 
     return {**git_state(), "created": utc_now(), **device_info(device)}
 
@@ -529,7 +529,7 @@ def run_evaluation(
 ) -> GradCamEvaluation:
     """The grid pointing game for several models on the *same* mosaics (see the module docstring).
 
-    ``data``: a :class:`se_res2net.data.Cifar10` (its test split is used) or anything with ``.images`` /
+    ``data``: a :class:`se_res2net.training.data.Cifar10` (its test split is used) or anything with ``.images`` /
     ``.labels``. ``model_info`` adds per-model provenance (e.g. checkpoint path) to the metrics.
     """
     if not models:
@@ -712,7 +712,7 @@ def plot_overlays(
 
     Row ``r`` targets cell ``cells[r]`` (default ``r % 4``: TL, TR, BL, BR in turn), named with its class at the
     row's left and outlined in the input and every overlay; each column is titled with its model (``labels``,
-    default :func:`se_res2net.results.model_label`); under each overlay, that CAM's IoU at ``iou_threshold`` and
+    default :func:`se_res2net.audit.results.model_label`); under each overlay, that CAM's IoU at ``iou_threshold`` and
     its energy. A colour
     bar gives the CAM scale (0 = no evidence, 1 = the map's maximum). ``width`` (inches) at ``dpi`` is the
     figure's width in pixels: 7.6 × 100 fills the book's text column without being scaled down. ``path``: save
@@ -721,7 +721,7 @@ def plot_overlays(
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from .data import CIFAR10_CLASSES
+    from ..training.data import CIFAR10_CLASSES
 
     if not mosaics:
         raise ValueError("no mosaics to plot")
@@ -861,7 +861,7 @@ def load_models(
     A model is named by its checkpoint's registered model name; when two checkpoints share a name, each gets a
     ``_seed<k>`` suffix (from its training config), then ``_<i>`` if that is still ambiguous.
     """
-    from .checkpoint import load_model_from_checkpoint
+    from ..training.checkpoint import load_model_from_checkpoint
 
     if not checkpoints:
         raise ValueError("no checkpoints given; pass --checkpoint PATH (one or more)")
@@ -900,7 +900,7 @@ def untrained_models(
     """
     import torch
 
-    from .registry import create_model
+    from ..models.registry import create_model
 
     models: Dict[str, "nn.Module"] = {}
     info: Dict[str, Dict[str, Any]] = {}
@@ -983,8 +983,8 @@ def add_gradcam_arguments(p: "argparse.ArgumentParser") -> None:
 
 
 def run_gradcam(args: "argparse.Namespace") -> int:
-    from .data import load_cifar10
-    from .trainer import resolve_device
+    from ..training.data import load_cifar10
+    from ..training.trainer import resolve_device
 
     out_dir = ensure_writable_dir(args.out_dir)  # fail before the work if it cannot be written
     device = str(resolve_device(args.device))

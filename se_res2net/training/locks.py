@@ -2,7 +2,7 @@
 
 Two locks guard a run: the sweep's (``<name>.sweep.lock``, held by the process that executes the run's
 notebook, so two sweeps or two cluster jobs never execute the same run at once) and the trainer's
-(``<name>.train.lock``, held by :func:`se_res2net.trainer.train` while it writes the record and the
+(``<name>.train.lock``, held by :func:`se_res2net.training.trainer.train` while it writes the record and the
 checkpoint). The kernel holds the second and is a child of the first's holder: when a sweep is killed, its
 kernels notice within a second or so and exit, and a restarted sweep's trainer waits for that.
 

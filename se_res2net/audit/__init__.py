@@ -1,0 +1,2 @@
+"""Layer 3, audit: from run records to verdicts — conformance, statistics, results tables, the claims ledger,
+the literature, Grad-CAM and the summary. Imports from ``models`` and ``training``."""
