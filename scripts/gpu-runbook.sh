@@ -23,7 +23,8 @@
 #
 # Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results; outside the checkout),
 # PY (default .venv/bin/python if present, else python3), RUNS_ROOT (default book/runs),
-# PIP_* variables pass through to pip (CI installs into PIP_TARGET).
+# PIP_* variables pass through to pip (CI installs into PIP_TARGET); `block`: BENCH_SECONDS, BENCH_STEPS,
+# BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -250,10 +251,12 @@ except OSError:
     say "decided: --jobs $jobs ${comp[*]:-(eager)} (fastest variant: $variant)" | tee "$RESULTS/decision.txt"
     # 2. the sweep, detached (it outlives this script too), and the GPU parity check beside it
     "$0" start "$@" --jobs "$jobs" "${comp[@]}"
-    say "parity on the GPU: eager fp32 vs the CUDA defaults, with and without CUDA graphs"
-    "$PY" -m se_res2net parity --model se_res2net29 --variants cuda_defaults cuda_defaults_cudagraphs --epochs "${PARITY_EPOCHS:-4}" \
-      --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto --device "${PARITY_DEVICE:-cuda}" \
-      --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || say "parity failed (exit $?); see $LOGS/parity.log"
+    say "parity: eager fp32 against ${PARITY_VARIANTS:-the CUDA defaults, with and without CUDA graphs}"
+    # shellcheck disable=SC2086  # PARITY_VARIANTS / PARITY_ARGS are word lists
+    "$PY" -m se_res2net parity --model se_res2net29 --variants ${PARITY_VARIANTS:-cuda_defaults cuda_defaults_cudagraphs} \
+      --epochs "${PARITY_EPOCHS:-4}" --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto \
+      --device "${PARITY_DEVICE:-cuda}" ${PARITY_ARGS:-} --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 \
+      || say "parity failed (exit $?); see $LOGS/parity.log"
     say "block done"
     ;;
 

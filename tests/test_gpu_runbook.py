@@ -201,3 +201,35 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     assert weights.stat().st_size < (smoke / "checkpoints" / "res2net29_seed0.pt").stat().st_size
     ev = evaluate_checkpoint(weights, data_source="folder", data_dir=str(data_dir), device="cpu")
     assert ev["test_error"] == read_record(got)["final_test_error"]  # the model-only weights reproduce the run
+
+
+@pytest.mark.slow
+def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
+    """`block` with its bench budget spent (BENCH_SECONDS=0) decides from the measurements already in results/:
+    the fastest trainer variant of se_res2net29 (plain never counts) and the process count of most aggregate
+    images/s; then it starts the sweep with them, detached, and runs the parity check beside it."""
+    rb = Runbook(tmp_path)
+    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
+                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32",
+                  PARITY_ARGS="--batch-size 16")
+    results = rb.home / "results"
+    results.mkdir(parents=True)
+    rows = [("plain", 900.0), ("eager", 100.0), ("compile", 300.0), ("cudagraphs", 200.0)]
+    (results / "bench-se_res2net29.json").write_text(
+        json.dumps({"rows": [{"model": "se_res2net29", "variant": v, "images_per_s": s} for v, s in rows]}))
+    (results / "concurrency.json").write_text(json.dumps({"rows": [
+        {"processes": n, "aggregate_images_per_s": s} for n, s in ((1, 300.0), (2, 520.0), (4, 480.0), (8, 90.0))]}))
+    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
+             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
+    assert "block started" in rb("block", *sweep).stdout  # returns at once: the work is detached
+    log = rb.home / "logs" / "block.log"
+    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
+    text = log.read_text()
+    assert "bench budget spent: se_res2net29 not measured" in text
+    assert "decided: --jobs 2 --compile default (fastest variant: compile)" in text
+    assert (results / "decision.txt").read_text().count("--jobs 2 --compile default") == 1
+    assert (rb.home / "sweep.args").read_text().split("\n")[-5:-1] == ["--jobs", "2", "--compile", "default"]
+    parity = json.loads((results / "parity-cuda.json").read_text())
+    # its verdict is the check's own business (two epochs on 64 images learn too little to pass it)
+    assert set(parity["runs"]) == {"eager_fp32", "cuda_defaults"} and parity["device"] == "cpu"
+    rb("stop", check=False)
