@@ -277,6 +277,8 @@ def _inline_html(text: str) -> str:
     return _BOLD_RE.sub(r"<b>\1</b>", html.escape(text.strip()))
 
 
+# quote_html / claim_details_html build their small tables by hand: DataFrame.to_html would add the class "dataframe"
+# (styled by the book's theme) and a right-aligned header row to tables nested in a ledger cell.
 def quote_html(claim: Claim, tables: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """The report's words for a claim, as the report shows them: a table row under its table's header (from
     :func:`report_tables`, matched by the table's heading in the claim's section), prose as a block quote."""

@@ -291,14 +291,12 @@ def results_table(df: "pd.DataFrame", models: Optional[Sequence[str]] = None) ->
         df = df[df["model"].isin(models)]
     rows = []
     for (prof, model), g in df.groupby(["profile", "model"], sort=False):
-        ok = _complete(g)
-        s = ok["final_test_error"]
+        s = _complete(g)["final_test_error"]  # pandas: mean of none and std of one are NaN
         params = _first_param(g["params"], "params", model)
         macs = _first_param(g["macs"], "macs", model)
         rows.append({
-            "profile": prof, "model": model, "n": int(len(ok)), "n_failed": int(len(g) - len(ok)),
-            "mean_error": float(s.mean()) if len(s) else math.nan,
-            "std_error": float(s.std(ddof=1)) if len(s) >= 2 else math.nan,
+            "profile": prof, "model": model, "n": len(s), "n_failed": len(g) - len(s),
+            "mean_error": float(s.mean()), "std_error": float(s.std(ddof=1)),
             "params_m": params / 1e6, "macs_m": macs / 1e6, "flops_m": 2 * macs / 1e6,
         })
     out = pd.DataFrame(rows, columns=RESULTS_COLUMNS)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Tuple
 
 import numpy as np
@@ -121,6 +122,7 @@ def _too_small(na: int, nb: int) -> str | None:
 
 def welch_df(sa: float, na: int, sb: float, nb: int) -> float:
     """Welch–Satterthwaite degrees of freedom from standard deviations and counts."""
+    # by hand only for summaries: scipy's ttest_ind_from_stats returns no df (ttest_ind's res.df is used on samples)
     va, vb = sa**2 / na, sb**2 / nb
     den = va**2 / (na - 1) + vb**2 / (nb - 1)
     return (va + vb) ** 2 / den if den > 0 else NAN
@@ -134,15 +136,13 @@ def _ttest(a: Iterable[float], b: Iterable[float], equal_var: bool) -> TTest:
     reason = _too_small(xa.size, xb.size)
     if reason:
         return TTest(NAN, NAN, NAN, method, reason)
-    sa, sb = float(np.std(xa, ddof=1)), float(np.std(xb, ddof=1))
-    if sa == 0 and sb == 0:
+    if np.std(xa, ddof=1) == 0 and np.std(xb, ddof=1) == 0:
         return TTest(NAN, NAN, NAN, method, "both groups have zero variance; t is undefined")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = sps.ttest_ind(xa, xb, equal_var=equal_var)
         ci = res.confidence_interval(CI_LEVEL)
-    df = float(xa.size + xb.size - 2) if equal_var else welch_df(sa, xa.size, sb, xb.size)
-    return TTest(float(res.statistic), float(res.pvalue), df, method, ci_low=float(ci.low), ci_high=float(ci.high))
+    return TTest(float(res.statistic), float(res.pvalue), float(res.df), method, ci_low=float(ci.low), ci_high=float(ci.high))
 
 
 def welch_t(a: Iterable[float], b: Iterable[float]) -> TTest:
@@ -158,6 +158,7 @@ def student_t(a: Iterable[float], b: Iterable[float]) -> TTest:
 # --------------------------------------------------------------------------- effect size
 
 
+# by hand: scipy has no Cohen's d (nor a pooled SD on its own)
 def _pooled_sd(sa: float, na: int, sb: float, nb: int) -> float:
     return math.sqrt(((na - 1) * sa**2 + (nb - 1) * sb**2) / (na + nb - 2))
 
@@ -429,13 +430,7 @@ def _half_unit(x: float) -> float:
     """Half a unit in the last printed significant digit of ``x`` (its rounding radius)."""
     if x == 0 or not math.isfinite(x):
         return 0.0
-    s = f"{abs(x):.10g}"
-    if "e" in s:
-        mant, exp = s.split("e")
-        decimals = len(mant.split(".")[1]) if "." in mant else 0
-        return 0.5 * 10.0 ** (int(exp) - decimals)
-    decimals = len(s.split(".")[1]) if "." in s else 0
-    return 0.5 * 10.0 ** (-decimals)
+    return 0.5 * 10.0 ** Decimal(f"{abs(x):.10g}").as_tuple().exponent
 
 
 def _overlap(a_lo: float, a_hi: float, b_lo: float, b_hi: float) -> bool:

@@ -69,19 +69,13 @@ def family_table(table: "pd.DataFrame") -> "pd.DataFrame":
     """
     import pandas as pd
 
-    cats = [_claims.verdict_category(c) for c in table["class"]]
-    fams = [family_of(i) for i in table["id"]]
-    present = [c for c in _claims.CLASSES if c in cats]
-    rows = []
-    for _, name in FAMILIES:
-        ids = [i for i, f in zip(table["id"], fams) if f == name]
-        if not ids:
-            continue
-        row: Dict[str, object] = {"family": name, "claims": ", ".join(ids)}
-        for c in present:
-            row[c] = sum(1 for f, k in zip(fams, cats) if f == name and k == c)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["family", "claims", *present])
+    fam = pd.DataFrame({"family": [family_of(i) for i in table["id"]], "id": list(table["id"]),
+                        "class": [_claims.verdict_category(c) for c in table["class"]]})
+    order = [name for _, name in FAMILIES if name in set(fam["family"])]
+    counts = pd.crosstab(fam["family"], fam["class"]).reindex(
+        index=order, columns=[c for c in _claims.CLASSES if c in set(fam["class"])])
+    counts.insert(0, "claims", fam.groupby("family")["id"].agg(", ".join))
+    return counts.rename_axis(index="family", columns=None).reset_index()
 
 
 def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = None) -> "matplotlib.axes.Axes":

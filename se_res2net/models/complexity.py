@@ -325,6 +325,7 @@ def add_complexity_arguments(parser: Any) -> None:
 
 
 def _format(rows: List[Dict[str, Any]], columns: Sequence[str], floats: str = "{:.3f}") -> str:
+    # not DataFrame.to_string: it right-aligns the first (name) column and draws no rule under the header
     cells = [[floats.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731

@@ -2,7 +2,8 @@
 
 Every result, checkpoint and cache in the project goes through these helpers:
 write to a temporary file in the same directory, flush and fsync, then
-``os.replace`` (atomic on POSIX within one filesystem).
+``os.replace`` (atomic on POSIX within one filesystem) and fsync the directory, so that the
+rename itself survives a power cut.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
@@ -34,13 +35,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, on error delete it."""
     target = Path(path)
     ensure_writable_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    # mkstemp creates 0600 files; results are meant to be shared, so use the usual umask-based mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp_path = Path(tmp)
+    tmp_path = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    # Mode 0o666 given to open(2), so the kernel applies the umask as for any shared file (not mkstemp's 0600
+    # plus a chmod: the umask can only be read by setting it, which races with other threads creating files).
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -50,6 +48,13 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    # Platforms that cannot open or fsync a directory (Windows) keep the rename without this guarantee.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

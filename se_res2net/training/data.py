@@ -274,11 +274,9 @@ SAMPLE_FINGERPRINT = _SAMPLE.fingerprint
 
 def canonical_order(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Indices sorting by label, then by the raw bytes of each NCHW image (lexicographic, unsigned)."""
-    n = images.shape[0]
-    flat = np.ascontiguousarray(images).reshape(n, -1)
-    keys = [flat[i].tobytes() for i in range(n)]
-    labels_list = np.asarray(labels).tolist()
-    return np.array(sorted(range(n), key=lambda i: (labels_list[i], keys[i])), dtype=np.int64)
+    flat = np.ascontiguousarray(images).reshape(images.shape[0], -1)
+    as_bytes = flat.view(np.dtype((np.void, flat.shape[1]))).ravel()  # np.void compares raw bytes: unsigned, lexicographic
+    return np.lexsort((as_bytes, np.asarray(labels))).astype(np.int64)
 
 
 def to_canonical(images: np.ndarray, labels: Sequence[int], layout: str = "NCHW") -> CifarSplit:
@@ -315,17 +313,14 @@ def channel_stats(images_uint8_nchw: Any) -> Tuple[Tuple[float, float, float], T
     arr = np.asarray(arr)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1] != 3:
         raise ValueError(f"channel_stats expects uint8 NCHW images with 3 channels, got {arr.dtype} {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("channel_stats needs at least one image")
     values = np.arange(256, dtype=np.float64) / 255.0
     means, stds = [], []
     for c in range(3):
-        hist = np.bincount(arr[:, c].reshape(-1), minlength=256).astype(np.float64)
-        total = hist.sum()
-        if total == 0:
-            raise ValueError("channel_stats needs at least one image")
-        mean = float((hist * values).sum() / total)
-        var = float((hist * (values - mean) ** 2).sum() / total)
-        means.append(mean)
-        stds.append(var**0.5)
+        hist = np.bincount(arr[:, c].reshape(-1), minlength=256)
+        means.append(float(np.average(values, weights=hist)))
+        stds.append(float(np.average((values - means[-1]) ** 2, weights=hist)) ** 0.5)
     return (means[0], means[1], means[2]), (stds[0], stds[1], stds[2])
 
 
