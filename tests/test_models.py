@@ -86,6 +86,38 @@ def test_parameter_counts_match_literature(name, expected, rel):
     assert count_params(create_model(name)) == pytest.approx(expected, rel=rel)
 
 
+@pytest.mark.slow
+def test_res2net50_26w_4s_has_timms_logits():
+    """timm's weights in our network give timm's logits. timm passes the LAST subset through (ours: the first),
+    so its conv1 outputs / bn1 / conv3 inputs are rolled by one subset. BN is randomised (timm zero-inits bn3)."""
+    import timm  # a dev dependency: a missing timm fails here, it does not skip
+    torch.manual_seed(0)
+    ref = timm.create_model("res2net50_26w_4s", pretrained=False).eval()
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1)
+            m.running_var.data.uniform_(1, 2)
+            m.bias.data.normal_(0, 0.1)
+            m.running_mean.data.normal_(0, 0.1)
+    ours = create_model("res2net50_26w_4s").eval()
+    state = {}
+    for k, v in ref.state_dict().items():
+        if k.startswith("layer"):  # layer<k>.<j>.<name> -> stages.<k-1>.<j>.<name>
+            stage, j, name = k[5:].split(".", 2)
+            w = ours.stages[int(stage) - 1][int(j)].width
+            perm = torch.arange(4 * w).roll(w)  # ours [pass, y2, y3, y4] = timm [y.., pass] rolled
+            if name == "conv1.weight" or (name.startswith("bn1.") and v.ndim):
+                v = v[perm]
+            elif name == "conv3.weight":
+                v = v[:, perm]
+            k = f"stages.{int(stage) - 1}.{j}.{name}"
+        state[k] = v
+    ours.load_state_dict(state)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
 def test_densenet_exact_count():
     # The widely quoted exact count of DenseNet-BC (L=100, k=12) on CIFAR-10.
     assert count_params(create_model("densenet_bc100")) == 769162
