@@ -213,12 +213,35 @@ def test_stream_se_leaves_other_channels_untouched():
     assert torch.equal(se(x2)[:, 12:], y[:, 12:])
 
 
-def test_se_placements_change_where_the_gate_sits():
-    fused = create_model("se_res2net29")
-    output = create_model("se_res2net29_output")
-    b_fused, b_out = fused.stages[0][1], output.stages[0][1]
-    assert b_fused.se.channels == b_fused.width * b_fused.scale  # on Z
-    assert b_out.se.channels == 64  # on the block output (4 × planes)
+@pytest.mark.parametrize("name, placement, streams", [
+    ("se_res2net29", "fused", (1, 2, 3, 4)), ("se_res2net29_last_stream", "fused", (4,)),
+    ("se_res2net29_streams12", "fused", (1, 2)), ("se_res2net29_output", "output", None)])
+def test_se_gate_sits_where_its_placement_says(name, placement, streams):
+    """Hooks: 'fused' gates Z (the concatenated y_1..y_s; only the chosen streams) and feeds conv3;
+    'output' gates BN3's output, and the gated tensor is what the residual add receives."""
+    torch.manual_seed(0)
+    block = create_model(name).stages[0][1].eval()  # not a stage block: identity shortcut
+    seen = {}
+    for key in ("se", "conv3", "bn3"):
+        getattr(block, key).register_forward_hook(
+            lambda m, a, out, key=key: seen.update({key + "_in": a[0].clone(), key + "_out": out.clone()}))
+    hierarchy = block.hierarchy
+    block.hierarchy = lambda subsets: seen.setdefault("ys", hierarchy(subsets))
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        out = block(x)
+    z = torch.cat(seen["ys"], 1)
+    gated = (seen["se_out"] != seen["se_in"]).any(3).any(2).any(0)  # per channel
+    if placement == "fused":
+        assert torch.equal(seen["se_in"], z), "the fused gate's input is not Z"
+        assert torch.equal(seen["conv3_in"], seen["se_out"]), "conv3 does not receive the gated Z"
+        assert torch.equal(out, torch.relu(seen["bn3_out"] + x))
+        w = block.width
+        assert gated.tolist() == [c // w + 1 in streams for c in range(4 * w)], "the gate touches other streams"
+    else:
+        assert torch.equal(seen["conv3_in"], z), "conv3 does not receive the ungated Z"
+        assert torch.equal(seen["se_in"], seen["bn3_out"]), "the output gate's input is not BN3's output"
+        assert torch.equal(out, torch.relu(seen["se_out"] + x)) and gated.all(), "the add gets no gated output"
 
 
 def test_ablation_parameter_order():
