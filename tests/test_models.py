@@ -25,7 +25,7 @@ def test_registry_lists_report_models():
 def test_report_snippet_import_works():
     from se_res2net import se_res2net29  # the report's FLOPs snippet
 
-    assert isinstance(se_res2net29(), nn.Module)
+    assert se_res2net29 is se_res2net.models.registry.get_factory("se_res2net29")
 
 
 def test_unknown_model_lists_known_names():
@@ -56,12 +56,13 @@ def test_import_is_light():
 def test_cifar_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name)
+    maps = []  # Grad-CAM's target layer: run in the forward pass, a feature map
+    model.cam_target_layer().register_forward_hook(lambda m, a, out: maps.append(out.shape))
     x = torch.randn(2, 3, 32, 32)
     y = model(x)
-    assert y.shape == (2, 10)
+    assert y.shape == (2, 10) and len(maps) == 1 and len(maps[0]) == 4 and maps[0][0] == 2
     y.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    assert isinstance(model.cam_target_layer(), nn.Module)
 
 
 @pytest.mark.slow
