@@ -57,7 +57,7 @@ def test_claims_file_loads_with_unique_ids_and_tolerances(claim_list):
     assert (e1.value, e1.sd, e1.n, e1.model) == (2.98, 0.04, 3, "se_res2net29")
 
 
-@pytest.mark.skipif(not REPORT.is_file(), reason="shared/seeds (the report) is not beside the checkout")
+@pytest.mark.needs_shared(REPORT)
 def test_every_quote_is_in_the_report(claim_list):
     norm = lambda s: re.sub(r"\s+", " ", s).strip()  # noqa: E731 (the report pads its tables with spaces)
     text = norm(REPORT.read_text(encoding="utf-8"))

@@ -18,8 +18,7 @@ from se_res2net.training import data as d
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_DIR = Path(os.environ.get(d.DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared/data/cifar10")
-HAVE_FULL = (FULL_DIR / "train").is_dir() and (FULL_DIR / "test").is_dir()
-needs_full = pytest.mark.skipif(not HAVE_FULL, reason=f"full CIFAR-10 class folder not found at {FULL_DIR}")
+needs_full = pytest.mark.needs_shared(FULL_DIR / "train", FULL_DIR / "test")  # tests/conftest.py skips and says so
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -67,7 +66,6 @@ def test_constants():
     assert d.CIFAR10_CLASSES == (
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
     )
-    assert len(d.CIFAR10_MEAN) == len(d.CIFAR10_STD) == 3
     assert d.CIFAR10_MEAN == (0.49139968, 0.48215841, 0.44653091)
     assert d.CIFAR10_STD == (0.24703223, 0.24348513, 0.26158784)
     for h in (d.CIFAR10_TRAIN_SHA256, d.CIFAR10_TEST_SHA256, d.SAMPLE_TRAIN_SHA256, d.SAMPLE_TEST_SHA256):
@@ -110,7 +108,7 @@ def _assert_canonical(split: d.CifarSplit):
     flat = split.images.reshape(len(split), -1)
     for i in range(len(split) - 1):
         if labels[i] == labels[i + 1]:
-            assert flat[i].tobytes() <= flat[i + 1].tobytes(), f"images {i}, {i + 1} out of byte order"
+            assert flat[i].tobytes() < flat[i + 1].tobytes(), f"images {i}, {i + 1} identical or out of byte order"
 
 
 def test_canonical_order_label_then_bytes(sample):
@@ -252,6 +250,14 @@ def test_sample_folder_loads_as_the_sample_never_as_cifar10(sample, sample_copy,
     (sample_copy / "train" / "airplane").mkdir()
     with pytest.raises(ValueError, match=r"holds 0 PNG files, CIFAR-10 has 5000"):
         d.load_cifar10(data_dir=sample_copy, cache=False)
+
+
+def test_folder_load_is_cached(sample, sample_copy, tmp_path, monkeypatch):
+    first = d.load_cifar10(data_dir=sample_copy, cache_dir=tmp_path / "cache")
+    assert [p.name.startswith("cifar10-folder-") for p in (tmp_path / "cache").glob("*.npz")] == [True]
+    monkeypatch.setattr(d, "_decode_folder", lambda *a, **k: pytest.fail("decoded again: the cache was not used"))
+    second = d.load_cifar10(data_dir=sample_copy, cache_dir=tmp_path / "cache")
+    assert second.fingerprint == first.fingerprint and np.array_equal(second.train.images, sample.train.images)
 
 
 def test_missing_class(sample_copy):

@@ -25,7 +25,7 @@ def test_registry_lists_report_models():
 def test_report_snippet_import_works():
     from se_res2net import se_res2net29  # the report's FLOPs snippet
 
-    assert isinstance(se_res2net29(), nn.Module)
+    assert se_res2net29 is se_res2net.models.registry.get_factory("se_res2net29")
 
 
 def test_unknown_model_lists_known_names():
@@ -56,12 +56,13 @@ def test_import_is_light():
 def test_cifar_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name)
+    maps = []  # Grad-CAM's target layer: run in the forward pass, a feature map
+    model.cam_target_layer().register_forward_hook(lambda m, a, out: maps.append(out.shape))
     x = torch.randn(2, 3, 32, 32)
     y = model(x)
-    assert y.shape == (2, 10)
+    assert y.shape == (2, 10) and len(maps) == 1 and len(maps[0]) == 4 and maps[0][0] == 2
     y.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    assert isinstance(model.cam_target_layer(), nn.Module)
 
 
 @pytest.mark.slow
@@ -84,6 +85,38 @@ def test_imagenet_forward_backward(name):
 )
 def test_parameter_counts_match_literature(name, expected, rel):
     assert count_params(create_model(name)) == pytest.approx(expected, rel=rel)
+
+
+@pytest.mark.slow
+def test_res2net50_26w_4s_has_timms_logits():
+    """timm's weights in our network give timm's logits. timm passes the LAST subset through (ours: the first),
+    so its conv1 outputs / bn1 / conv3 inputs are rolled by one subset. BN is randomised (timm zero-inits bn3)."""
+    import timm  # a dev dependency: a missing timm fails here, it does not skip
+    torch.manual_seed(0)
+    ref = timm.create_model("res2net50_26w_4s", pretrained=False).eval()
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1)
+            m.running_var.data.uniform_(1, 2)
+            m.bias.data.normal_(0, 0.1)
+            m.running_mean.data.normal_(0, 0.1)
+    ours = create_model("res2net50_26w_4s").eval()
+    state = {}
+    for k, v in ref.state_dict().items():
+        if k.startswith("layer"):  # layer<k>.<j>.<name> -> stages.<k-1>.<j>.<name>
+            stage, j, name = k[5:].split(".", 2)
+            w = ours.stages[int(stage) - 1][int(j)].width
+            perm = torch.arange(4 * w).roll(w)  # ours [pass, y2, y3, y4] = timm [y.., pass] rolled
+            if name == "conv1.weight" or (name.startswith("bn1.") and v.ndim):
+                v = v[perm]
+            elif name == "conv3.weight":
+                v = v[:, perm]
+            k = f"stages.{int(stage) - 1}.{j}.{name}"
+        state[k] = v
+    ours.load_state_dict(state)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
 
 
 def test_densenet_exact_count():
@@ -181,12 +214,35 @@ def test_stream_se_leaves_other_channels_untouched():
     assert torch.equal(se(x2)[:, 12:], y[:, 12:])
 
 
-def test_se_placements_change_where_the_gate_sits():
-    fused = create_model("se_res2net29")
-    output = create_model("se_res2net29_output")
-    b_fused, b_out = fused.stages[0][1], output.stages[0][1]
-    assert b_fused.se.channels == b_fused.width * b_fused.scale  # on Z
-    assert b_out.se.channels == 64  # on the block output (4 × planes)
+@pytest.mark.parametrize("name, placement, streams", [
+    ("se_res2net29", "fused", (1, 2, 3, 4)), ("se_res2net29_last_stream", "fused", (4,)),
+    ("se_res2net29_streams12", "fused", (1, 2)), ("se_res2net29_output", "output", None)])
+def test_se_gate_sits_where_its_placement_says(name, placement, streams):
+    """Hooks: 'fused' gates Z (the concatenated y_1..y_s; only the chosen streams) and feeds conv3;
+    'output' gates BN3's output, and the gated tensor is what the residual add receives."""
+    torch.manual_seed(0)
+    block = create_model(name).stages[0][1].eval()  # not a stage block: identity shortcut
+    seen = {}
+    for key in ("se", "conv3", "bn3"):
+        getattr(block, key).register_forward_hook(
+            lambda m, a, out, key=key: seen.update({key + "_in": a[0].clone(), key + "_out": out.clone()}))
+    hierarchy = block.hierarchy
+    block.hierarchy = lambda subsets: seen.setdefault("ys", hierarchy(subsets))
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        out = block(x)
+    z = torch.cat(seen["ys"], 1)
+    gated = (seen["se_out"] != seen["se_in"]).any(3).any(2).any(0)  # per channel
+    if placement == "fused":
+        assert torch.equal(seen["se_in"], z), "the fused gate's input is not Z"
+        assert torch.equal(seen["conv3_in"], seen["se_out"]), "conv3 does not receive the gated Z"
+        assert torch.equal(out, torch.relu(seen["bn3_out"] + x))
+        w = block.width
+        assert gated.tolist() == [c // w + 1 in streams for c in range(4 * w)], "the gate touches other streams"
+    else:
+        assert torch.equal(seen["conv3_in"], z), "conv3 does not receive the ungated Z"
+        assert torch.equal(seen["se_in"], seen["bn3_out"]), "the output gate's input is not BN3's output"
+        assert torch.equal(out, torch.relu(seen["se_out"] + x)) and gated.all(), "the add gets no gated output"
 
 
 def test_ablation_parameter_order():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from se_res2net.cli import build_parser
+from se_res2net.cli import COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -37,7 +37,7 @@ def test_the_table_commands_parse():
     parser = build_parser()
     for argv in cmds:
         args = parser.parse_args(argv)
-        assert callable(args._run)
+        assert args._run.__name__ == f"run_{COMMANDS[argv[0]][1]}", argv  # dispatched to its own command
     submitit = [parser.parse_args(a) for a in cmds if "--executor" in a]
     assert {a.cluster for a in submitit} == {"slurm", "local"}
     assert any(a.partition == "gpu" and a.gpus_per_job == 1 and a.time == 1440 for a in submitit)

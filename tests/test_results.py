@@ -237,7 +237,8 @@ def test_plot_curves(runs):
     ax = plot_curves(cur, models=["res2net29", "se_res2net29"])
     assert ax.get_xlabel() == "epoch" and "error" in ax.get_ylabel()
     assert len(ax.get_lines()) >= 2
-    assert plot_curves(cur.iloc[0:0]) is not None
+    empty = plot_curves(cur.iloc[0:0])  # an empty, labelled Axes
+    assert not empty.get_lines() and empty.get_xlabel() == "epoch"
     with pytest.raises(ValueError):
         plot_curves(cur, metric="accuracy")
     plt.close("all")

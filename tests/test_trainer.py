@@ -96,7 +96,10 @@ def test_train_writes_a_valid_record_and_checkpoint(tmp_path):
         assert (e["test_error"] / 2.5) == pytest.approx(round(e["test_error"] / 2.5))
     assert rec["epochs"][0]["lr"] == pytest.approx(0.1) and rec["epochs"][1]["lr"] == pytest.approx(0.01)
     assert rec["final_test_error"] == rec["epochs"][-1]["test_error"]
-    assert rec["params"] == 15463 and rec["macs"] > 0
+    from se_res2net.models.complexity import count_macs
+    from se_res2net.models.registry import create_model
+
+    assert rec["params"] == 15463 and rec["macs"] == count_macs(create_model("res2net29", **TINY))
     prov = rec["provenance"]
     for key in ("package_version", "git_commit", "python", "torch", "cuda", "device", "device_name", "data_source",
                 "data_fingerprint", "data_is_sample", "train_size", "test_size", "start_time", "end_time", "wall_time_s"):
