@@ -58,7 +58,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .atomic import PathLike, ensure_writable_dir
 from .records import (
@@ -493,10 +493,6 @@ def _remove_stale_temp_files(*targets: Path) -> None:
                 log.debug("removed stale temporary file %s", tmp)
 
 
-def _result_view(config: Mapping[str, Any], keys: Sequence[str] = RESULT_KEYS) -> Dict[str, Any]:
-    return {k: config.get(k) for k in keys}
-
-
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
@@ -620,6 +616,11 @@ def train_epoch(
     return loss_sum, correct
 
 
+# --------------------------------------------------------------------------------------------------
+# One run, in reading order: set-up (or resume), then per epoch train / evaluate in fp32 / record
+# --------------------------------------------------------------------------------------------------
+
+
 def train(
     config: TrainConfig,
     out_dir: PathLike,
@@ -669,220 +670,60 @@ def train(
 def _train_locked(
     config: TrainConfig, out: Path, name: str, *, force: bool, resume: bool, progress: bool
 ) -> Dict[str, Any]:
-    import torch
+    """:func:`train` once the run's lock is held."""
     from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
-
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import NoDataSourceError, SourceFlags, load_cifar10
-    from ..models.registry import create_model
 
     wall_start = time.perf_counter()
     device = resolve_device(config.device)
-
-    # ---- 1. where the run lives; a finished run is returned, an unfinished one needs resume/force ----
     rec_path = record_path(out, config.model, config.seed, name)
     ckpt_path = checkpoint_path(out, config.model, config.seed, name)
-    ckpt_rel = ckpt_path.relative_to(out).as_posix()
-    cfg = config.to_dict()
-
-    if not force and rec_path.exists():
-        existing = read_record(rec_path)
-        if existing["status"] == "complete":
-            if _result_view(existing["config"]) != _result_view(cfg):
-                diff = [k for k in RESULT_KEYS if existing["config"].get(k) != cfg.get(k)]
-                raise ValueError(
-                    f"{rec_path} is a complete run with another configuration (differs in {diff}); "
-                    "use another --out directory, or --force to replace it"
-                )
-            log.info("skipping %s: %s is already complete (test error %.2f%%); use --force to retrain",
-                     name, rec_path, existing["final_test_error"])
-            return existing
-        if not resume:
-            raise FileExistsError(
-                f"an unfinished run ({existing['status']}) exists at {rec_path}; pass --resume to continue it "
-                "or --force to start afresh"
-            )
-    elif not (force or resume) and ckpt_path.exists():
-        raise FileExistsError(
-            f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
-        )
-
-    # ---- 2. data, model, optimiser (any error here leaves no file behind) ----
-    try:
-        data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
-    except NoDataSourceError as exc:
-        # Spelled as TrainConfig fields, which are also the run notebook's papermill parameters (it has no
-        # download parameter, hence no download spelling); the CLI re-spells it as its own flags.
-        raise exc.with_flags(SourceFlags("data_dir=DIR", None, 'data_source="sample"')) from None
-    if config.train_subset is not None or config.test_subset is not None:
-        data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
-    fast = resolve_fast_path(config, device.type)
-    ck_config = {**cfg, "data_fingerprint": data.fingerprint, "bf16_resolved": fast.bf16}
-
-    torch.manual_seed(config.seed)  # weight init (and the CUDA generators)
-    try:
-        model = create_model(config.model, **config.model_kwargs_dict)
-    except TypeError as exc:
-        raise ValueError(f"model {config.model!r} does not accept the overrides {config.model_kwargs_dict}: {exc}") from None
-    params, macs = _complexity(model)
-    with torch.random.fork_rng(devices=[]):  # the fp32 evaluation copy must not move the training RNG
-        eval_model = create_model(config.model, **config.model_kwargs_dict).to(device)
-    model, step_model = prepare_model(model, device, fast)
-    optimizer = make_optimizer(model, config, fast)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)
-    order_gen = torch.Generator().manual_seed(_derive_seed(config.seed, "order"))
-    aug_gen = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, "augment"))
-
-    # ---- 3. a fresh record, or the one saved in the checkpoint ----
-    code = code_hash()
-    start_epoch = 0
-    if force:
-        for p in (rec_path, ckpt_path):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-    _remove_stale_temp_files(rec_path, ckpt_path)
-    if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=ck_config, config_keys=CHECKPOINT_KEYS)
-        model.load_state_dict(ck["state_dict"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        rng = ck["rng"]
-        torch.set_rng_state(rng["torch"])
-        if device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        order_gen.set_state(rng["order"])
-        aug_gen.set_state(rng["augment"])
-        record = ck["record"]
-        start_epoch = int(ck["epoch"])
-        record["status"] = "running"  # set to complete below, also when resuming from the final checkpoint
-        record["failure"] = None
-        record["config"] = cfg  # non-result settings (device, progress, checkpoint_every, ...) may change
-        record.setdefault("resumes", []).append(
-            {"epoch": start_epoch, "time": utc_now(), "device_name": device_info(device)["device_name"], "code": code}
-        )
-        if record.get("code", {}).get("sha256") != code["sha256"]:
-            log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
-        log.info("resuming %s from %s at epoch %d/%d", name, ckpt_path, start_epoch, config.epochs)
-    else:
-        if resume:
-            log.info("no checkpoint at %s; starting %s from epoch 0", ckpt_path, name)
-        prov = provenance(device, data)
-        prov.update({"bf16": fast.bf16, "channels_last": fast.channels_last, "compile": bool(config.compile),
-                     "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl,
-                     "deterministic": device.type == "cpu", "eval_precision": "fp32"})
-        record = {
-            "schema": "se_res2net.run/1",
-            "status": "running",
-            "name": name,
-            "model": config.model,
-            "model_kwargs": config.model_kwargs_dict,
-            "seed": config.seed,
-            "profile": config.profile,
-            "config": cfg,
-            "params": params,
-            "macs": macs,
-            "epochs": [],
-            "final_test_error": None,
-            "failure": None,
-            "checkpoint": None,
-            "code": code,
-            "provenance": prov,
-        }
-        record = _jsonable(record)
+    finished = _finished_run(config, rec_path, ckpt_path, force=force, resume=resume)
+    if finished is not None:
+        return finished
+    run = _set_up(config, device, progress)  # an error up to here leaves the run's files as they were
+    record, start_epoch = _start_record(run, name, rec_path, ckpt_path, force=force, resume=resume)
     prior_wall = float(record["provenance"].get("wall_time_s") or 0.0)
 
     def stamp() -> None:
         record["provenance"]["end_time"] = utc_now()
         record["provenance"]["wall_time_s"] = round(prior_wall + time.perf_counter() - wall_start, 3)
 
-    def save_ckpt(epoch_done: int) -> None:
-        rng_state = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "order": order_gen.get_state(),
-            "augment": aug_gen.get_state(),
-        }
-        record["checkpoint"] = ckpt_rel
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": config.model,
-                "model_kwargs": config.model_kwargs_dict,
-                "state_dict": model.state_dict(),
-                "epoch": epoch_done,
-                "config": ck_config,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state,
-                "record": _jsonable(record),
-            },
-        )
-
-    # ---- 4. the epochs ----
-    images = torch.from_numpy(data.train.images).to(device)
-    labels = torch.from_numpy(data.train.labels).to(device)
-    test_images = torch.from_numpy(data.test.images).to(device)
-    test_labels = torch.from_numpy(data.test.labels).to(device)
-    n = int(labels.shape[0])
-    bs = config.batch_size
+    n = len(run.labels)
     log.info(
         "training %s (seed %d, %d params, %d MACs) on %s: %d train / %d test images (%s%s), epochs %d..%d",
-        config.model, config.seed, params, macs, device, n, len(test_labels), data.source,
-        ", SAMPLE" if data.is_sample else "", start_epoch + 1, config.epochs,
+        config.model, config.seed, run.params, run.macs, device, n, len(run.test_labels), run.data.source,
+        ", SAMPLE" if run.data.is_sample else "", start_epoch + 1, config.epochs,
     )
     bar = tqdm(total=config.epochs, initial=start_epoch, disable=not progress, desc=name, unit="epoch", dynamic_ncols=True)
-    epoch = start_epoch
+    epoch = start_epoch  # the failure path names epoch + 1, also when it fails before the first epoch
     try:
         with _numerics(device):
             stamp()
             write_record(rec_path, record)  # "running"; after a resume: no epoch beyond the checkpoint
             for epoch in range(start_epoch, config.epochs):
                 t0 = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                model.train()
-                perm = torch.randperm(n, generator=order_gen).to(device)
-                loss_sum, correct = train_epoch(step_model, optimizer, images, labels, perm, aug_gen, bs, fast,
-                                                     config.augment)
-                scheduler.step()
-                train_loss = loss_sum.item() / n  # one host sync per epoch
-                train_acc = 100.0 * correct.item() / n
+                lr = run.optimizer.param_groups[0]["lr"]
+                loss_sum, correct = _run_epoch(run)
+                train_loss, train_acc = loss_sum.item() / n, 100.0 * correct.item() / n  # one host sync per epoch
                 train_time = time.perf_counter() - t0
-                if not math.isfinite(train_loss):
-                    raise NonFiniteLossError(f"train loss is {train_loss} at epoch {epoch + 1} (lr {lr:g})")
-                # fp32 on a plain copy of the weights, whatever the training precision / layout / compilation
-                eval_model.load_state_dict(model.state_dict())
-                test_loss, test_error = evaluate(eval_model, test_images, test_labels, device, config.eval_batch_size)
-                if not math.isfinite(test_loss):
-                    raise NonFiniteLossError(f"test loss is {test_loss} at epoch {epoch + 1} (lr {lr:g})")
-                entry = {
-                    "epoch": epoch + 1,
-                    "lr": lr,
-                    "train_loss": train_loss,
-                    "train_acc": train_acc,
-                    "test_loss": test_loss,
-                    "test_error": test_error,
-                    "epoch_time_s": round(time.perf_counter() - t0, 4),
-                    "train_time_s": round(train_time, 4),
-                }
-                record["epochs"].append(entry)
+                _check_finite("train", train_loss, epoch, lr)
+                test_loss, test_error = _evaluate_fp32(run)
+                _check_finite("test", test_loss, epoch, lr)
+                record["epochs"].append({
+                    "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                    "test_loss": test_loss, "test_error": test_error,
+                    "epoch_time_s": round(time.perf_counter() - t0, 4), "train_time_s": round(train_time, 4),
+                })
                 done = epoch + 1
                 if done == config.epochs:
-                    record["status"] = "complete"
-                    record["final_test_error"] = test_error
+                    _mark_complete(record)  # before the last checkpoint, whose record must say so too
                 stamp()
                 if done % config.checkpoint_every == 0 or done == config.epochs:
-                    save_ckpt(done)
+                    _save_checkpoint(run, record, ckpt_path, ckpt_path.relative_to(out).as_posix(), done)
                 write_record(rec_path, record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.1f}", err=f"{test_error:.2f}")
-                log.log(
-                    logging.DEBUG if progress else logging.INFO,
-                    "%s epoch %d/%d lr %.4g train loss %.4f acc %.2f%% test loss %.4f error %.2f%% (%.1f s)",
-                    name, done, config.epochs, lr, train_loss, train_acc, test_loss, test_error, entry["epoch_time_s"],
-                )
-            if record["status"] != "complete":  # resumed from the final checkpoint
-                record["status"] = "complete"
-                record["final_test_error"] = record["epochs"][-1]["test_error"]
+                _report_epoch(bar, record["epochs"][-1], name, config.epochs, progress)
+            if record["status"] != "complete":  # resumed from the final checkpoint: no epoch left to run
+                _mark_complete(record)
                 stamp()
                 write_record(rec_path, record)
     except NonFiniteLossError as exc:
@@ -898,6 +739,223 @@ def _train_locked(
         bar.close()
     log.info("%s complete: test error %.2f%% -> %s", name, record["final_test_error"], rec_path)
     return record
+
+
+def _finished_run(
+    config: TrainConfig, rec_path: Path, ckpt_path: Path, *, force: bool, resume: bool
+) -> Optional[Dict[str, Any]]:
+    """This run's complete record, to return untouched; ``None`` when there is training to do.
+
+    A complete record of another configuration is a ``ValueError``; an unfinished run (a record or a
+    checkpoint) needs ``resume`` or ``force``, so that no crash is silently started over.
+    """
+    if not force and rec_path.exists():
+        existing = read_record(rec_path)
+        if existing["status"] == "complete":
+            cfg = config.to_dict()
+            diff = [k for k in RESULT_KEYS if existing["config"].get(k) != cfg.get(k)]
+            if diff:
+                raise ValueError(
+                    f"{rec_path} is a complete run with another configuration (differs in {diff}); "
+                    "use another --out directory, or --force to replace it"
+                )
+            log.info("skipping %s: %s is already complete (test error %.2f%%); use --force to retrain",
+                     rec_path.stem, rec_path, existing["final_test_error"])
+            return existing
+        if not resume:
+            raise FileExistsError(
+                f"an unfinished run ({existing['status']}) exists at {rec_path}; pass --resume to continue it "
+                "or --force to start afresh"
+            )
+    elif not (force or resume) and ckpt_path.exists():
+        raise FileExistsError(
+            f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
+        )
+    return None
+
+
+@dataclass
+class _Run:
+    """What the set-up resolves for one run; the epochs and the checkpoint read and update it."""
+
+    config: TrainConfig
+    device: Any
+    data: Any  # se_res2net.training.data.Cifar10, after the config's subsets
+    fast: FastPath
+    params: int
+    macs: int
+    model: Any
+    step_model: Any  # model itself, or its torch.compile wrapper (same parameters)
+    eval_model: Any  # a plain fp32 copy for evaluation, see _evaluate_fp32
+    optimizer: Any
+    scheduler: Any
+    order_gen: Any  # data order (CPU generator)
+    aug_gen: Any  # augmentation (on the device)
+    ck_config: Dict[str, Any]  # the config as the checkpoint stores it: plus the data and bf16 actually used
+    images: Any
+    labels: Any
+    test_images: Any
+    test_labels: Any
+
+
+def _set_up(config: TrainConfig, device: Any, progress: bool) -> _Run:
+    """Data on the device, the model seeded with ``config.seed``, optimiser, schedule and the data generators."""
+    import torch
+
+    from ..models.registry import create_model
+    from .data import NoDataSourceError, SourceFlags, load_cifar10
+
+    try:
+        data = load_cifar10(config.data_source, config.data_dir, download=config.download, progress=progress)
+    except NoDataSourceError as exc:
+        # Spelled as TrainConfig fields, which are also the run notebook's papermill parameters (it has no
+        # download parameter, hence no download spelling); the CLI re-spells it as its own flags.
+        raise exc.with_flags(SourceFlags("data_dir=DIR", None, 'data_source="sample"')) from None
+    if config.train_subset is not None or config.test_subset is not None:
+        data = data.subset(train=config.train_subset, test=config.test_subset, seed=0)
+    fast = resolve_fast_path(config, device.type)
+
+    torch.manual_seed(config.seed)  # weight init (and the CUDA generators)
+    try:
+        model = create_model(config.model, **config.model_kwargs_dict)
+    except TypeError as exc:
+        raise ValueError(f"model {config.model!r} does not accept the overrides {config.model_kwargs_dict}: {exc}") from None
+    params, macs = _complexity(model)
+    with torch.random.fork_rng(devices=[]):  # the fp32 evaluation copy must not move the training RNG
+        eval_model = create_model(config.model, **config.model_kwargs_dict).to(device)
+    model, step_model = prepare_model(model, device, fast)
+    optimizer = make_optimizer(model, config, fast)
+    return _Run(
+        config=config, device=device, data=data, fast=fast, params=params, macs=macs,
+        model=model, step_model=step_model, eval_model=eval_model, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma),
+        order_gen=torch.Generator().manual_seed(_derive_seed(config.seed, "order")),
+        aug_gen=torch.Generator(device=device).manual_seed(_derive_seed(config.seed, "augment")),
+        ck_config={**config.to_dict(), "data_fingerprint": data.fingerprint, "bf16_resolved": fast.bf16},
+        images=torch.from_numpy(data.train.images).to(device),
+        labels=torch.from_numpy(data.train.labels).to(device),
+        test_images=torch.from_numpy(data.test.images).to(device),
+        test_labels=torch.from_numpy(data.test.labels).to(device),
+    )
+
+
+def _start_record(
+    run: _Run, name: str, rec_path: Path, ckpt_path: Path, *, force: bool, resume: bool
+) -> Tuple[Dict[str, Any], int]:
+    """The record to write to and the first epoch to run: the checkpoint's (its state restored into ``run``)
+    when resuming from one, else a new record at epoch 0."""
+    code = code_hash()
+    if force:
+        for p in (rec_path, ckpt_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    _remove_stale_temp_files(rec_path, ckpt_path)
+    if resume and ckpt_path.exists():
+        return _resume(run, name, ckpt_path, code)
+    if resume:
+        log.info("no checkpoint at %s; starting %s from epoch 0", ckpt_path, name)
+    return _new_record(run, name, code), 0
+
+
+def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
+    import torch
+
+    from .checkpoint import load_checkpoint
+
+    config, device = run.config, run.device
+    ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=run.ck_config, config_keys=CHECKPOINT_KEYS)
+    run.model.load_state_dict(ck["state_dict"])
+    run.optimizer.load_state_dict(ck["optimizer"])
+    run.scheduler.load_state_dict(ck["scheduler"])
+    rng = ck["rng"]
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    run.order_gen.set_state(rng["order"])
+    run.aug_gen.set_state(rng["augment"])
+    record, start_epoch = ck["record"], int(ck["epoch"])
+    record["status"] = "running"  # completed by the epoch loop, also when resuming from the final checkpoint
+    record["failure"] = None
+    record["config"] = config.to_dict()  # non-result settings (device, progress, checkpoint_every, ...) may change
+    record.setdefault("resumes", []).append(
+        {"epoch": start_epoch, "time": utc_now(), "device_name": device_info(device)["device_name"], "code": code}
+    )
+    if record.get("code", {}).get("sha256") != code["sha256"]:
+        log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
+    log.info("resuming %s from %s at epoch %d/%d", name, ckpt_path, start_epoch, config.epochs)
+    return record, start_epoch
+
+
+def _new_record(run: _Run, name: str, code: Dict[str, Any]) -> Dict[str, Any]:
+    config, fast = run.config, run.fast
+    prov = provenance(run.device, run.data)
+    prov.update({"bf16": fast.bf16, "channels_last": fast.channels_last, "compile": bool(config.compile),
+                 "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl,
+                 "deterministic": run.device.type == "cpu", "eval_precision": "fp32"})
+    return _jsonable({
+        "schema": "se_res2net.run/1", "status": "running", "name": name, "model": config.model,
+        "model_kwargs": config.model_kwargs_dict, "seed": config.seed, "profile": config.profile,
+        "config": config.to_dict(), "params": run.params, "macs": run.macs, "epochs": [], "final_test_error": None,
+        "failure": None, "checkpoint": None, "code": code, "provenance": prov,
+    })
+
+
+def _run_epoch(run: _Run) -> Tuple[Any, Any]:
+    """One epoch in a fresh order, then the schedule's step; returns :func:`train_epoch`'s device tensors."""
+    import torch
+
+    run.model.train()
+    perm = torch.randperm(len(run.labels), generator=run.order_gen).to(run.device)
+    loss_sum, correct = train_epoch(run.step_model, run.optimizer, run.images, run.labels, perm, run.aug_gen,
+                                    run.config.batch_size, run.fast, run.config.augment)
+    run.scheduler.step()
+    return loss_sum, correct
+
+
+def _check_finite(split: str, loss: float, epoch: int, lr: float) -> None:
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"{split} loss is {loss} at epoch {epoch + 1} (lr {lr:g})")
+
+
+def _evaluate_fp32(run: _Run) -> Tuple[float, float]:
+    """Test loss and error of the current weights, whatever the training precision, layout or compilation:
+    the weights are copied into a plain fp32 network first, as ``se-res2net test`` loads them."""
+    run.eval_model.load_state_dict(run.model.state_dict())
+    return evaluate(run.eval_model, run.test_images, run.test_labels, run.device, run.config.eval_batch_size)
+
+
+def _mark_complete(record: Dict[str, Any]) -> None:
+    record["status"] = "complete"
+    record["final_test_error"] = record["epochs"][-1]["test_error"]
+
+
+def _save_checkpoint(run: _Run, record: Dict[str, Any], path: Path, rel_path: str, epoch_done: int) -> None:
+    """Everything ``resume`` needs to continue bit-identically, the record so far included."""
+    import torch
+
+    from .checkpoint import save_checkpoint
+
+    rng = {"torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
+           "order": run.order_gen.get_state(), "augment": run.aug_gen.get_state()}
+    record["checkpoint"] = rel_path
+    save_checkpoint(path, {
+        "model": run.config.model, "model_kwargs": run.config.model_kwargs_dict, "state_dict": run.model.state_dict(),
+        "epoch": epoch_done, "config": run.ck_config, "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "rng": rng, "record": _jsonable(record),
+    })
+
+
+def _report_epoch(bar: Any, entry: Mapping[str, Any], name: str, epochs: int, progress: bool) -> None:
+    bar.update(1)
+    bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=f"{entry['train_acc']:.1f}", err=f"{entry['test_error']:.2f}")
+    # with a progress bar the per-epoch line would only interleave with it
+    log.log(
+        logging.DEBUG if progress else logging.INFO,
+        "%s epoch %d/%d lr %.4g train loss %.4f acc %.2f%% test loss %.4f error %.2f%% (%.1f s)",
+        name, entry["epoch"], epochs, entry["lr"], entry["train_loss"], entry["train_acc"], entry["test_loss"],
+        entry["test_error"], entry["epoch_time_s"],
+    )
 
 
 def _fail(record: Dict[str, Any], path: Path, kind: str, message: str, epoch: int, stamp: Any) -> None:
@@ -974,32 +1032,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     milestones = report_milestones(args.epochs) if args.schedule is None else tuple(args.schedule)
     return TrainConfig(
-        model=args.model,
-        model_kwargs=dict(args.model_arg),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.wd,
-        nesterov=args.nesterov,
-        milestones=milestones,
-        gamma=args.gamma,
-        augment=args.augment,
-        seed=args.seed,
-        data_source=args.data,
-        data_dir=args.data_dir,
-        download=args.download,
-        train_subset=args.subset,
-        test_subset=args.test_subset,
-        device=args.device,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        compile=args.compile is not None,
-        compile_mode=args.compile or "default",
-        sgd_impl=args.sgd,
-        checkpoint_every=args.checkpoint_every,
-        eval_batch_size=args.eval_batch_size,
-        profile=args.profile,
+        model=args.model, model_kwargs=dict(args.model_arg), seed=args.seed,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.wd,
+        nesterov=args.nesterov, milestones=milestones, gamma=args.gamma, augment=args.augment,
+        data_source=args.data, data_dir=args.data_dir, download=args.download,
+        train_subset=args.subset, test_subset=args.test_subset, eval_batch_size=args.eval_batch_size,
+        device=args.device, bf16=args.bf16, channels_last=args.channels_last, sgd_impl=args.sgd,
+        compile=args.compile is not None, compile_mode=args.compile or "default",
+        checkpoint_every=args.checkpoint_every, profile=args.profile,
     )
 
 
