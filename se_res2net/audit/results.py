@@ -136,12 +136,6 @@ def _validate(rec: Any, path: Path) -> dict:
     return rec
 
 
-def _profiles_filter(profile: Union[None, str, Sequence[str]]) -> Optional[set]:
-    if profile is None:
-        return None
-    return {profile} if isinstance(profile, str) else set(profile)
-
-
 def _iter_records(root: PathLike, profile, include_failed: bool):
     root = Path(root)
     if not root.exists():
@@ -150,7 +144,7 @@ def _iter_records(root: PathLike, profile, include_failed: bool):
         raise ValueError(f"runs root {root} is not a directory; pass the folder holding <profile>/<model>_seed<k>.json")
     from .conformance import satisfied_profile
 
-    wanted = _profiles_filter(profile)
+    wanted = None if profile is None else {profile} if isinstance(profile, str) else set(profile)
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in sorted(pdir.glob("*.json")):
             if not _NAME_RE.match(path.name):
@@ -261,12 +255,8 @@ def incomplete_runs(df: "pd.DataFrame") -> "pd.DataFrame":
     if df is None or len(df) == 0:
         return pd.DataFrame(columns=INCOMPLETE_COLUMNS)
     bad = df[df["state"] != "complete"].sort_values(["profile", "model", "seed"])
-    out = pd.DataFrame({
-        "profile": bad["profile"], "model": bad["model"], "seed": bad["seed"], "state": bad["state"],
-        "epochs": [f"{e} of {p}" for e, p in zip(bad["epochs"], bad["planned_epochs"])],
-        "last_test_error": bad["last_test_error"], "path": bad["path"],
-    }, columns=INCOMPLETE_COLUMNS)
-    return out.reset_index(drop=True)
+    epochs = [f"{e} of {p}" for e, p in zip(bad["epochs"], bad["planned_epochs"])]
+    return bad.assign(epochs=epochs)[INCOMPLETE_COLUMNS].reset_index(drop=True)
 
 
 def _first_param(values: "pd.Series", what: str, model: str) -> float:
@@ -314,9 +304,7 @@ def _errors(df: "pd.DataFrame", profile: str, model: str) -> List[float]:
 
 
 def _fmt_pm(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return ""
-    return f"{mean:.2f} ± {std:.2f}" if not math.isnan(std) else f"{mean:.2f} ± n/a"
+    return "" if math.isnan(mean) else f"{mean:.2f} ± " + ("n/a" if math.isnan(std) else f"{std:.2f}")
 
 
 ABLATION_COLUMNS = ["profile", "model", "variant", "n", "mean_error", "std_error", "error", "params_m",
@@ -541,18 +529,14 @@ def styled(df: "pd.DataFrame", formats: Optional[Mapping[str, Any]] = None, *, d
     that read wrongly when broken)."""
     formats = dict(formats or {})
     if decimals is not None:
-        for c in df.columns:
-            if c not in formats and df[c].dtype.kind == "f":
-                formats[c] = f"{{:.{decimals}f}}"
+        formats.update({c: f"{{:.{decimals}f}}" for c in df.columns if c not in formats and df[c].dtype.kind == "f"})
     styles = [dict(s) for s in TABLE_STYLES]
     styles[0] = {"selector": "", "props": [("font-size", font_size)] + styles[0]["props"][1:]}
     st = df.style.hide(axis="index").format(formats, na_rep="—").set_table_styles(styles)
-    cols = [c for c in left if c in df.columns]
-    if cols:
-        st = st.set_properties(subset=cols, **{"text-align": "left"})
-    cols = [c for c in nowrap if c in df.columns]
-    if cols:
-        st = st.set_properties(subset=cols, **{"white-space": "nowrap"})
+    for names, prop in ((left, {"text-align": "left"}), (nowrap, {"white-space": "nowrap"})):
+        cols = [c for c in names if c in df.columns]
+        if cols:
+            st = st.set_properties(subset=cols, **prop)
     return st
 
 
