@@ -48,7 +48,6 @@ __all__ = [
     "SCHEMA",
     "KINDS",
     "PROFILE_ORDER",
-    "VERDICTS",
     "CLASSES",
     "LEDGER_COLUMNS",
     "Claim",
@@ -58,7 +57,6 @@ __all__ = [
     "claim_models",
     "ledger",
     "verdict_category",
-    "verdict_counts",
     "class_counts",
     "report_checks",
     "pm_readings_table",
@@ -92,8 +90,6 @@ REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_YET, UNTESTABLE, BY_CONSTRUCTION =
 INCONSISTENT, IMPLAUSIBLE, CONTRADICTED = (
     "internally inconsistent", "implausible against the literature", "contradicted by the literature",
 )
-#: Heads of the measurement verdict.
-VERDICTS: Tuple[str, ...] = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_YET, UNTESTABLE, BY_CONSTRUCTION)
 #: Every class a claim can have, in the ledger's order.
 CLASSES: Tuple[str, ...] = (INCONSISTENT, NOT_REPRODUCED, INCONCLUSIVE, REPRODUCED, BY_CONSTRUCTION, CONTRADICTED,
                             IMPLAUSIBLE, UNTESTABLE, NOT_YET)
@@ -103,7 +99,6 @@ LEDGER_COLUMNS = ["id", "claim", "claimed", "measured", "profile", "hardware", "
 COUNTED = "— (counted at build)"
 COUNTED_HW = "none needed (architecture count)"
 _COUNTED_KINDS = ("params", "macs", "block_params", "block_macs", "delta_params", "overhead_params", "overhead_macs")
-_TRAINED_KINDS = ("test_error", "ranking", "ordering", "stat_diff", "stat_p", "stat_d", "efficiency", "delta_error")
 
 PathLike = Union[str, Path]
 
@@ -160,17 +155,13 @@ class Claim:
             return "rank 1 (lowest error)"
         if self.kind == "ordering":
             return " < ".join(self.order)
-        v = self.value_text or _fmt_value(self.value)
+        v = self.value_text or f"{self.value:g}"
         if self.kind in ("delta_params", "delta_error", "overhead_params", "overhead_macs") and not v.startswith(("-", "−")):
             v = "+" + v
         if self.sd is not None:
-            v += f" ± {_fmt_value(self.sd)}"
+            v += f" ± {self.sd:g}"
         unit = f" {self.unit}" if self.unit else ""
         return v + unit + (f" (n={self.n})" if self.n else "")
-
-
-def _fmt_value(x: float) -> str:
-    return f"{x:g}"
 
 
 _REQUIRED = ("id", "text", "section", "quote", "kind", "models", "value", "unit", "measure")
@@ -251,20 +242,21 @@ def load_claims(path: PathLike = "book/claims.yaml") -> List[Claim]:
     return out
 
 
-def report_constants(path: PathLike = "book/claims.yaml") -> Dict[str, Any]:
-    """The report's constants named in the claims file (``report_constants:``), e.g. the block table's C, s, r."""
+def _section(path: PathLike, key: str) -> Mapping[str, Any]:
+    """One top-level section of the claims file, ``{}`` when absent."""
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return dict(doc.get("report_constants") or {})
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")).get(key) or {}
+
+
+def report_constants(path: PathLike = "book/claims.yaml") -> Dict[str, Any]:
+    """The report's constants named in the claims file (``report_constants:``), e.g. the block table's C, s, r."""
+    return dict(_section(path, "report_constants"))
 
 
 def report_tables(path: PathLike = "book/claims.yaml") -> Dict[str, Tuple[str, ...]]:
     """The header rows of the report's tables (``report_tables:``), keyed by the table's heading."""
-    import yaml
-
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return {str(k): tuple(str(c) for c in v) for k, v in (doc.get("report_tables") or {}).items()}
+    return {str(k): tuple(str(c) for c in v) for k, v in _section(path, "report_tables").items()}
 
 
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
@@ -340,12 +332,6 @@ def verdict_category(verdict: str) -> str:
         if verdict.startswith(v):
             return v
     raise ValueError(f"unknown verdict {verdict!r}")
-
-
-def verdict_counts(table: "pd.DataFrame") -> Dict[str, int]:
-    """How many claims have each measurement verdict (:data:`VERDICTS`)."""
-    cats = [verdict_category(v) for v in table["verdict"]]
-    return {v: cats.count(v) for v in VERDICTS}
 
 
 def class_counts(table: "pd.DataFrame") -> Dict[str, int]:
@@ -579,7 +565,7 @@ def _block_checks(claims: Sequence[Claim], constants: Mapping[str, Any]) -> Dict
     pairs = {"SE-ResNet (r=16)": "ResNet (2 conv)", "SE-Res2Net": "Res2Net (s=4)"}
     out: Dict[str, ReportCheck] = {}
     for kind in ("block_params", "block_macs"):
-        rows = {c.model: c for c in claims if c.kind == kind}
+        rows = _table(claims, kind)
         for se_block, plain in pairs.items():
             if se_block not in rows or plain not in rows:
                 continue
@@ -640,16 +626,18 @@ def _profiles_with(records: "pd.DataFrame", models: Iterable[str]) -> List[str]:
     return sorted(profs, key=_profile_rank, reverse=True)
 
 
-def _hardware(records: "pd.DataFrame", profile: str, models: Iterable[str]) -> str:
+def _selected(records: "pd.DataFrame", profile: str, models: Iterable[str]) -> "pd.DataFrame":
     ok = _complete(records)
-    sel = ok[(ok["profile"] == profile) & ok["model"].isin(list(models))]
-    names = sorted({str(x) for x in sel["device_name"].dropna()})
+    return ok[(ok["profile"] == profile) & ok["model"].isin(list(models))]
+
+
+def _hardware(records: "pd.DataFrame", profile: str, models: Iterable[str]) -> str:
+    names = sorted({str(x) for x in _selected(records, profile, models)["device_name"].dropna()})
     return ", ".join(names) if names else "not recorded"
 
 
 def _data_note(records: "pd.DataFrame", profile: str, models: Iterable[str]) -> str:
-    ok = _complete(records)
-    sel = ok[(ok["profile"] == profile) & ok["model"].isin(list(models))]
+    sel = _selected(records, profile, models)
     if len(sel) and sel["data_is_sample"].any():
         return "trained on the embedded CIFAR-10 sample, not the full data set"
     return ""
@@ -947,10 +935,6 @@ def _error_drop(c: Claim, records: "pd.DataFrame", complexity: Dict[str, Mapping
     return row
 
 
-def _literature_only(c: Claim) -> _Row:
-    return _Row(verdict=f"{UNTESTABLE}: a claim about the field; see the literature column")
-
-
 def _class_of(verdict: str, report: Optional[ReportCheck], lit: Optional[Tuple[str, str]]) -> str:
     if report is not None and not report.consistent:
         return INCONSISTENT
@@ -991,12 +975,7 @@ def gradcam_run_profile(entry: Mapping[str, Any], records: "pd.DataFrame") -> st
 
 def _gradcam_entry(gradcam: Mapping[str, Any], model: str) -> Optional[Mapping[str, Any]]:
     models = gradcam.get("models") or {}
-    if model in models:
-        return models[model]
-    for entry in models.values():
-        if entry.get("model") == model:
-            return entry
-    return None
+    return models[model] if model in models else next((e for e in models.values() if e.get("model") == model), None)
 
 
 def _iou(c: Claim, gradcam: Optional[Mapping[str, Any]], records: "pd.DataFrame") -> _Row:
@@ -1075,7 +1054,7 @@ def ledger(
         elif c.kind == "iou":
             row = _iou(c, gradcam, records)
         elif c.kind == "literature":
-            row = _literature_only(c)
+            row = _Row(verdict=f"{UNTESTABLE}: a claim about the field; see the literature column")
         else:  # pragma: no cover - load_claims rejects unknown kinds
             raise ValueError(f"unknown kind {c.kind!r}")
         if not c.testable and not row.verdict.startswith(UNTESTABLE):
@@ -1115,11 +1094,9 @@ def book_ledger(book_dir: PathLike = ".", records_df: Optional["pd.DataFrame"] =
 def rules_table(path: PathLike = "book/claims.yaml") -> "pd.DataFrame":
     """The rule of each kind of claim and why it is fair (``tolerances:`` of the claims file)."""
     import pandas as pd
-    import yaml
 
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return pd.DataFrame([{"kind": k, "rule": v.get("rule", ""), "why it is fair": v.get("why", "")}
-                         for k, v in (doc.get("tolerances") or {}).items()])
+                         for k, v in _section(path, "tolerances").items()])
 
 
 def load_gradcam(path: PathLike = "book/gradcam/gradcam_metrics.json") -> Optional[Dict[str, Any]]:
