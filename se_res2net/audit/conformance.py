@@ -33,19 +33,10 @@ __all__ = ["CUSTOM", "deviations", "satisfied_profile", "conformance_table"]
 CUSTOM = "custom"
 #: Profiles tried by :func:`satisfied_profile`, most faithful first.
 _ORDER = ("full", "budget", "smoke")
-#: Recipe keys compared with the profile (config key, profile attribute, how a reader names it).
-_RECIPE = (
-    ("epochs", "epochs", "epochs"),
-    ("batch_size", "batch_size", "batch size"),
-    ("lr", "lr", "learning rate"),
-    ("momentum", "momentum", "momentum"),
-    ("nesterov", "nesterov", "Nesterov"),
-    ("weight_decay", "weight_decay", "weight decay"),
-    ("gamma", "gamma", "lr decay factor"),
-    ("augment", "augment", "augmentation"),
-    ("train_subset", "train_subset", "train subset"),
-    ("test_subset", "test_subset", "test subset"),
-)
+#: Recipe keys compared with the profile (config key = profile attribute, how a reader names it).
+_RECIPE = (("epochs", "epochs"), ("batch_size", "batch size"), ("lr", "learning rate"), ("momentum", "momentum"),
+           ("nesterov", "Nesterov"), ("weight_decay", "weight decay"), ("gamma", "lr decay factor"),
+           ("augment", "augmentation"), ("train_subset", "train subset"), ("test_subset", "test subset"))
 _FULL_SIZES = (50_000, 10_000)
 
 
@@ -82,8 +73,8 @@ def deviations(record: Mapping[str, Any], profile: "Profile | str") -> List[str]
     out: List[str] = []
 
     # the recipe
-    for key, attr, name in _RECIPE:
-        want = getattr(prof, attr)
+    for key, name in _RECIPE:
+        want = getattr(prof, key)
         if key not in cfg:
             out.append(f"{name} not recorded (config.{key})")
         elif not _same(cfg[key], want):

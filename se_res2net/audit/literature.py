@@ -170,10 +170,7 @@ def frontier(entries: Sequence[Entry]) -> List[Entry]:
 
 
 def _params_claimed(claims: Sequence["Claim"], model: str) -> Optional[float]:
-    for c in claims:
-        if c.kind == "params" and c.model == model:
-            return c.value
-    return None
+    return next((c.value for c in claims if c.kind == "params" and c.model == model), None)
 
 
 def baseline_comparison(claims: Sequence["Claim"], entries: Sequence[Entry]) -> "pd.DataFrame":
@@ -182,15 +179,10 @@ def baseline_comparison(claims: Sequence["Claim"], entries: Sequence[Entry]) -> 
     number is better than the published one)."""
     import pandas as pd
 
-    rows = []
-    for c in claims:
-        if c.kind != "test_error":
-            continue
-        for e in entries:
-            if e.ours == c.model:
-                rows.append({"claim": c.id, "model": c.model, "report (%)": c.value, "published": e.model,
-                             "published (%)": e.error, "statistic": e.statistic, "kind": e.kind, "source": e.source,
-                             "report − published (pp)": round(c.value - e.error, 4)})
+    rows = [{"claim": c.id, "model": c.model, "report (%)": c.value, "published": e.model, "published (%)": e.error,
+             "statistic": e.statistic, "kind": e.kind, "source": e.source,
+             "report − published (pp)": round(c.value - e.error, 4)}
+            for c in claims if c.kind == "test_error" for e in entries if e.ours == c.model]
     return pd.DataFrame(rows, columns=["claim", "model", "report (%)", "published", "published (%)", "statistic",
                                        "kind", "source", "report − published (pp)"])
 

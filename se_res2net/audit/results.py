@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-from ..training.records import SCHEMA, STATUSES, validate_record
+from ..training.records import SCHEMA, validate_record
 from .stats import compare
 
 log = logging.getLogger(__name__)

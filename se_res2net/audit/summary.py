@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple
 
 from . import claims as _claims
 
@@ -140,11 +140,8 @@ def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequen
         if records is not None and len(records):
             ok = records[(records["profile"] == prof) & (records["status"] == "complete")]
             done = set(zip(ok["model"], ok["seed"]))
-        missing: Dict[str, List[int]] = {}
-        for m in models:
-            for s in seeds:
-                if (m, s) not in done:
-                    missing.setdefault(m, []).append(s)
+        missing = {m: [s for s in seeds if (m, s) not in done] for m in models}
+        missing = {m: s for m, s in missing.items() if s}
         n_planned = len(models) * len(seeds)
         n_missing = sum(len(v) for v in missing.values())
         rows.append({
