@@ -41,6 +41,7 @@ CLI command ``se-res2net grad-cam`` (:func:`add_gradcam_arguments`, :func:`run_g
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -229,9 +230,7 @@ def assemble_mosaic(cells: np.ndarray) -> np.ndarray:
     cells = np.asarray(cells)
     if cells.ndim != 4 or cells.shape[0] != 4 or cells.shape[1] != 3:
         raise ValueError(f"assemble_mosaic needs four (3, H, W) images, got shape {cells.shape}")
-    top = np.concatenate([cells[0], cells[1]], axis=2)
-    bottom = np.concatenate([cells[2], cells[3]], axis=2)
-    return np.concatenate([top, bottom], axis=1)
+    return np.block([[cells[0], cells[1]], [cells[2], cells[3]]])
 
 
 def _check_images_labels(images: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -365,10 +364,7 @@ def resolve_target_layer(model: "nn.Module", target_layer: Optional["nn.Module"]
 
 def target_layer_name(model: "nn.Module", layer: "nn.Module") -> str:
     """The qualified name of ``layer`` inside ``model`` (``""`` for the model itself)."""
-    for name, m in model.named_modules():
-        if m is layer:
-            return name
-    return "?"
+    return next((name for name, m in model.named_modules() if m is layer), "?")
 
 
 def _clone_output(module: Any, args: Any, output: Any) -> Any:
@@ -570,29 +566,26 @@ def run_evaluation(
         cams_by_model[name] = cams
         s = score_cams(cams, thresholds)
         iou, energy, zero = s["iou"], s["energy"], s["zero"]
-        entry: Dict[str, Any] = dict(model_info.get(name, {})) if model_info else {}
-        entry.update(
-            {
-                "architecture": type(model).__name__,
-                "target_layer": target_layer_name(model, layer),
-                "eligible_alone": eligible_per_model[name],
-                "n_cams": int(energy.size),
-                "mean_iou": {k: _round(v.mean()) for k, v in iou.items()},
-                "std_iou": {k: _round(v.std(ddof=1)) if v.size > 1 else None for k, v in iou.items()},
-                "mean_energy": _round(energy.mean()),
-                "std_energy": _round(energy.std(ddof=1)) if energy.size > 1 else None,
-                "zero_cams": int(zero.sum()),
-                "per_cell": {
-                    "mean_iou": {k: [_round(x) for x in v.mean(axis=0)] for k, v in iou.items()},
-                    "mean_energy": [_round(x) for x in energy.mean(axis=0)],
-                },
-                "per_mosaic": {
-                    "iou": {k: [[_round(x, 4) for x in row] for row in v] for k, v in iou.items()},
-                    "energy": [[_round(x, 4) for x in row] for row in energy],
-                },
-            }
-        )
-        scored[name] = entry
+        scored[name] = {
+            **(model_info.get(name, {}) if model_info else {}),
+            "architecture": type(model).__name__,
+            "target_layer": target_layer_name(model, layer),
+            "eligible_alone": eligible_per_model[name],
+            "n_cams": int(energy.size),
+            "mean_iou": {k: _round(v.mean()) for k, v in iou.items()},
+            "std_iou": {k: _round(v.std(ddof=1)) if v.size > 1 else None for k, v in iou.items()},
+            "mean_energy": _round(energy.mean()),
+            "std_energy": _round(energy.std(ddof=1)) if energy.size > 1 else None,
+            "zero_cams": int(zero.sum()),
+            "per_cell": {
+                "mean_iou": {k: [_round(x) for x in v.mean(axis=0)] for k, v in iou.items()},
+                "mean_energy": [_round(x) for x in energy.mean(axis=0)],
+            },
+            "per_mosaic": {
+                "iou": {k: [[_round(x, 4) for x in row] for row in v] for k, v in iou.items()},
+                "energy": [[_round(x, 4) for x in row] for row in energy],
+            },
+        }
 
     filter_off = float(confidence) == 0.0
     metrics: Dict[str, Any] = {
@@ -645,15 +638,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> "pd.DataFrame":
     """One row per model: mean IoU per threshold, mean energy, zero CAMs, number of CAMs."""
     import pandas as pd
 
-    rows = []
-    for name, m in metrics["models"].items():
-        row: Dict[str, Any] = {"model": name}
-        for t, v in m["mean_iou"].items():
-            row[f"IoU@{t}"] = v
-        row["energy"] = m["mean_energy"]
-        row["zero CAMs"] = m["zero_cams"]
-        row["CAMs"] = m["n_cams"]
-        rows.append(row)
+    rows = [{"model": name, **{f"IoU@{t}": v for t, v in m["mean_iou"].items()}, "energy": m["mean_energy"],
+             "zero CAMs": m["zero_cams"], "CAMs": m["n_cams"]} for name, m in metrics["models"].items()]
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -726,7 +712,7 @@ def plot_overlays(
     if not mosaics:
         raise ValueError("no mosaics to plot")
     rows = min(int(n_rows), len(mosaics))
-    cells = [r % 4 for r in range(rows)] if cells is None else [_quadrant_index(c) for c in cells][:rows]
+    cells = _target_cells(rows, cells)
     if len(cells) < rows:
         raise ValueError(f"give a target cell for each of the {rows} rows")
     names = list(cams_by_model)
@@ -775,8 +761,9 @@ def plot_overlays(
     return fig
 
 
-def _default_cells(rows: int) -> List[int]:
-    return [r % 4 for r in range(rows)]
+def _target_cells(rows: int, cells: Optional[Sequence[int]]) -> List[int]:
+    """Row ``r``'s target cell: ``cells[r]`` (index or name), default ``r % 4``."""
+    return [r % 4 for r in range(rows)] if cells is None else [_quadrant_index(c) for c in cells][:rows]
 
 
 def save_overlay_data(
@@ -792,7 +779,7 @@ def save_overlay_data(
     if not mosaics:
         raise ValueError("no mosaics to save")
     rows = min(int(n_rows), len(mosaics))
-    cells = _default_cells(rows) if cells is None else [_quadrant_index(c) for c in cells][:rows]
+    cells = _target_cells(rows, cells)
     names = list(cams_by_model)
     target = np.stack([np.stack([np.asarray(cams_by_model[n])[r, cells[r]] for r in range(rows)]) for n in names])
     arrays = {
@@ -841,10 +828,8 @@ def load_overlay_data(path: PathLike) -> OverlayData:
     rows, h, w = target.shape[1:]
     cams: Dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
-        full = np.full((rows, 4, h, w), np.nan, dtype=np.float32)
-        for r in range(rows):
-            full[r, cells[r]] = target[i, r]
-        cams[name] = full
+        cams[name] = np.full((rows, 4, h, w), np.nan, dtype=np.float32)
+        cams[name][np.arange(rows), cells] = target[i]
     return OverlayData(mosaics=mosaics, cells=cells, cams=cams)
 
 
@@ -870,9 +855,7 @@ def load_models(
         model, ckpt = load_model_from_checkpoint(path, device=device)
         config = ckpt.get("config") or {}
         loaded.append((str(ckpt["model"]), model, ckpt, config.get("seed") if isinstance(config, Mapping) else None, path))
-    counts: Dict[str, int] = {}
-    for name, *_ in loaded:
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for name, *_ in loaded)
     models: Dict[str, "nn.Module"] = {}
     info: Dict[str, Dict[str, Any]] = {}
     for i, (name, model, ckpt, seed, path) in enumerate(loaded):
@@ -990,17 +973,8 @@ def run_gradcam(args: "argparse.Namespace") -> int:
     device = str(resolve_device(args.device))
     models, info = load_models(args.checkpoint, device=device)
     data = load_cifar10(source=args.data, data_dir=args.data_dir)
-    result = run_evaluation(
-        models,
-        data,
-        n_mosaics=args.mosaics,
-        seed=args.seed,
-        thresholds=args.thresholds,
-        confidence=args.confidence,
-        device=device,
-        batch_size=args.batch_size,
-        model_info=info,
-    )
+    result = run_evaluation(models, data, n_mosaics=args.mosaics, seed=args.seed, thresholds=args.thresholds,
+                            confidence=args.confidence, device=device, batch_size=args.batch_size, model_info=info)
     metrics_path, overlay_path = save_evaluation(result, out_dir, overlay_rows=args.overlay_rows)
     m = result.metrics
     print(

@@ -47,7 +47,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -67,16 +67,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 # --------------------------------------------------------------------------------------------------------------
 
 CIFAR10_CLASSES: Tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
 )
 
 # Per-channel (R, G, B) statistics of pixel values in [0, 1], population std, from the data folder's README
@@ -199,15 +190,11 @@ class Cifar10:
         """
         if train is None and test is None:
             return self
-        new_train = _stratified(self.train, train, seed, 0, "train")
-        new_test = _stratified(self.test, test, seed, 1, "test")
-        return Cifar10(
-            train=new_train,
-            test=new_test,
-            source=self.source,
-            is_sample=self.is_sample,
+        return replace(
+            self,
+            train=_stratified(self.train, train, seed, 0, "train"),
+            test=_stratified(self.test, test, seed, 1, "test"),
             fingerprint=f"{self.fingerprint}:subset(train={train},test={test},seed={seed})",
-            root=self.root,
         )
 
     def summary(self) -> Dict[str, Any]:
@@ -559,14 +546,8 @@ def _write_cache(path: Path, train: CifarSplit, test: CifarSplit, meta: Dict[str
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a path
-                np.savez(
-                    fh,
-                    train_images=train.images,
-                    train_labels=train.labels,
-                    test_images=test.images,
-                    test_labels=test.labels,
-                    meta=np.array(json.dumps(meta)),
-                )
+                np.savez(fh, train_images=train.images, train_labels=train.labels, test_images=test.images,
+                         test_labels=test.labels, meta=np.array(json.dumps(meta)))
         logger.info("cached CIFAR-10 in %s", path)
     except OSError as exc:  # PermissionError included: caching is an optimisation, never fatal
         logger.warning("could not write the CIFAR-10 cache %s (%s); continuing without it", path, exc)
@@ -746,12 +727,18 @@ def _mean_std(device: Any) -> Tuple["torch.Tensor", "torch.Tensor"]:
     return mean, std
 
 
+def _check_uint8_nchw(x: "torch.Tensor", who: str) -> None:
+    import torch
+
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{who} expects a uint8 NCHW tensor with 3 channels, got {x.dtype} {tuple(x.shape)}")
+
+
 def normalize(x_uint8: "torch.Tensor") -> "torch.Tensor":
     """uint8 NCHW (any device) → float32 ``(x / 255 - CIFAR10_MEAN) / CIFAR10_STD`` on the same device."""
     import torch
 
-    if x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4 or x_uint8.shape[1] != 3:
-        raise ValueError(f"normalize expects a uint8 NCHW tensor with 3 channels, got {x_uint8.dtype} {tuple(x_uint8.shape)}")
+    _check_uint8_nchw(x_uint8, "normalize")
     mean, std = _mean_std(x_uint8.device)
     return (x_uint8.to(torch.float32).div_(255.0).sub_(mean)).div_(std)
 
@@ -797,10 +784,7 @@ def augment(x_uint8: "torch.Tensor", generator: "torch.Generator") -> "torch.Ten
     Draws (see :func:`augment_params`) come from ``generator``, which must live on ``x_uint8.device``; the same
     generator state gives the same output. Returns float32 NCHW.
     """
-    import torch
-
-    if x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4 or x_uint8.shape[1] != 3:
-        raise ValueError(f"augment expects a uint8 NCHW tensor with 3 channels, got {x_uint8.dtype} {tuple(x_uint8.shape)}")
+    _check_uint8_nchw(x_uint8, "augment")
     if generator.device.type != x_uint8.device.type:
         raise ValueError(
             f"augment: the generator lives on {generator.device} but the batch on {x_uint8.device}; "

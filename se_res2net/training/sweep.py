@@ -90,6 +90,9 @@ OVERRIDABLE = (
     "checkpoint_every",
 )
 STATUSES = ("completed", "skipped", "failed", "busy")
+# The TrainConfig fields a run's notebook parameters set (the notebook's setup cell passes these through).
+_CONFIG_KEYS = ("epochs", "milestones", "batch_size", "lr", "weight_decay", "train_subset", "test_subset",
+                "data_source", "data_dir", "device")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,19 +122,9 @@ class RunOutcome:
         return run_name(self.model, self.seed)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "model": self.model,
-            "seed": self.seed,
-            "status": self.status,
-            "record": str(self.record),
-            "notebook": None if self.notebook is None else str(self.notebook),
-            "error": self.error,
-            "final_test_error": self.final_test_error,
-            "wall_time_s": round(self.wall_time_s, 2),
-            "resumed": self.resumed,
-            "images_trained": self.images_trained,
-            "device": self.device,
-        }
+        return {**dataclasses.asdict(self), "record": str(self.record),
+                "notebook": None if self.notebook is None else str(self.notebook),
+                "wall_time_s": round(self.wall_time_s, 2)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunOutcome":
@@ -162,7 +155,7 @@ class SweepReport:
 
     @property
     def runs(self) -> List[RunOutcome]:
-        return self.completed + self.skipped + self.failed + self.busy
+        return [o for status in STATUSES for o in getattr(self, status)]
 
     @property
     def images_per_s(self) -> float:
@@ -171,8 +164,7 @@ class SweepReport:
         return images / self.wall_time_s if self.wall_time_s > 0 else 0.0
 
     def add(self, outcome: RunOutcome) -> None:
-        {"completed": self.completed, "skipped": self.skipped, "failed": self.failed,
-         "busy": self.busy}[outcome.status].append(outcome)
+        getattr(self, outcome.status).append(outcome)
 
     def summary(self) -> str:
         """A few human-readable lines: counts, wall time, throughput, one line per failure / busy run."""
@@ -204,10 +196,7 @@ class SweepReport:
             "slots": self.slots,
             "wall_time_s": round(self.wall_time_s, 2),
             "images_per_s": round(self.images_per_s, 1),
-            "completed": [o.to_dict() for o in self.completed],
-            "skipped": [o.to_dict() for o in self.skipped],
-            "failed": [o.to_dict() for o in self.failed],
-            "busy": [o.to_dict() for o in self.busy],
+            **{status: [o.to_dict() for o in getattr(self, status)] for status in STATUSES},
         }
 
 
@@ -380,9 +369,7 @@ def notebook_parameters(
 
 def _planned_config(profile: Profile, params: Mapping[str, Any]) -> Any:
     """The TrainConfig the notebook will build (what the notebook's setup cell does), or None if invalid."""
-    keys = ("epochs", "milestones", "batch_size", "lr", "weight_decay", "train_subset", "test_subset",
-            "data_source", "data_dir", "device")
-    kw = {k: params[k] for k in keys if params.get(k) is not None}
+    kw = {k: params[k] for k in _CONFIG_KEYS if params.get(k) is not None}
     if "milestones" in kw:
         kw["milestones"] = tuple(kw["milestones"])
     try:
@@ -499,8 +486,7 @@ def _mark_failed(run: _Run, profile_name: str, error: str, etype: str, started: 
             "model_kwargs": {},
             "seed": run.seed,
             "profile": profile_name,
-            "config": {k: params[k] for k in ("epochs", "milestones", "batch_size", "lr", "weight_decay",
-                                              "train_subset", "test_subset", "data_source", "data_dir", "device")},
+            "config": {k: params[k] for k in _CONFIG_KEYS},
             "params": None,
             "macs": None,
             "epochs": [],
@@ -736,8 +722,8 @@ def sweep(
         finally:
             bar.close()
     report.wall_time_s = time.perf_counter() - t_start
-    for lst in (report.completed, report.skipped, report.failed, report.busy):
-        lst.sort(key=lambda o: (models.index(o.model) if o.model in models else 0, o.seed))
+    for status in STATUSES:
+        getattr(report, status).sort(key=lambda o: (models.index(o.model) if o.model in models else 0, o.seed))
     log.info("%s", report.summary())
     return report
 
@@ -857,24 +843,8 @@ def _run_sweep_cli(args: argparse.Namespace) -> int:
         cluster = ClusterOptions(cluster=args.cluster, partition=args.partition, gpus_per_job=args.gpus_per_job,
                                  cpus_per_job=args.cpus_per_job, time_min=args.time)
     gpus = None if args.gpus is None else [g.strip() for g in args.gpus.split(",") if g.strip()]
-    report = sweep(
-        args.profile,
-        models=args.models,
-        seeds=args.seeds,
-        jobs=args.jobs,
-        out_root=args.out_root,
-        force=args.force,
-        data_dir=args.data_dir,
-        notebook=args.notebook,
-        progress=not args.no_progress,
-        overrides=overrides,
-        threads=args.threads,
-        executor=args.executor,
-        cluster=cluster,
-        gpus=gpus,
-    )
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.summary())
+    report = sweep(args.profile, models=args.models, seeds=args.seeds, jobs=args.jobs, out_root=args.out_root,
+                   force=args.force, data_dir=args.data_dir, notebook=args.notebook, progress=not args.no_progress,
+                   overrides=overrides, threads=args.threads, executor=args.executor, cluster=cluster, gpus=gpus)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1

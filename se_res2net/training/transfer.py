@@ -190,13 +190,12 @@ def pack_results(
             path.unlink()
             raise RuntimeError(f"{path.name} came out at {size} bytes > {max_bytes}; report this as a bug")
         written.append({"archive": str(path), "bytes": size, "files": len(members)})
-    summary = {
+    return {
         "archives": written,
         "packed": sum(len(b) for b in bins),
         "left_out": [{"path": it.member, "kind": it.kind, "bytes": it.size} for it in left],
         "by_kind": {k: sum(1 for b in bins for it in b if it.kind == k) for k in _PRIORITY},
     }
-    return summary
 
 
 def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool = False) -> Dict[str, Any]:
