@@ -70,8 +70,10 @@ def _sigkill(proc: subprocess.Popen) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def _workers_alive() -> list:
-    out = subprocess.run(["pgrep", "-f", "se_res2net.training._worker"], capture_output=True, text=True)
+def _workers_alive(sweep: subprocess.Popen) -> list:
+    # this sweep's workers only: they share its session (started with start_new_session), other sweeps' do not
+    out = subprocess.run(["pgrep", "-s", str(sweep.pid), "-f", "se_res2net.training._worker"], capture_output=True,
+                         text=True)
     return [int(p) for p in out.stdout.split()]
 
 
@@ -93,7 +95,7 @@ def test_sigkilled_sweep_started_again_completes_every_run_exactly_once(tmp_path
     _wait_for(lambda: any((cut / "checkpoints").glob("*.pt")), proc)
     _sigkill(proc)
     time.sleep(0.5)
-    assert not _workers_alive(), "a worker outlived the killed sweep"
+    assert not _workers_alive(proc), "a worker outlived the killed sweep"
 
     # 2. start again, kill right after a run completes
     proc = _start(cut_root)
@@ -121,5 +123,5 @@ def test_sigkilled_sweep_started_again_completes_every_run_exactly_once(tmp_path
     for m, mtime in complete_before.items():  # completed runs were not trained (or written) again
         if (cut / f"{m}_seed0.ipynb").exists():
             assert (cut / f"{m}_seed0.json").stat().st_mtime_ns == mtime
-    assert not _workers_alive()
+    assert not _workers_alive(proc)
     assert not [p.name for p in cut.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".lock")]
