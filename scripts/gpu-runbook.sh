@@ -215,7 +215,7 @@ EOF
     bench_model() {
       t=$(left); [ "$t" -gt 15 ] || { say "bench budget spent: $1 not measured"; return 0; }
       say "bench $1 (at most ${t}s)"
-      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --data auto \
+      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --floor --data auto \
         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/bench-$1.json.partial" \
         && mv "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json" \
         && "$PY" -c "import json,sys; from se_res2net.training.bench import format_table as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/bench-$1.json" \

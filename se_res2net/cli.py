@@ -23,6 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "pack": ("se_res2net.training.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),
     "unpack": ("se_res2net.training.transfer", "unpack", "verify and extract archives written by 'se-res2net pack'"),
     "bench": ("se_res2net.training.bench", "bench", "training images/s of this trainer vs a plain loop"),
+    "floor": ("se_res2net.training.floor", "floor", "FLOPs, bytes and launches of a training step; its floor on a device"),
     "parity": ("se_res2net.training.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
     "grad-cam": ("se_res2net.audit.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
     "data": ("se_res2net.training.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),

@@ -75,6 +75,22 @@ def test_bench_cli_json(probe, capsys):
     assert [len(m.seen) for m in probe[0] if m.seen] == [3] and math.isfinite(row["mean_loss"])
 
 
+def test_bench_floor_counts_the_same_models_step_and_divides_the_eager_time_by_it(probe, capsys):
+    """--floor counts each benched model's step in the same run, and the table shows eager ms ÷ floor ms."""
+    from se_res2net.cli import main
+
+    rc = main(["bench", "--models", "res2net29", "--variants", "eager", "--device", "cpu", "--batch-size", "16",
+               "--steps", "1", "--warmup", "1", "--floor", "--json"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    (step,), (row,) = r["rows"], r["floor"]["rows"]
+    assert (row["model"], row["batch_size"], row["device"]) == ("res2net29", 16, "cpu")
+    # the probe's one 3→10 conv, 3×3 on 32×32 (30×30 out), weight gradient only (its input needs none)
+    assert row["flops"] == 16 * 2 * 2 * (10 * 30 * 30 * 3 * 3 * 3)
+    assert f"{step['step_ms'] / row['floor_ms']:.2f}x" in format_table(r)
+    assert "floor" not in format_table({**r, "floor": None})
+
+
 @pytest.mark.slow
 def test_concurrency_runs_processes_together():
     r = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2], device="cpu", batch_size=8, steps=2,

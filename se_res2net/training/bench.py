@@ -230,12 +230,15 @@ def bench(
     workers: Optional[int] = None,
     seed: int = 0,
     *,
+    floor: bool = False,
     barrier: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Time every (model, variant) in this process and return a JSON-ready dict.
 
     ``rows``: one dict per (model, variant) with ``images_per_s``, ``step_ms``, ``tflops`` (achieved),
     ``vs_plain`` and ``vs_eager`` (ratios within the same model, ``None`` when that variant was not run).
+    ``floor``: also count each model's step and measure the device's rates in this process
+    (:func:`se_res2net.training.floor.floor`), under the key ``floor``.
     """
     import torch
 
@@ -287,6 +290,11 @@ def bench(
                 base = by_variant.get(ref)
                 r[f"vs_{ref}"] = r["images_per_s"] / base["images_per_s"] if base else None
     info = device_info(dev)
+    floors = None
+    if floor:
+        from .floor import floor as floor_analysis
+
+        floors = floor_analysis(models, str(dev), batch_size)
     return {
         "device": info["device"],
         "device_name": info["device_name"],
@@ -300,6 +308,7 @@ def bench(
         "data_is_sample": bool(cifar.is_sample),
         "train_images": len(cifar.train),
         "rows": rows,
+        "floor": floors,
     }
 
 
@@ -405,6 +414,12 @@ def format_table(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
                      f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
+    if result.get("floor"):
+        from .floor import format_floor
+
+        # the floor counts the eager op list, so it is compared with the eager variant's step
+        eager = {r["model"]: r["step_ms"] for r in result["rows"] if r["variant"] == "eager"}
+        lines += ["", format_floor(result["floor"], measured_ms=eager or None)]
     return "\n".join(lines)
 
 
@@ -433,6 +448,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="plain loop DataLoader workers (default 4 on CUDA, 0 on CPU)")
     p.add_argument("--concurrency", type=int, nargs="+", default=None, metavar="N",
                    help="instead: aggregate images/s of N concurrent processes (first model, first trainer variant)")
+    p.add_argument("--floor", action="store_true",
+                   help="also count FLOPs, bytes and launches per step and measure the device's rates (see 'floor')")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # used by --concurrency
 
@@ -456,6 +473,7 @@ def run_bench(args: argparse.Namespace) -> int:
         data=args.data,
         data_dir=args.data_dir,
         workers=args.workers,
+        floor=args.floor,
         barrier=Path(args.barrier) if args.barrier else None,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
