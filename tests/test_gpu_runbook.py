@@ -138,9 +138,14 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
 
     # --- benchmark
     rb("bench", "--models", "res2net29", "--variants", "plain", "eager", "--device", "cpu", "--batch-size", "16",
-       "--steps", "1", "--warmup", "0", "--data", "auto")
+       "--steps", "1", "--warmup", "0", "--data", "auto", "--floor")
     (bench,) = (rb.home / "results").glob("bench-*.json")
-    assert {r["variant"] for r in json.loads(bench.read_text())["rows"]} == {"plain", "eager"}
+    bench = json.loads(bench.read_text())
+    assert {r["variant"] for r in bench["rows"]} == {"plain", "eager"}
+    # the floor, counted and measured in the same run, is in the JSON and in the printed table
+    assert [r["model"] for r in bench["floor"]["rows"]] == ["res2net29"]
+    (table,) = (rb.home / "results").glob("bench-*.txt")
+    assert "eager ÷ floor" in table.read_text()
 
     # --- the sweep, detached; stop it mid-run, pack; start again, finish, pack
     sweep = ["--profile", "smoke", "--models", "res2net29", "resnet56", "--seeds", "0", "--jobs", "2",
