@@ -9,7 +9,10 @@
 #
 #   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
 #   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
-#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/) into $RUNBOOK_HOME/stage
+#   scripts/gpu-runbook.sh calls [PATH...]      (here) which device calls carry what (default: .xfer's data parts,
+#                                               meta, wheels, resume checkpoints), within 64 MiB with the tree
+#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/, resume/) into
+#                                               $RUNBOOK_HOME/stage; `start` puts resume/ checkpoints in place
 #   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
 #   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
 #   scripts/gpu-runbook.sh start SWEEP ARGS     se-res2net sweep ... detached -> $RUNBOOK_HOME/logs/sweep.log
@@ -19,11 +22,13 @@
 #   scripts/gpu-runbook.sh wait [SECONDS]       until the detached sweep ends (or SECONDS pass; exit 124)
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
 #   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack)
-#   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout
+#   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
+#                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume
 #
 # Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results; outside the checkout),
 # PY (default .venv/bin/python if present, else python3), RUNS_ROOT (default book/runs),
-# PIP_* variables pass through to pip (CI installs into PIP_TARGET); `block`: BENCH_SECONDS, BENCH_STEPS,
+# PIP_* variables pass through to pip (CI installs into PIP_TARGET); `unpack`: UNPACK_DEST (default the checkout),
+# COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
 # BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,16 +99,26 @@ for item in json.load(open(sys.argv[1]))["install"]:
     "$PY" -c "import sys; from se_res2net.training.records import write_source_manifest as w; m = w(sys.argv[1]); print(m['commit'], 'dirty' if m['dirty_at_write'] else 'clean', len(m['files']), 'files')" "$out/manifest.json"
     ;;
 
+  calls)
+    # Every call sends the working tree (tracked + untracked-not-ignored files: committed checkpoints too) and
+    # its carried paths, 64 MiB together: plan which call carries what before the first device minute.
+    if [ $# -eq 0 ]; then
+      set -- .xfer/data/* .xfer/meta .xfer/wheels
+      [ -d .xfer/resume ] && mapfile -t -O $# resume < <(find .xfer/resume -type f -name '*.pt' | sort) && set -- "$@" "${resume[@]}"
+    fi
+    "$PY" -c "import sys; from se_res2net.training.transfer import carry_plan_text as f; print(f('.', sys.argv[1:]))" "$@"
+    ;;
+
   stash)
-    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/, wheels/ or meta/, e.g. .xfer/data)"
+    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/, wheels/, meta/ or resume/, e.g. .xfer/data)"
     mkdir -p "$STAGE"
     for d in "$@"; do
       [ -d "$d" ] || die "$d is not a folder"
       name=$(basename "$d")
-      case "$name" in data|wheels|meta) ;; *) die "stash folders named data/ (split parts), wheels/ (*.whl) or meta/ (manifest.json), not $name/" ;; esac
+      case "$name" in data|wheels|meta|resume) ;; *) die "stash folders named data/ (split parts), wheels/ (*.whl), meta/ (manifest.json) or resume/ (checkpoints), not $name/" ;; esac
       mkdir -p "$STAGE/$name"
-      cp -p "$d"/* "$STAGE/$name/"
-      say "stashed $(ls "$d" | wc -l) file(s) of $d into $STAGE/$name ($(du -sh "$STAGE/$name" | cut -f1))"
+      cp -pR "$d"/. "$STAGE/$name/"
+      say "stashed $(find "$d" -type f | wc -l) file(s) of $d into $STAGE/$name ($(du -sh "$STAGE/$name" | cut -f1))"
     done
     ;;
 
@@ -191,6 +206,14 @@ EOF
       die "a sweep is running already (pid $(cat "$HOME_DIR/sweep.pid")); 'progress' to watch it, 'stop' to end it"
     fi
     printf '%s\n' "$@" > "$HOME_DIR/sweep.args"
+    # checkpoints too big for git came as carried files: put them where the sweep resumes from
+    if [ -d "$STAGE/resume" ]; then
+      while IFS= read -r f; do
+        rel=${f#"$STAGE/resume/"}; target=$RUNS_ROOT/$rel
+        if [ -e "$target" ]; then say "kept $target (a carried copy of it was stashed too)"
+        else mkdir -p "$(dirname "$target")"; cp -p "$f" "$target"; say "resume from $target (carried)"; fi
+      done < <(find "$STAGE/resume" -type f -name '*.pt' | sort)
+    fi
     # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it
     setsid nohup "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
     echo $! > "$HOME_DIR/sweep.pid"
@@ -305,8 +328,19 @@ except OSError:
 
   unpack)
     [ -n "${1:-}" ] || die "usage: $0 unpack ARCHIVE_DIR"
-    se unpack "$1" --dest "$REPO"
+    dest=${UNPACK_DEST:-$REPO}
+    se unpack "$1" --dest "$dest"
+    # a complete run needs no checkpoint; an unfinished one's of >= COMMIT_LIMIT bytes (default 6 MB) cannot be
+    # committed: it goes to .xfer/resume, to be carried to the next block (`calls` plans it, `stash` takes it)
+    "$PY" -c "
+import sys
+from se_res2net.training.transfer import COMMIT_LIMIT, settle_checkpoints
+done = settle_checkpoints(sys.argv[1], sys.argv[2], int(sys.argv[3] or COMMIT_LIMIT))
+for path in done['removed']: print('removed the checkpoint of a complete run:', path)
+for path in done['moved']: print('too big for git; carry it to resume:', path)
+for path in done['kept']: print('to resume from (commit it):', path)
+for path in done['carried']: print('to resume from (carry it):', path)" "$dest/${RUNS_ROOT#/}" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
     ;;
 
-  *) die "unknown step '$step'; steps: split manifest stash setup bench block start progress wait stop pack unpack" ;;
+  *) die "unknown step '$step'; steps: split manifest calls stash setup bench block start progress wait stop pack unpack" ;;
 esac

@@ -170,7 +170,22 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     assert any(f"smoke/checkpoints/{unfinished[0]}.pt" in m for m in members)  # it can resume elsewhere
     assert any(m.endswith("versions.txt") for m in members) and any("sweep.log" in m for m in members)
 
-    rb("start", *sweep)
+    # --- here: unpack. With COMMIT_LIMIT=1 every unfinished checkpoint counts as too big for git: it goes to
+    # .xfer/resume, and the next block (a fresh machine whose checkout has none) gets it as a carried file
+    dest = tmp_path / "checkout"
+    prefix = str(rb.runs).strip("/")
+    rb.env.update(UNPACK_DEST=str(dest), COMMIT_LIMIT="1")
+    said = rb("unpack", str(first)).stdout
+    carried = dest / ".xfer" / "resume" / "smoke" / "checkpoints"
+    assert sorted(p.stem for p in carried.glob("*.pt")) == sorted(unfinished) and "too big for git" in said
+    assert not list((dest / prefix / "smoke" / "checkpoints").glob("*.pt"))
+    for name in unfinished:
+        device_copy = smoke / "checkpoints" / f"{name}.pt"
+        assert (carried / f"{name}.pt").read_bytes() == device_copy.read_bytes()
+        device_copy.unlink()
+    rb("stash", str(dest / ".xfer" / "resume"))
+
+    assert rb("start", *sweep).stdout.count("(carried)") == len(unfinished)
     rb("wait", "600", timeout=700)
     final = rb("progress").stdout
     assert "2 complete" in final
@@ -193,11 +208,9 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     refused = rb("pack", str(second), check=False)  # never over earlier results
     assert refused.returncode == 2 and "already holds" in refused.stderr
 
-    # --- here: unpack into a fresh checkout and find the same bytes
-    dest = tmp_path / "checkout"
-    subprocess.run([sys.executable, "-m", "se_res2net", "unpack", str(second), "--dest", str(dest)], check=True,
-                   cwd=ROOT, env=rb.env, capture_output=True)
-    prefix = str(rb.runs).strip("/")
+    # --- here: unpack the finished runs and find the same bytes; their carried checkpoints are no longer needed
+    said = rb("unpack", str(second)).stdout
+    assert not list(carried.glob("*.pt")) and said.count("removed the checkpoint of a complete run") == len(unfinished)
     got = dest / prefix / "smoke" / "res2net29_seed0.json"
     assert got.read_bytes() == (smoke / "res2net29_seed0.json").read_bytes()
     from se_res2net.training.trainer import evaluate_checkpoint

@@ -35,6 +35,13 @@ MAX_BYTES = 16 * 1024 * 1024
 # tar headers, the manifest and gzip's worst case on incompressible data, per archive
 _OVERHEAD = 64 * 1024
 MANIFEST_SCHEMA = "se_res2net.transfer/1"
+# Into the GPU machine: the working tree (tracked and untracked-not-ignored files) plus at most 8 carried
+# paths, 64 MiB together per call. Checkpoints the repository takes are < 6 MB (a resumable checkpoint holds
+# the weights and the SGD momenta: SE-ResNet-110's is ~14 MB, so some can only travel as carried paths).
+CALL_LIMIT = 64 * 1024 * 1024
+MAX_CARRY = 8
+COMMIT_LIMIT = 6_000_000
+STASH_FOLDERS = ("data", "wheels", "meta", "resume")  # what scripts/gpu-runbook.sh stash takes
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,106 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
                 atomic_write_bytes(target, data)
                 extracted.append(str(target))
     return {"extracted": extracted, "kept_local": kept}
+
+
+# --------------------------------------------------------------------------------------------------
+# Resuming in the next GPU block: which checkpoints go where, and which calls carry what
+# --------------------------------------------------------------------------------------------------
+
+
+def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = COMMIT_LIMIT) -> Dict[str, List[str]]:
+    """Put every checkpoint where the next GPU block can resume from it, after ``unpack``.
+
+    A complete run needs none: its checkpoint is deleted (from ``runs_root`` and ``resume_dir``). An
+    unfinished run's checkpoint of ``limit`` bytes or more is moved to ``resume_dir/<profile>/checkpoints/``
+    (keep that folder out of git; it travels as a carried path); smaller ones stay, to be committed.
+    Returns the paths ``removed``, ``moved``, ``kept`` (to commit) and ``carried`` (already in ``resume_dir``).
+    """
+    from .records import read_record
+
+    root, resume = Path(runs_root), Path(resume_dir)
+    done: Dict[str, List[str]] = {"removed": [], "moved": [], "kept": [], "carried": []}
+    found = [(base, sorted(base.glob("*/checkpoints/*.pt"))) for base in (root, resume)]  # before any move
+    for base, checkpoints in found:
+        for ckpt in checkpoints:
+            profile = ckpt.parent.parent.name
+            try:
+                complete = read_record(root / profile / f"{ckpt.stem}.json")["status"] == "complete"
+            except (FileNotFoundError, ValueError):
+                complete = False
+            if complete:
+                ckpt.unlink()
+                done["removed"].append(str(ckpt))
+            elif base == root and ckpt.stat().st_size >= limit:
+                target = resume / profile / "checkpoints" / ckpt.name
+                ensure_writable_dir(target.parent)
+                ckpt.replace(target)
+                done["moved"].append(str(target))
+            else:
+                done["kept" if base == root else "carried"].append(str(ckpt))
+    return done
+
+
+def working_tree_bytes(repo: PathLike = ".") -> int:
+    """Bytes of what travels with every device call: tracked and untracked-not-ignored files of ``repo``."""
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         check=True, capture_output=True).stdout
+    files = {Path(repo) / name for name in out.decode().split("\0") if name}
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def plan_carry(tree_bytes: int, paths: Sequence[Tuple[str, int]], *, limit: int = CALL_LIMIT,
+               max_paths: int = MAX_CARRY, margin: int = 1 << 20) -> List[List[Tuple[str, int]]]:
+    """Group ``(path, bytes)`` into as few device calls as fit: per call, the working tree plus its paths stay
+    within ``limit - margin`` and there are at most ``max_paths`` of them (first fit, largest first)."""
+    room = limit - margin - tree_bytes
+    mib = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
+    if room <= 0:
+        raise ValueError(f"the working tree alone is {mib(tree_bytes)}, over the {mib(limit - margin)} a call takes; "
+                         "commit fewer or smaller files (unfinished checkpoints: scripts/gpu-runbook.sh unpack moves "
+                         f"those of {COMMIT_LIMIT} bytes or more out of git)")
+    too_big = [(p, n) for p, n in paths if n > room]
+    if too_big:
+        p, n = too_big[0]
+        raise ValueError(f"{p} ({mib(n)}) does not fit in one call beside the {mib(tree_bytes)} working tree "
+                         f"({mib(room)} left); split the data into smaller parts: "
+                         f"scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR {max(1, room // 2**20)}M")
+    calls: List[List[Tuple[str, int]]] = []
+    for p, n in sorted(paths, key=lambda pn: -pn[1]):
+        for call in calls:
+            if len(call) < max_paths and sum(m for _, m in call) + n <= room:
+                call.append((p, n))
+                break
+        else:
+            calls.append([(p, n)])
+    return calls
+
+
+def carry_plan_text(repo: PathLike, paths: Sequence[PathLike]) -> str:
+    """The device calls that carry ``paths`` (files or folders), one line each, for the runbook."""
+    sizes = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; make it first (see scripts/gpu-runbook.sh)")
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        sizes.append((str(p), sum(f.stat().st_size for f in files)))
+    tree = working_tree_bytes(repo)
+    calls = plan_carry(tree, sizes)
+    def stash_dir(p: str) -> str:  # the folder `stash` takes: data/, wheels/, meta/ or resume/
+        path = Path(p)
+        return str(next((q for q in (path, *path.parents) if q.name in STASH_FOLDERS), path))
+
+    lines = [f"working tree {tree / 2**20:.1f} MiB travels with every call; {len(calls)} call(s) carry the rest:"]
+    for k, call in enumerate(calls, 1):
+        total = tree + sum(n for _, n in call)
+        dirs = " ".join(dict.fromkeys(stash_dir(p) for p, _ in call))
+        then = " && scripts/gpu-runbook.sh setup && scripts/gpu-runbook.sh block ..." if k == len(calls) else ""
+        lines.append(f"  call {k} ({total / 2**20:.1f} MiB) carry: {' '.join(p for p, _ in call)}")
+        lines.append(f"         run: scripts/gpu-runbook.sh stash {dirs}{then}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------

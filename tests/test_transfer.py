@@ -1,0 +1,95 @@
+"""Resuming in the next GPU block: which checkpoints are committed, carried or deleted; which call carries what."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fakes import make_record, write_record
+from se_res2net.training.transfer import CALL_LIMIT, MAX_CARRY, carry_plan_text, plan_carry, settle_checkpoints
+
+MiB = 1 << 20
+
+
+def _ckpt(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x01" * size)
+    return path
+
+
+def test_settle_deletes_complete_runs_checkpoints_and_moves_big_unfinished_ones_out_of_git(tmp_path):
+    runs, resume = tmp_path / "book" / "runs", tmp_path / ".xfer" / "resume"
+    write_record(runs, make_record("resnet56", 0, 6.5))  # complete
+    write_record(runs, make_record("se_resnet110", 0, None, status="running"))
+    write_record(runs, make_record("res2net29", 0, None, status="running"))
+    ck = runs / "full" / "checkpoints"
+    _ckpt(ck / "resnet56_seed0.pt", 10)  # complete: not needed any more
+    _ckpt(ck / "se_resnet110_seed0.pt", 100)  # unfinished, at the limit: carried
+    _ckpt(ck / "res2net29_seed0.pt", 99)  # unfinished, under the limit: committed
+    _ckpt(ck / "densenet_bc100_seed0.pt", 5)  # no record yet (it never logged an epoch): kept
+    _ckpt(resume / "full" / "checkpoints" / "resnet56_seed0.pt", 200)  # carried earlier; the run has completed
+    _ckpt(resume / "full" / "checkpoints" / "resnet56_seed1.pt", 200)  # carried earlier, still unfinished
+
+    done = settle_checkpoints(runs, resume, limit=100)
+
+    assert sorted(Path(p).name for p in done["removed"]) == ["resnet56_seed0.pt", "resnet56_seed0.pt"]
+    assert done["moved"] == [str(resume / "full" / "checkpoints" / "se_resnet110_seed0.pt")]
+    assert sorted(Path(p).name for p in done["kept"]) == ["densenet_bc100_seed0.pt", "res2net29_seed0.pt"]
+    assert [Path(p).name for p in done["carried"]] == ["resnet56_seed1.pt"]
+    assert sorted(p.name for p in ck.glob("*.pt")) == ["densenet_bc100_seed0.pt", "res2net29_seed0.pt"]
+    assert sorted(p.name for p in (resume / "full" / "checkpoints").glob("*.pt")) == [
+        "resnet56_seed1.pt", "se_resnet110_seed0.pt"]
+    assert (resume / "full" / "checkpoints" / "se_resnet110_seed0.pt").read_bytes() == b"\x01" * 100
+    assert settle_checkpoints(runs, resume, limit=100) == {  # settled: a second pass changes nothing
+        "removed": [], "moved": [], "kept": done["kept"], "carried": sorted(done["carried"] + done["moved"])}
+
+
+def test_plan_carry_fits_each_call_beside_the_working_tree():
+    tree = 20 * MiB
+    parts = [("data/part-00", 30 * MiB), ("data/part-01", 30 * MiB), ("data/part-02", 12 * MiB),
+             ("wheels", 19 * MiB), ("meta", 1000), ("resume/a.pt", 14 * MiB)]
+    calls = plan_carry(tree, parts)
+    room = CALL_LIMIT - MiB - tree
+    assert all(sum(n for _, n in call) <= room and len(call) <= MAX_CARRY for call in calls)
+    assert sorted(p for call in calls for p in call) == sorted(parts)  # everything, once
+    assert len(calls) == 3  # 106 MiB in calls of at most 43 MiB
+    # eight paths at most per call, whatever their size
+    assert [len(c) for c in plan_carry(0, [(f"f{i}", 1) for i in range(10)])] == [8, 2]
+
+
+def test_plan_carry_names_the_fix_when_something_cannot_travel():
+    with pytest.raises(ValueError, match=r"data/part-00 \(50.0 MiB\) does not fit .* split SRC_DIR PARTS_DIR 43M"):
+        plan_carry(20 * MiB, [("data/part-00", 50 * MiB)])
+    with pytest.raises(ValueError, match="the working tree alone is 70.0 MiB"):
+        plan_carry(70 * MiB, [("meta", 10)])
+
+
+def test_calls_step_prints_the_plan_for_this_checkout(tmp_path):
+    """`gpu-runbook.sh calls` sizes the real working tree (what git sends) and plans the carried paths."""
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / ".xfer" / "data"
+    for i, size in enumerate((40 * MiB, 40 * MiB, 3 * MiB)):
+        _ckpt(data / f"part-0{i}", size)
+    text = carry_plan_text(root, [data / "part-00", data / "part-01", data / "part-02"])
+    assert text.startswith("working tree ") and "2 call(s)" in text
+    assert text.count(f"stash {data}") == 2 and text.count("setup && scripts/gpu-runbook.sh block") == 1
+    out = subprocess.run(["bash", str(root / "scripts" / "gpu-runbook.sh"), "calls", str(data / "part-00")],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "1 call(s)" in out and f"carry: {data / 'part-00'}" in out
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        carry_plan_text(root, [tmp_path / "nope"])
+
+
+def test_the_repository_holds_no_checkpoint_or_weights_over_its_limits():
+    """Unfinished checkpoints < 6 MB (bigger ones travel as carried files), final weights < 8 MB."""
+    from se_res2net.training.transfer import COMMIT_LIMIT
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--", "book/runs"], capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    limits = {"checkpoints": COMMIT_LIMIT, "weights": 8_000_000}
+    over = [(name, (root / name).stat().st_size) for name in listed.stdout.decode().split("\0")
+            if name.endswith(".pt") and Path(name).parent.name in limits
+            and (root / name).stat().st_size >= limits[Path(name).parent.name]]
+    assert not over, f"too big for the repository: {over}"
