@@ -93,3 +93,22 @@ def test_the_repository_holds_no_checkpoint_or_weights_over_its_limits():
             if name.endswith(".pt") and Path(name).parent.name in limits
             and (root / name).stat().st_size >= limits[Path(name).parent.name]]
     assert not over, f"too big for the repository: {over}"
+
+
+def test_pack_stays_within_the_total_and_leaves_out_the_least_trained_checkpoints(tmp_path):
+    """The machine returns 64 MiB at most: records first, then the checkpoints of the furthest trained runs."""
+    from se_res2net.training.transfer import MAX_TOTAL, collect, plan_archives
+
+    runs = tmp_path / "runs"
+    for seed, logged in enumerate((3, 120, 40, 250, 7, 90)):
+        write_record(runs, make_record("se_resnet110", seed, None, status="running", logged=logged))
+        _ckpt(runs / "full" / "checkpoints" / f"se_resnet110_seed{seed}.pt", 14 * MiB)
+    items = collect(runs, "book/runs")
+    ckpts = [it for it in items if it.kind == "checkpoint"]
+    assert [it.epochs_done for it in ckpts] == [250, 120, 90, 40, 7, 3]
+    assert [it.kind for it in items][:6] == ["record"] * 6  # records before every checkpoint
+    bins, left = plan_archives(items)
+    packed = [it for b in bins for it in b]
+    assert sum(it.size + 1024 for it in packed) + 64 * 1024 * len(bins) <= MAX_TOTAL
+    assert [it.epochs_done for it in packed if it.kind == "checkpoint"] == [250, 120, 90, 40]  # 4 × 14 MiB fit
+    assert [it.epochs_done for it in left] == [7, 3] and len(bins) <= 8

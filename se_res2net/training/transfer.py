@@ -4,8 +4,9 @@
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
 (benchmark results, versions, the sweep's log), model-only weights of the named runs, and the checkpoints of
 runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
-them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them
-(defaults 8 and 16 MiB: the GPU machine's limits). Each archive holds ``MANIFEST-KK.json`` (path, size,
+them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and
+no more than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
+Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo. Each archive holds ``MANIFEST-KK.json`` (path, size,
 SHA-256 of every member). What does not fit is listed and makes the command fail, after everything that fits
 has been written: nothing is lost silently.
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_FILES = 8
 MAX_BYTES = 16 * 1024 * 1024
+MAX_TOTAL = 64 * 1024 * 1024
 # tar headers, the manifest and gzip's worst case on incompressible data, per archive
 _OVERHEAD = 64 * 1024
 MANIFEST_SCHEMA = "se_res2net.transfer/1"
@@ -53,6 +55,7 @@ class Item:
     kind: str  # record | notebook | log | extra | weights | checkpoint
     size: int
     data: Optional[bytes] = None  # generated content (model-only weights), else read from source
+    epochs_done: int = 0  # checkpoints: epochs their run has logged (the furthest trained are packed first)
 
 
 _PRIORITY = ("record", "notebook", "log", "extra", "weights", "checkpoint")
@@ -106,15 +109,17 @@ def collect(
         for ckpt in sorted((pdir / "checkpoints").glob("*.pt")):
             name = ckpt.stem
             try:
-                status = read_record(pdir / f"{name}.json")["status"]
+                record = read_record(pdir / f"{name}.json")
+                status, done = record["status"], len(record.get("epochs") or [])
             except (FileNotFoundError, ValueError):
-                status = None
+                status, done = None, 0
             if name in wanted_weights:
                 data = _model_weights(ckpt)
                 items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
                 wanted_weights.discard(name)
             if status != "complete":
-                add(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint")
+                items.append(Item(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint", ckpt.stat().st_size,
+                                  epochs_done=done))
     if wanted_weights:
         raise FileNotFoundError(f"no checkpoint for --weights {sorted(wanted_weights)} under {root}/<profile>/checkpoints")
     for extra in extras:
@@ -126,27 +131,30 @@ def collect(
             rel = path.name if e.is_file() else f"{e.name}/{path.relative_to(e).as_posix()}"
             add(path, f"extra/{rel}", "extra")
     order = {k: i for i, k in enumerate(_PRIORITY)}
-    return sorted(items, key=lambda it: order[it.kind])  # stable: keeps the folder order within a kind
+    # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
+    return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done))
 
 
-def plan_archives(items: Sequence[Item], max_files: int = MAX_FILES,
-                  max_bytes: int = MAX_BYTES) -> Tuple[List[List[Item]], List[Item]]:
-    """First-fit by priority into at most ``max_files`` bins of ``max_bytes`` (uncompressed size + overhead,
-    an upper bound of the compressed size). Returns (archives, left_out)."""
-    if max_files < 1 or max_bytes <= _OVERHEAD:
-        raise ValueError(f"need max_files >= 1 and max_bytes > {_OVERHEAD}, got {max_files} and {max_bytes}")
+def plan_archives(items: Sequence[Item], max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
+                  max_total: int = MAX_TOTAL) -> Tuple[List[List[Item]], List[Item]]:
+    """First-fit by priority into at most ``max_files`` bins of ``max_bytes``, ``max_total`` together
+    (uncompressed size + overhead, an upper bound of the compressed size). Returns (archives, left_out)."""
+    if max_files < 1 or max_bytes <= _OVERHEAD or max_total <= _OVERHEAD:
+        raise ValueError(f"need max_files >= 1 and max_bytes, max_total > {_OVERHEAD}, got {max_files}, {max_bytes} "
+                         f"and {max_total}")
     bins: List[List[Item]] = []
     used: List[int] = []
     left: List[Item] = []
     for it in items:
         need = it.size + 1024  # its tar header and manifest line
+        total = sum(used) + _OVERHEAD * len(bins)
         for i in range(len(bins)):
-            if used[i] + need <= max_bytes - _OVERHEAD:
+            if used[i] + need <= max_bytes - _OVERHEAD and total + need <= max_total:
                 bins[i].append(it)
                 used[i] += need
                 break
         else:
-            if len(bins) < max_files and need <= max_bytes - _OVERHEAD:
+            if len(bins) < max_files and need <= max_bytes - _OVERHEAD and total + need + _OVERHEAD <= max_total:
                 bins.append([it])
                 used.append(need)
             else:
@@ -163,6 +171,7 @@ def pack_results(
     weights: Sequence[str] = (),
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
+    max_total: int = MAX_TOTAL,
 ) -> Dict[str, Any]:
     """Write the archives into ``out_dir`` (which must hold no earlier archives); return a summary dict."""
     out = ensure_writable_dir(out_dir)
@@ -171,7 +180,7 @@ def pack_results(
         raise FileExistsError(f"{out} already holds {stale}; pack into an empty folder (results are never overwritten)")
     prefix = prefix if prefix is not None else Path(runs_root).as_posix().strip("/")
     items = collect(runs_root, prefix, extras, weights)
-    bins, left = plan_archives(items, max_files, max_bytes)
+    bins, left = plan_archives(items, max_files, max_bytes, max_total)
     written = []
     for k, members in enumerate(bins, start=1):
         path = out / f"results-{k:02d}.tar.gz"
@@ -366,12 +375,13 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
                    help="add model-only weights of these runs, e.g. se_res2net29_seed0")
     p.add_argument("--max-files", type=int, default=MAX_FILES, help=f"at most this many archives (default {MAX_FILES})")
     p.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"bytes per archive (default {MAX_BYTES})")
+    p.add_argument("--max-total", type=int, default=MAX_TOTAL, help=f"bytes of all archives (default {MAX_TOTAL})")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run_pack(args: argparse.Namespace) -> int:
     s = pack_results(args.out, args.runs_root, prefix=args.prefix, extras=args.extra, weights=args.weights,
-                     max_files=args.max_files, max_bytes=args.max_bytes)
+                     max_files=args.max_files, max_bytes=args.max_bytes, max_total=args.max_total)
     if args.json:
         print(json.dumps(s, indent=2))
     else:
