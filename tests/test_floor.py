@@ -94,16 +94,21 @@ def test_floor_is_the_largest_time_and_names_its_bound():
 
 
 def test_best_rate_divides_the_amount_by_the_best_time_per_call(monkeypatch):
-    """With a clock that advances 10 ms per call (20 ms through the calibration and into the timed rounds), the rate is amount / 10 ms
-    whatever the calibration chose."""
+    """A fake clock: calls that cost 10 ms give amount / 10 ms whatever the calibration chose; when the first
+    (calibration) round is slow, the later rounds' best time counts, not the first."""
     clock = {"t": 0.0, "calls": 0}
     monkeypatch.setattr(fl.time, "perf_counter", lambda: clock["t"])
 
-    def run():
-        clock["calls"] += 1
-        clock["t"] += 0.02 if clock["calls"] < 25 else 0.01
+    def run(slow_calls):
+        def call():
+            clock["calls"] += 1
+            clock["t"] += 1.0 if clock["calls"] <= slow_calls else 0.01
+        return call
 
-    assert fl._best_rate(run, 3.0, lambda: None, min_s=0.1) == pytest.approx(300.0)
+    assert fl._best_rate(run(0), 3.0, lambda: None, min_s=0.1) == pytest.approx(300.0)
+    clock["calls"] = 0
+    # warm-up and the one-call calibration round are slow (1 s >= min_s: no doubling), the next rounds fast
+    assert fl._best_rate(run(2), 3.0, lambda: None, min_s=0.1) == pytest.approx(300.0)
 
 
 def test_floor_cli_json_and_table(capsys):
