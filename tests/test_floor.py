@@ -47,6 +47,8 @@ def test_cuda_switches_count_the_same_arithmetic_with_other_ops():
     assert cuda.flops == cpu.flops  # precision does not change the arithmetic
     # one fused SGD op instead of several per parameter tensor; autocast adds casts of the weights
     assert cuda.ops < cpu.ops and "_to_copy" in cuda.top_ops and "_to_copy" not in cpu.top_ops
+    with pytest.raises(ValueError, match="switches must be one of device, cuda, cpu, got 'tpu'"):
+        fl.count_step("res2net29", 2, "cpu", "tpu")
 
 
 def test_bytes_and_ops_of_known_ops():

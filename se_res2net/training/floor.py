@@ -120,13 +120,14 @@ def _counting_mode() -> Any:
     return _Count()
 
 
-def _fast_path(switches: str, device_type: str) -> Any:
+def _fast_path(model_name: str, switches: str, device_type: str) -> Any:
+    """The trainer's default switches for ``model_name`` on ``device_type``, or on the device ``switches`` names."""
     from .trainer import TrainConfig, resolve_fast_path
 
     if switches not in SWITCHES:
         raise ValueError(f"switches must be one of {', '.join(SWITCHES)}, got {switches!r}")
     target = device_type if switches == "device" else switches
-    return resolve_fast_path(TrainConfig("res2net29"), target)
+    return resolve_fast_path(TrainConfig(model_name), target)
 
 
 def count_step(model_name: str, batch_size: int = 128, device: str = "cpu", switches: str = "device",
@@ -146,7 +147,7 @@ def count_step(model_name: str, batch_size: int = 128, device: str = "cpu", swit
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     dev = resolve_device(device)
-    fast = _fast_path(switches, dev.type)
+    fast = _fast_path(model_name, switches, dev.type)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model, step_model = prepare_model(create_model(model_name), dev, fast)
@@ -262,7 +263,7 @@ def floor(models: Sequence[str] = ("se_res2net29",), device: str = "auto", batch
     for m in models:
         log.info("floor: counting one %s step (batch %d) on %s", m, batch_size, dev)
         counts.append(count_step(m, batch_size, str(dev), switches))
-    fast = _fast_path(switches, dev.type)
+    fast = _fast_path(models[0], switches, dev.type)
     log.info("floor: measuring %s matmul, copy and per-op rates on %s", "bf16" if fast.bf16 else "fp32", dev)
     peaks = measure_peaks(str(dev), bf16=fast.bf16)
     return {"torch": torch.__version__, "peaks": dataclasses.asdict(peaks),
