@@ -104,7 +104,7 @@ for item in json.load(open(sys.argv[1]))["install"]:
     # its carried paths, 64 MiB together: plan which call carries what before the first device minute.
     if [ $# -eq 0 ]; then
       set -- .xfer/data/* .xfer/meta .xfer/wheels
-      [ -d .xfer/resume ] && mapfile -t -O $# resume < <(find .xfer/resume -type f -name '*.pt' | sort) && set -- "$@" "${resume[@]}"
+      [ -d .xfer/resume ] && mapfile -t resume < <(find .xfer/resume -type f -name "*.pt" | sort) && set -- "$@" "${resume[@]}"
     fi
     "$PY" -c "import sys; from se_res2net.training.transfer import carry_plan_text as f; print(f('.', sys.argv[1:]))" "$@"
     ;;

@@ -6,9 +6,9 @@ priority, every run record and sweep plan, the executed notebooks, the workers' 
 runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
 them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and
 no more than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
-Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo. Each archive holds ``MANIFEST-KK.json`` (path, size,
-SHA-256 of every member). What does not fit is listed and makes the command fail, after everything that fits
-has been written: nothing is lost silently.
+Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo.
+Each archive holds ``MANIFEST-KK.json`` (path, size, SHA-256 of every member). What does not fit is listed
+and makes the command fail, after everything that fits has been written: nothing is lost silently.
 
 ``se-res2net unpack DIR [--dest .]`` checks every member against its manifest and extracts it; it refuses
 paths outside the destination, and it never replaces a *complete* run record with a different one (that is
