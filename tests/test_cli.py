@@ -60,3 +60,15 @@ def test_test_subset_limits_testing_and_needs_no_hint(tmp_path, caplog):
     prov = record["provenance"]
     assert prov["train_size"] == 20 and prov["test_size"] == 10
     assert "--test-subset M" not in caplog.text
+
+
+def test_parity_with_one_epoch_is_one_clear_error_that_names_the_fix_and_writes_nothing(tmp_path, capsys):
+    """A curve needs two points: ``parity --epochs 1`` stops before training, says which ``--epochs`` works, and
+    leaves neither the ``--json`` report nor an ``--out`` folder behind."""
+    report, out = tmp_path / "parity.json", tmp_path / "runs"
+    code = main(["parity", "--model", "res2net29", *TINY_ARGS, "--data", "sample", "--epochs", "1", "--device", "cpu",
+                 "--json", str(report), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("se-res2net parity: error:") and "pass --epochs 2 or more" in err[0]
+    assert not report.exists() and not out.exists()

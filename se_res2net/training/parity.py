@@ -71,7 +71,7 @@ def compare(
     if unknown:
         raise ValueError(f"unknown parity variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     if base.epochs < 2:
-        raise ValueError("parity needs at least 2 epochs to compare curves; pass --epochs 3 or more")
+        raise ValueError("parity needs at least 2 epochs to compare curves; pass --epochs 2 or more")
     device = resolve_device(base.device)
     runs: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="se_res2net_parity_") as tmp:
