@@ -342,3 +342,25 @@ def test_fp32_evaluation_switches_tf32_off_with_one_api_and_restores_it():
                 assert not b.cudnn.benchmark and b.cudnn.deterministic
             assert b.cudnn.benchmark and b.cudnn.conv.fp32_precision == before[3]
     assert state() == before
+
+
+def _report_of(drop: float, diffs: dict) -> str:
+    runs = {name: {"max_abs_diff": d, "tolerance": parity.FP32_TOL, "within_tolerance": d <= parity.FP32_TOL,
+                   "final_test_error": 50.0, "describe": "fp32"} for name, d in diffs.items()}
+    learns = drop >= parity.MIN_DROP
+    result = {"model": "res2net29", "seed": 0, "epochs": 2, "device": "cpu", "reference": parity.REFERENCE,
+              "reference_drop": drop, "reference_learns": learns, "runs": runs,
+              "ok": learns and all(r["within_tolerance"] for r in runs.values())}
+    return parity.format_report(result)
+
+
+def test_a_failed_parity_report_says_which_cause_and_the_fix():
+    """'Did not learn' (too few epochs or images: a setup to change) reads differently from 'outside tolerance'
+    (the finding); a pass says neither."""
+    ok = _report_of(1.0, {"eager_fp32": 0.0, "compile": 0.0})
+    assert ok.endswith("all within tolerance") and "FAILED" not in ok
+    flat = _report_of(-0.2, {"eager_fp32": 0.0, "compile": 0.0})
+    assert "PARITY FAILED: the reference did not learn" in flat and "--epochs" in flat and "--subset" in flat
+    assert "outside tolerance" not in flat
+    off = _report_of(1.0, {"eager_fp32": 0.0, "compile": 1.0, "bf16": 0.5})
+    assert off.splitlines()[-1] == "PARITY FAILED: outside tolerance: compile, bf16" and "did not learn" not in off

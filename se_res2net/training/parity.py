@@ -133,7 +133,16 @@ def format_report(result: Dict[str, Any]) -> str:
     for name, r in result["runs"].items():
         lines.append(f"{name:<36} {r['max_abs_diff']:>18.4f} {r['tolerance']:>6.2f}  "
                      f"{'yes' if r['within_tolerance'] else 'NO':<3} {r['final_test_error']:>11.2f}  {r['describe']}")
-    lines.append("all within tolerance" if result["ok"] else "PARITY FAILED")
+    # A failure says which of its two causes it is: a reference that did not learn makes every comparison moot
+    # (more epochs or images fix it), a variant outside its tolerance is the finding itself.
+    outside = [name for name, r in result["runs"].items() if not r["within_tolerance"]]
+    if result["ok"]:
+        lines.append("all within tolerance")
+    if not result["reference_learns"]:
+        lines.append(f"PARITY FAILED: the reference did not learn (loss drop {result['reference_drop']:.3f} < "
+                     f"{MIN_DROP}); compare over more --epochs or a larger --subset")
+    if outside:
+        lines.append(f"PARITY FAILED: outside tolerance: {', '.join(outside)}")
     return "\n".join(lines)
 
 
