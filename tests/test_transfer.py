@@ -112,3 +112,18 @@ def test_pack_stays_within_the_total_and_leaves_out_the_least_trained_checkpoint
     assert sum(it.size + 1024 for it in packed) + 64 * 1024 * len(bins) <= MAX_TOTAL
     assert [it.epochs_done for it in packed if it.kind == "checkpoint"] == [250, 120, 90, 40]  # 4 × 14 MiB fit
     assert [it.epochs_done for it in left] == [7, 3] and len(bins) <= 8
+
+
+def test_pack_counts_records_apart_from_the_sweep_plan(tmp_path):
+    """`packed N record(s)` counts the runs' records; the sweep plan travels too (progress reads it) but is no run."""
+    from se_res2net.training.transfer import collect
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_record(runs, make_record("res2net29", seed, 5.0))
+    (runs / "full" / ".sweep-plan.json").write_text('{"models": ["res2net29"]}')
+    items = collect(runs, "book/runs")
+    kinds = {it.member.rsplit("/", 1)[-1]: it.kind for it in items}
+    assert kinds[".sweep-plan.json"] == "plan"
+    assert sorted(name for name, kind in kinds.items() if kind == "record") == ["res2net29_seed0.json",
+                                                                               "res2net29_seed1.json"]

@@ -58,7 +58,7 @@ class Item:
     epochs_done: int = 0  # checkpoints: epochs their run has logged (the furthest trained are packed first)
 
 
-_PRIORITY = ("record", "notebook", "log", "extra", "weights", "checkpoint")
+_PRIORITY = ("record", "plan", "notebook", "log", "extra", "weights", "checkpoint")
 
 
 def _sha256(data: bytes) -> str:
@@ -100,8 +100,10 @@ def collect(
     wanted_weights = set(weights)
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
         base = f"{prefix}/{pdir.name}"
-        for path in sorted(set(pdir.glob("*.json")) | set(pdir.glob(".*.json"))):  # records and the sweep plan
+        for path in sorted(pdir.glob("*.json")):
             add(path, f"{base}/{path.name}", "record")
+        for path in sorted(pdir.glob(".*.json")):  # the sweep plan (what `progress` reads), counted apart
+            add(path, f"{base}/{path.name}", "plan")
         for path in sorted(pdir.glob("*.ipynb")):
             add(path, f"{base}/{path.name}", "notebook")
         for path in sorted((pdir / "logs").glob("*.log")):
