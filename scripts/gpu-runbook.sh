@@ -195,7 +195,7 @@ EOF
     mkdir -p "$RESULTS"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     se bench --json "$@" > "$RESULTS/bench-$stamp.json"
-    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_concurrency(r) if 'processes' in r['rows'][0] else format_table(r))" \
+    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_table(r) if 'warmup_steps' in r else format_concurrency(r))" \
       "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
     ;;
 
@@ -235,14 +235,33 @@ EOF
     deadline=$(( $(date +%s) + ${BENCH_SECONDS:-390} ))
     left() { echo $(( deadline - $(date +%s) )); }
     BENCH_STEPS=${BENCH_STEPS:-50}; BENCH_WARMUP=${BENCH_WARMUP:-10}
+    # the benches compile into a cache of their own: a compile cut by the budget can leave a truncated artifact
+    # behind (seen on CPU: "main.so: file too short" in the next compile), and it must not reach the sweep's
+    bench_cache=$HOME_DIR/inductor-bench
+    cut() { rm -rf "$bench_cache"; }
+    # keep PARTIAL as FINAL when it is a bench result with at least one row: a bench cut by the budget (SIGINT)
+    # prints what it measured before it (`interrupted` names the step); one killed, or with nothing, is dropped
+    keep() {
+      if "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r['rows'] else 1)" "$1" 2> /dev/null; then
+        mv "$1" "$2"
+        "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_table(r) if 'warmup_steps' in r else format_concurrency(r))" "$2"
+      else
+        rm -f "$1"; return 1
+      fi
+    }
     bench_model() {
       t=$(left); [ "$t" -gt 15 ] || { say "bench budget spent: $1 not measured"; return 0; }
       say "bench $1 (at most ${t}s)"
-      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --floor --data auto \
+      rc=0
+      TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --floor --data auto \
         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/bench-$1.json.partial" \
-        && mv "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json" \
-        && "$PY" -c "import json,sys; from se_res2net.training.bench import format_table as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/bench-$1.json" \
-        || { say "bench of $1 did not finish (exit $?)"; rm -f "$RESULTS/bench-$1.json.partial"; }
+        || rc=$?
+      [ "$rc" -eq 0 ] || cut
+      if keep "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json"; then
+        [ "$rc" -eq 0 ] || say "bench of $1 cut short (exit $rc): kept the rows it measured"
+      else
+        say "bench of $1 measured nothing (exit $rc)"
+      fi
     }
     bench_model se_res2net29
     # the rule: the fastest trainer variant of se_res2net29 (eager / compile / cudagraphs) ...
@@ -251,23 +270,28 @@ import json, sys
 try:
     rows = [r for r in json.load(open(sys.argv[1]))['rows'] if r['variant'] != 'plain']
     print(max(rows, key=lambda r: r['images_per_s'])['variant'])
-except OSError:
+except (OSError, ValueError):  # not measured, or only the plain loop before the budget ran out
     print('eager')" "$RESULTS/bench-se_res2net29.json")
     t=$(left)
     if [ "$t" -gt 15 ]; then
       say "concurrency of se_res2net29 $variant (at most ${t}s)"
-      timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
+      rc=0
+      TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
         --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/concurrency.json.partial" \
-        && mv "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json" \
-        && "$PY" -c "import json,sys; from se_res2net.training.bench import format_concurrency as f; print(f(json.load(open(sys.argv[1]))))" "$RESULTS/concurrency.json" \
-        || { say "concurrency bench did not finish (exit $?)"; rm -f "$RESULTS/concurrency.json.partial"; }
+        || rc=$?
+      [ "$rc" -eq 0 ] || cut
+      if keep "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json"; then
+        [ "$rc" -eq 0 ] || say "concurrency bench cut short (exit $rc): kept the levels it measured"
+      else
+        say "concurrency bench measured nothing (exit $rc)"
+      fi
     fi
     # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
     jobs=$("$PY" -c "
 import json, sys
 try:
     print(max(json.load(open(sys.argv[1]))['rows'], key=lambda r: r['aggregate_images_per_s'])['processes'])
-except OSError:
+except (OSError, ValueError):
     print(1)" "$RESULTS/concurrency.json")
     for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done
     case "$variant" in compile) comp=(--compile default) ;; cudagraphs) comp=(--compile reduce-overhead) ;; *) comp=() ;; esac

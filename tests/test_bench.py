@@ -1,5 +1,6 @@
 """bench: the plain loop and the trainer train on the same images; a ratio comes with its inputs (no timings)."""
 
+import contextlib
 import json
 import math
 
@@ -112,3 +113,86 @@ def test_bench_bad_input():
         bench(variants=["turbo"], device="cpu")
     with pytest.raises(ValueError, match="not plain"):
         bench_concurrency(variant="plain", device="cpu")
+
+
+# ----------------------------------------------------------------------------- cut short: keep what was measured
+@contextlib.contextmanager
+def _interrupt_must_not_escape():
+    """An escaping KeyboardInterrupt would end the whole pytest session; here it is this test's failure."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped instead of ending the bench with what it measured")
+
+
+def test_an_interrupted_bench_prints_the_rows_it_measured_and_exits_130(probe, monkeypatch, capsys):
+    """A budget that runs out mid-bench (SIGINT) costs the step it hit, not the rows before it."""
+    from se_res2net.cli import main
+    from se_res2net.training import bench as bench_mod
+
+    timed = bench_mod._time_trainer_path
+
+    def interrupted_at_compile(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier):
+        if variant == "compile":
+            raise KeyboardInterrupt
+        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+
+    monkeypatch.setattr(bench_mod, "_time_trainer_path", interrupted_at_compile)
+    with _interrupt_must_not_escape():
+        rc = main(["bench", "--models", "res2net29", "--variants", "plain", "eager", "compile", "cudagraphs", "--floor",
+                   "--device", "cpu", "--batch-size", "16", "--steps", "1", "--warmup", "1", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == bench_mod.INTERRUPTED_EXIT == 130
+    assert [row["variant"] for row in r["rows"]] == ["plain", "eager"] and r["interrupted"] == "res2net29 / compile"
+    eager = r["rows"][1]
+    assert eager["vs_plain"] == pytest.approx(eager["images_per_s"] / r["rows"][0]["images_per_s"])
+    assert r["floor"] is None  # not started after an interrupt
+    assert "interrupted during res2net29 / compile: the rows above are all that was measured" in format_table(r)
+    assert "interrupted" not in format_table({**r, "interrupted": None})
+
+
+def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypatch):
+    from se_res2net.training import bench as bench_mod
+
+    def level(n, *args):
+        if n == 4:
+            raise KeyboardInterrupt
+        return {"processes": n, "aggregate_images_per_s": 100.0 * n ** 0.5, "per_process_images_per_s": [1.0] * n}
+
+    monkeypatch.setattr(bench_mod, "_concurrent_level", level)
+    with _interrupt_must_not_escape():
+        r = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2, 4, 8], device="cpu")
+    assert [row["processes"] for row in r["rows"]] == [1, 2] and r["interrupted"] == "4 process(es)"
+    assert r["rows"][1]["vs_first"] == pytest.approx(2 ** 0.5)
+    assert "interrupted at 4 process(es)" in format_concurrency(r)
+    done = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2], device="cpu")
+    assert done["interrupted"] is None and "interrupted" not in format_concurrency(done)
+
+
+@pytest.mark.slow
+def test_sigint_mid_bench_gives_json_of_the_finished_variants(tmp_path):
+    """The real signal, as `timeout -s INT` sends it, while the second variant builds and compiles."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", "res2net29", "--variants", "eager", "compile",
+           "--device", "cpu", "--batch-size", "8", "--steps", "1", "--warmup", "1", "--data", "sample", "--json"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1",
+                                 "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})  # cut: keep it private
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "res2net29 / compile" not in seen:  # eager is done, compile has begun
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, f"bench ended before compile: {seen}"
+        seen += line
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    r = json.loads(out)
+    assert [row["variant"] for row in r["rows"]] == ["eager"] and r["interrupted"] == "res2net29 / compile"

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -54,8 +55,11 @@ class Runbook:
         self.home = tmp / "gpu_home"
         self.runs = tmp / "runs"
         self.site = tmp / "site"
+        # a compile cache of its own: these tests cut compiles short, and a truncated artifact in the shared
+        # cache would fail the next compile of any other test
         self.env = dict(os.environ, RUNBOOK_HOME=str(self.home), RUNS_ROOT=str(self.runs), PY=sys.executable,
-                        PIP_TARGET=str(self.site), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+                        PIP_TARGET=str(self.site), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
+                        TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"))
         self.env.pop("SE_RES2NET_DATA_DIR", None)
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -251,3 +255,32 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
     # its verdict is the check's own business (two epochs on 64 images learn too little to pass it)
     assert set(parity["runs"]) == {"eager_fp32", "cuda_defaults"} and parity["device"] == "cpu"
     rb("stop", check=False)
+
+
+@pytest.mark.slow
+def test_block_keeps_what_a_bench_cut_by_its_budget_measured_and_decides_from_it(tmp_path):
+    """A budget that runs out inside the bench of se_res2net29 (compiling takes longer than it) keeps the variants
+    measured before the cut, prints them, and the rule decides from them: nothing measured is thrown away."""
+    rb = Runbook(tmp_path)
+    rb.env.update(BENCH_SECONDS="40", BENCH_STEPS="1", BENCH_WARMUP="0", SE_RES2NET_DATA_DIR=str(SAMPLE),
+                  PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults", PARITY_EPOCHS="2", PARITY_SUBSET="64",
+                  PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
+    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
+             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
+    rb("block", *sweep)
+    log = rb.home / "logs" / "block.log"
+    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
+    rb("stop", check=False)
+    text = log.read_text()
+    kept = json.loads((rb.home / "results" / "bench-se_res2net29.json").read_text())
+    measured = [r["variant"] for r in kept["rows"]]
+    assert measured == ["plain", "eager", "compile", "cudagraphs"][:len(measured)] and measured, text
+    assert kept["interrupted"] == f"se_res2net29 / {['plain', 'eager', 'compile', 'cudagraphs'][len(measured)]}"
+    # 124: it ended on the interrupt; 137: it printed them, then compile workers held its exit past `timeout -k`
+    assert re.search(r"bench of se_res2net29 cut short \(exit (124|137)\): kept the rows it measured", text)
+    assert f"interrupted during {kept['interrupted']}" in text  # the kept rows are printed, as a finished bench's
+    trainer = [r for r in kept["rows"] if r["variant"] != "plain"]
+    fastest = max(trainer, key=lambda r: r["images_per_s"])["variant"] if trainer else "eager"
+    assert f"(fastest variant: {fastest})" in text
+    assert not list((rb.home / "results").glob("*.partial"))
+    assert not (rb.home / "inductor-bench").exists()  # a cut compile's cache is gone before the sweep compiles

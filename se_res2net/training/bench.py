@@ -24,6 +24,10 @@ Each variant runs ``warmup`` untimed steps (compilation happens there), then ``s
 same run. ``achieved TFLOP/s`` counts 3 × 2 × thop MACs per image (forward, and a backward of about twice
 the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device.
 Nothing here asserts a speed: the numbers depend on the machine (see ``benchmarks/NOTES.md``).
+
+An interrupt (Ctrl-C, or ``timeout -s INT`` when a time budget runs out) keeps what was measured: the result
+holds the rows finished before it and names the step it stopped in under ``interrupted`` (``None`` when the
+bench ran to the end), and ``se-res2net bench`` prints it and exits 130.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 
 DATA_CHOICES = ("sample", "auto", "folder", "torchvision")
 VARIANTS = ("plain", "eager", "compile", "cudagraphs")
+# the shell's code for a command ended by SIGINT: a bench cut short prints what it measured, then exits with it
+INTERRUPTED_EXIT = 130
 _COMPILE = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead"}
 
 
@@ -268,33 +274,46 @@ def bench(
     if "plain" in variants and len(cifar.train) < batch_size:
         raise ValueError(f"--batch-size {batch_size} is larger than the {len(cifar.train)} training images; lower it")
     rows: List[Dict[str, Any]] = []
-    for model in models:
-        with torch.random.fork_rng(devices=[]):
-            macs = count_macs(create_model(model), input_size=32)
-        by_variant: Dict[str, Dict[str, Any]] = {}
-        for variant in variants:
-            log.info("bench %s / %s on %s: batch %d, %d warm-up + %d timed steps", model, variant, dev, batch_size,
-                     warmup, steps)
-            if variant == "plain":
-                r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
-            else:
-                r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            r.update({"model": model, "variant": variant, "macs": macs,
-                      "tflops": 6.0 * macs * r["images_per_s"] / 1e12})
-            by_variant[variant] = r
-            rows.append(r)
-        for r in by_variant.values():
-            for ref in ("plain", "eager"):
-                base = by_variant.get(ref)
-                r[f"vs_{ref}"] = r["images_per_s"] / base["images_per_s"] if base else None
+    interrupted: Optional[str] = None
+    step = "counting MACs"
+    try:
+        for model in models:
+            step = f"{model} (counting MACs)"
+            with torch.random.fork_rng(devices=[]):
+                macs = count_macs(create_model(model), input_size=32)
+            by_variant: Dict[str, Dict[str, Any]] = {}
+            for variant in variants:
+                step = f"{model} / {variant}"
+                log.info("bench %s / %s on %s: batch %d, %d warm-up + %d timed steps", model, variant, dev,
+                         batch_size, warmup, steps)
+                if variant == "plain":
+                    r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
+                else:
+                    r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                r.update({"model": model, "variant": variant, "macs": macs,
+                          "tflops": 6.0 * macs * r["images_per_s"] / 1e12, "vs_plain": None, "vs_eager": None})
+                by_variant[variant] = r
+                rows.append(r)
+                # ratios as each row lands, so an interrupted run keeps them for the rows it finished
+                for row in by_variant.values():
+                    for ref in ("plain", "eager"):
+                        base = by_variant.get(ref)
+                        row[f"vs_{ref}"] = row["images_per_s"] / base["images_per_s"] if base else None
+    except KeyboardInterrupt:
+        interrupted = step
+        log.warning("bench interrupted during %s: keeping the %d row(s) measured before it", step, len(rows))
     info = device_info(dev)
     floors = None
-    if floor:
+    if floor and interrupted is None:
         from .floor import floor as floor_analysis
 
-        floors = floor_analysis(models, str(dev), batch_size)
+        try:
+            floors = floor_analysis(models, str(dev), batch_size)
+        except KeyboardInterrupt:
+            interrupted = "the floor"
+            log.warning("bench interrupted during the floor: keeping the %d row(s) without it", len(rows))
     return {
         "device": info["device"],
         "device_name": info["device_name"],
@@ -309,6 +328,7 @@ def bench(
         "train_images": len(cifar.train),
         "rows": rows,
         "floor": floors,
+        "interrupted": interrupted,
     }
 
 
@@ -350,50 +370,64 @@ def bench_concurrency(
     _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
     if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
         raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
-    rows = []
+    rows: List[Dict[str, Any]] = []
+    interrupted: Optional[str] = None
     for n in counts:
-        with tempfile.TemporaryDirectory(prefix="se_res2net_bench_") as tmp:
-            barrier = Path(tmp) / "go"
-            cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", model, "--variants", variant,
-                   "--device", device, "--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup),
-                   "--data", data, "--json", "--barrier", str(barrier)]
-            if data_dir:
-                cmd += ["--data-dir", str(data_dir)]
-            env = dict(os.environ)
-            if env.get("OMP_NUM_THREADS") is None:
-                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                     for _ in range(n)]
-            try:
-                deadline = time.monotonic() + 1800.0
-                while len(list(Path(tmp).glob("ready-*"))) < n:
-                    dead = [p for p in procs if p.poll() is not None]
-                    if dead:
-                        raise RuntimeError(f"a bench process exited early: {dead[0].stderr.read()[-2000:]}")
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("bench processes never became ready")
-                    time.sleep(0.05)
-                barrier.touch()
-                results = []
-                for p in procs:
-                    out, err = p.communicate()
-                    if p.returncode != 0:
-                        raise RuntimeError(f"a bench process failed (exit {p.returncode}): {err[-2000:]}")
-                    results.append(json.loads(out)["rows"][0])
-            finally:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
-        start = min(r["start_unix"] for r in results)
-        end = max(r["end_unix"] for r in results)
-        images = n * steps * batch_size
-        rows.append({"processes": n, "aggregate_images_per_s": images / (end - start),
-                     "per_process_images_per_s": [r["images_per_s"] for r in results]})
-    base = rows[0]["aggregate_images_per_s"]
+        try:
+            rows.append(_concurrent_level(n, model, variant, device, batch_size, steps, warmup, data, data_dir))
+        except KeyboardInterrupt:
+            interrupted = f"{n} process(es)"
+            log.warning("concurrency bench interrupted at %d process(es): keeping the %d level(s) measured before it",
+                        n, len(rows))
+            break
     for r in rows:
-        r["vs_first"] = r["aggregate_images_per_s"] / base
+        r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
     return {"model": model, "variant": variant, "device": device, "batch_size": batch_size, "timed_steps": steps,
-            "rows": rows}
+            "rows": rows, "interrupted": interrupted}
+
+
+def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size: int, steps: int, warmup: int,
+                      data: str, data_dir: Optional[str]) -> Dict[str, Any]:
+    """One row of :func:`bench_concurrency`: ``n`` bench processes timed together."""
+    with tempfile.TemporaryDirectory(prefix="se_res2net_bench_") as tmp:
+        barrier = Path(tmp) / "go"
+        cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", model, "--variants", variant,
+               "--device", device, "--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup),
+               "--data", data, "--json", "--barrier", str(barrier)]
+        if data_dir:
+            cmd += ["--data-dir", str(data_dir)]
+        env = dict(os.environ)
+        if env.get("OMP_NUM_THREADS") is None:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(n)]
+        try:
+            deadline = time.monotonic() + 1800.0
+            while len(list(Path(tmp).glob("ready-*"))) < n:
+                dead = [p for p in procs if p.poll() is not None]
+                if dead:
+                    raise RuntimeError(f"a bench process exited early: {dead[0].stderr.read()[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError("bench processes never became ready")
+                time.sleep(0.05)
+            barrier.touch()
+            results = []
+            for p in procs:
+                out, err = p.communicate()
+                if p.returncode == INTERRUPTED_EXIT:  # the interrupt reached a worker first
+                    raise KeyboardInterrupt
+                if p.returncode != 0:
+                    raise RuntimeError(f"a bench process failed (exit {p.returncode}): {err[-2000:]}")
+                results.append(json.loads(out)["rows"][0])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+    start = min(r["start_unix"] for r in results)
+    end = max(r["end_unix"] for r in results)
+    images = n * steps * batch_size
+    return {"processes": n, "aggregate_images_per_s": images / (end - start),
+            "per_process_images_per_s": [r["images_per_s"] for r in results]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +448,8 @@ def format_table(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
                      f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
+    if result.get("interrupted"):
+        lines.append(f"interrupted during {result['interrupted']}: the rows above are all that was measured")
     if result.get("floor"):
         from .floor import format_floor
 
@@ -430,6 +466,8 @@ def format_concurrency(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
         lines.append(f"{r['processes']:>9} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x  {per}")
+    if result.get("interrupted"):
+        lines.append(f"interrupted at {result['interrupted']}: the levels above are all that was measured")
     return "\n".join(lines)
 
 
@@ -461,8 +499,9 @@ def run_bench(args: argparse.Namespace) -> int:
             model=args.models[0], variant=variant, counts=args.concurrency, device=args.device,
             batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, data=args.data, data_dir=args.data_dir,
         )
-        print(json.dumps(result, indent=2) if args.json else format_concurrency(result))
-        return 0
+        # flushed now: after an interrupt, compile workers can hold up the exit until a `timeout -k` kills it
+        print(json.dumps(result, indent=2) if args.json else format_concurrency(result), flush=True)
+        return INTERRUPTED_EXIT if result["interrupted"] else 0
     result = bench(
         models=args.models,
         variants=args.variants,
@@ -476,5 +515,5 @@ def run_bench(args: argparse.Namespace) -> int:
         floor=args.floor,
         barrier=Path(args.barrier) if args.barrier else None,
     )
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
+    print(json.dumps(result, indent=2) if args.json else format_table(result), flush=True)
+    return INTERRUPTED_EXIT if result["interrupted"] else 0
