@@ -19,6 +19,8 @@
 #   scripts/gpu-runbook.sh block [SWEEP ARGS]   unattended, detached: bench (capped at $BENCH_SECONDS), choose
 #                                               --jobs/--compile from it (rule below), start the sweep, run parity
 #   scripts/gpu-runbook.sh progress             is the sweep alive; which runs are done; images/s; ETA
+#   scripts/gpu-runbook.sh poll [SECONDS]       start again a sweep ended from outside (not by itself or `stop`),
+#                                               then progress, then wait up to SECONDS for it to end
 #   scripts/gpu-runbook.sh wait [SECONDS]       until the detached sweep ends (or SECONDS pass; exit 124)
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
 #   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack)
@@ -50,7 +52,7 @@ die() { printf '[runbook] error: %s\n' "$*" >&2; exit 2; }
 se() { "$PY" -m se_res2net "$@"; }
 
 step=${1:-}
-[ -n "$step" ] || { sed -n '2,25p' "$0"; exit 2; }
+[ -n "$step" ] || { sed -n '2,27p' "$0"; exit 2; }
 shift
 
 case "$step" in
@@ -214,8 +216,12 @@ EOF
         else mkdir -p "$(dirname "$target")"; cp -p "$f" "$target"; say "resume from $target (carried)"; fi
       done < <(find "$STAGE/resume" -type f -name '*.pt' | sort)
     fi
-    # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it
-    setsid nohup "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
+    # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it.
+    # The wrapper writes sweep.exit when the sweep ends by itself; one ended from outside leaves none (`poll`)
+    rm -f "$HOME_DIR/sweep.exit" "$HOME_DIR/sweep.stopped"
+    # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
+    setsid nohup bash -c '"$@"; echo $? > "$0"' "$HOME_DIR/sweep.exit" \
+      "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
     echo $! > "$HOME_DIR/sweep.pid"
     say "sweep started (pid $!), log $LOGS/sweep.log"
     ;;
@@ -225,7 +231,9 @@ EOF
     # running: this measures, decides by a fixed rule, and starts the sweep, detached; poll with `progress`.
     mkdir -p "$LOGS" "$RESULTS"
     printf '%s\n' "$@" > "$HOME_DIR/block.args"
+    rm -f "$RESULTS/decision.txt"
     setsid nohup "$0" block-fg "$@" >> "$LOGS/block.log" 2>&1 < /dev/null &
+    echo $! > "$HOME_DIR/block.pid"
     say "block started (pid $!), log $LOGS/block.log"
     ;;
 
@@ -320,6 +328,26 @@ except (OSError, ValueError):
     se progress --profile "$profile" --out-root "$RUNS_ROOT" "$@"
     ;;
 
+  poll)
+    # The device calls after the one that started a block: the machine ends a call's detached processes too
+    # when commands run as an ordinary user rather than root (device README). So: a sweep that ended neither by
+    # itself (sweep.exit) nor by `stop` (sweep.stopped) is started again, resuming from its checkpoints; then
+    # progress; then wait up to SECONDS (default 0) for it to end, which keeps the machine held meanwhile.
+    limit=${1:-0}
+    say "polling as uid $(id -u)"
+    alive() { [ -f "$HOME_DIR/$1.pid" ] && kill -0 "$(cat "$HOME_DIR/$1.pid")" 2> /dev/null; }
+    if [ -f "$HOME_DIR/block.pid" ] && ! alive block && [ ! -f "$RESULTS/decision.txt" ]; then
+      say "the block ended before it decided (ended from outside?); run 'block' again, its benches' results are kept"
+    fi
+    if [ -f "$HOME_DIR/sweep.args" ] && ! alive sweep && [ ! -f "$HOME_DIR/sweep.exit" ] && [ ! -f "$HOME_DIR/sweep.stopped" ]; then
+      say "the sweep was ended from outside (not by itself, not by 'stop'): starting it again from its checkpoints"
+      mapfile -t args < "$HOME_DIR/sweep.args"
+      "$0" start "${args[@]}"
+    fi
+    "$0" progress
+    if [ "$limit" -gt 0 ] && [ -f "$HOME_DIR/sweep.pid" ]; then "$0" wait "$limit" || true; fi
+    ;;
+
   wait)
     limit=${1:-0}; t0=$(date +%s)
     [ -f "$HOME_DIR/sweep.pid" ] || die "no sweep was started"
@@ -333,6 +361,7 @@ except (OSError, ValueError):
   stop)
     [ -f "$HOME_DIR/sweep.pid" ] || die "no sweep was started"
     pid=$(cat "$HOME_DIR/sweep.pid")
+    touch "$HOME_DIR/sweep.stopped"  # `poll` leaves a stopped sweep alone
     if kill -0 "$pid" 2> /dev/null; then
       kill -TERM -- "-$pid" 2> /dev/null || kill -TERM "$pid"  # the session: the sweep and its workers
       for _ in $(seq 1 60); do kill -0 "$pid" 2> /dev/null || break; sleep 0.5; done

@@ -284,3 +284,37 @@ def test_block_keeps_what_a_bench_cut_by_its_budget_measured_and_decides_from_it
     assert f"(fastest variant: {fastest})" in text
     assert not list((rb.home / "results").glob("*.partial"))
     assert not (rb.home / "inductor-bench").exists()  # a cut compile's cache is gone before the sweep compiles
+
+
+@pytest.mark.slow
+def test_poll_starts_again_a_sweep_ended_from_outside_but_not_one_stopped_or_finished(tmp_path):
+    """Where the machine ends every process of a call (commands run as an ordinary user), the sweep dies between
+    calls: `poll` starts it again from its checkpoints. A sweep ended by `stop`, or by itself, stays ended."""
+    import signal
+
+    rb = Runbook(tmp_path)
+    rb.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE))
+    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
+             "--set", "epochs=3", "--set", "checkpoint_every=1", "--set", "batch_size=32", "--set", "train_subset=128",
+             "--set", "test_subset=50"]
+    rb("start", *sweep)
+    smoke = rb.runs / "smoke"
+    _wait(lambda: any((smoke / "checkpoints").glob("*.pt")))
+    first = int((rb.home / "sweep.pid").read_text())
+    os.killpg(first, signal.SIGKILL)  # what the end of a call does to an ordinary user's processes
+    _wait(lambda: subprocess.run(["kill", "-0", str(first)], capture_output=True).returncode != 0, timeout=30)
+
+    said = rb("poll").stdout
+    assert "ended from outside" in said and "sweep started" in said and "sweep running" in said
+    second = int((rb.home / "sweep.pid").read_text())
+    assert second != first
+    rb("stop")
+    said = rb("poll").stdout
+    assert "ended from outside" not in said and int((rb.home / "sweep.pid").read_text()) == second
+
+    rb("start", *sweep)
+    said = rb("poll", "600", timeout=700).stdout  # waits for the end
+    assert "the sweep has ended" in said
+    assert read_record(smoke / "res2net29_seed0.json")["status"] == "complete"
+    assert (rb.home / "sweep.exit").read_text().strip() == "0"
+    assert "ended from outside" not in rb("poll").stdout  # it finished by itself: nothing to start again
