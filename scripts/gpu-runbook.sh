@@ -306,12 +306,7 @@ except (OSError, ValueError):
     say "decided: --jobs $jobs ${comp[*]:-(eager)} (fastest variant: $variant)" | tee "$RESULTS/decision.txt"
     # 2. the sweep, detached (it outlives this script too), and the GPU parity check beside it
     "$0" start "$@" --jobs "$jobs" "${comp[@]}"
-    say "parity: eager fp32 against ${PARITY_VARIANTS:-the CUDA defaults, with and without CUDA graphs}"
-    # shellcheck disable=SC2086  # PARITY_VARIANTS / PARITY_ARGS are word lists
-    "$PY" -m se_res2net parity --model se_res2net29 --variants ${PARITY_VARIANTS:-cuda_defaults cuda_defaults_cudagraphs} \
-      --epochs "${PARITY_EPOCHS:-4}" --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto \
-      --device "${PARITY_DEVICE:-cuda}" ${PARITY_ARGS:-} --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 \
-      || say "parity failed (exit $?); see $LOGS/parity.log"
+    "$0" parity-fg
     say "block done"
     ;;
 
@@ -328,16 +323,36 @@ except (OSError, ValueError):
     se progress --profile "$profile" --out-root "$RUNS_ROOT" "$@"
     ;;
 
+  parity-fg)
+    # the GPU parity check of se_res2net29 (its verdict and curves -> results/parity-cuda.json); parity.exit
+    # says it ran to its end (pass or fail), so `poll` runs it again only when it was ended from outside
+    echo $$ > "$HOME_DIR/parity.pid"; rm -f "$HOME_DIR/parity.exit"
+    say "parity: eager fp32 against ${PARITY_VARIANTS:-the CUDA defaults, with and without CUDA graphs}"
+    rc=0
+    # shellcheck disable=SC2086  # PARITY_VARIANTS / PARITY_ARGS are word lists
+    "$PY" -m se_res2net parity --model se_res2net29 --variants ${PARITY_VARIANTS:-cuda_defaults cuda_defaults_cudagraphs} \
+      --epochs "${PARITY_EPOCHS:-4}" --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto \
+      --device "${PARITY_DEVICE:-cuda}" ${PARITY_ARGS:-} --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || say "parity failed (exit $rc); see $LOGS/parity.log"
+    echo "$rc" > "$HOME_DIR/parity.exit"
+    ;;
+
   poll)
     # The device calls after the one that started a block: the machine ends a call's detached processes too
     # when commands run as an ordinary user rather than root (device README). So: a sweep that ended neither by
     # itself (sweep.exit) nor by `stop` (sweep.stopped) is started again, resuming from its checkpoints; then
     # progress; then wait up to SECONDS (default 0) for it to end, which keeps the machine held meanwhile.
     limit=${1:-0}
+    mkdir -p "$LOGS"
     say "polling as uid $(id -u)"
     alive() { [ -f "$HOME_DIR/$1.pid" ] && kill -0 "$(cat "$HOME_DIR/$1.pid")" 2> /dev/null; }
     if [ -f "$HOME_DIR/block.pid" ] && ! alive block && [ ! -f "$RESULTS/decision.txt" ]; then
       say "the block ended before it decided (ended from outside?); run 'block' again, its benches' results are kept"
+    fi
+    if [ -f "$RESULTS/decision.txt" ] && [ -f "$HOME_DIR/parity.pid" ] && ! alive block && ! alive parity \
+       && [ ! -f "$HOME_DIR/parity.exit" ]; then
+      say "the parity check was ended from outside: starting it again, detached (log $LOGS/parity.log)"
+      setsid nohup "$0" parity-fg >> "$LOGS/block.log" 2>&1 < /dev/null &
     fi
     if [ -f "$HOME_DIR/sweep.args" ] && ! alive sweep && [ ! -f "$HOME_DIR/sweep.exit" ] && [ ! -f "$HOME_DIR/sweep.stopped" ]; then
       say "the sweep was ended from outside (not by itself, not by 'stop'): starting it again from its checkpoints"

@@ -318,3 +318,26 @@ def test_poll_starts_again_a_sweep_ended_from_outside_but_not_one_stopped_or_fin
     assert read_record(smoke / "res2net29_seed0.json")["status"] == "complete"
     assert (rb.home / "sweep.exit").read_text().strip() == "0"
     assert "ended from outside" not in rb("poll").stdout  # it finished by itself: nothing to start again
+
+
+def test_poll_runs_again_a_parity_check_ended_from_outside_and_only_that(tmp_path):
+    """The block decided and started parity, then the call's end ended it: `poll` runs it again, detached; once it
+    has run to its end (pass or fail: parity.exit), `poll` leaves it."""
+    rb = Runbook(tmp_path)
+    rb.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
+                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
+    (rb.home / "results").mkdir(parents=True)
+    (rb.home / "results" / "decision.txt").write_text("decided: --jobs 1 (eager) (fastest variant: eager)\n")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for name in ("block", "parity"):  # both ended, parity before its end
+        (rb.home / f"{name}.pid").write_text(f"{gone.pid}\n")
+    said = rb("poll").stdout
+    assert "parity check was ended from outside: starting it again" in said
+    _wait(lambda: (rb.home / "parity.exit").exists(), timeout=300)
+    rerun = (rb.home / "parity.pid").read_text().strip()
+    assert rerun != str(gone.pid)
+    _wait(lambda: subprocess.run(["kill", "-0", rerun], capture_output=True).returncode != 0, timeout=30)
+    result = json.loads((rb.home / "results" / "parity-cuda.json").read_text())
+    assert set(result["runs"]) == {"eager_fp32", "cuda_defaults"}
+    assert "parity check" not in rb("poll").stdout
