@@ -247,8 +247,9 @@ EOF
     # behind (seen on CPU: "main.so: file too short" in the next compile), and it must not reach the sweep's
     bench_cache=$HOME_DIR/inductor-bench
     cut() { rm -rf "$bench_cache"; }
-    # keep PARTIAL as FINAL when it is a bench result with at least one row: a bench cut by the budget (SIGINT)
-    # prints what it measured before it (`interrupted` names the step); one killed, or with nothing, is dropped
+    # keep PARTIAL as FINAL when it is a bench result with at least one row: a bench rewrites it (--out) after
+    # every row, and one cut by the budget (SIGINT, or SIGKILL 20 s later) leaves there what it measured before
+    # the cut (`interrupted` says where); with nothing measured it is dropped
     keep() {
       if "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r['rows'] else 1)" "$1" 2> /dev/null; then
         mv "$1" "$2"
@@ -262,7 +263,7 @@ EOF
       say "bench $1 (at most ${t}s)"
       rc=0
       TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --floor --data auto \
-        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/bench-$1.json.partial" \
+        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/bench-$1.json.partial" > /dev/null \
         || rc=$?
       [ "$rc" -eq 0 ] || cut
       if keep "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json"; then
@@ -285,7 +286,7 @@ except (OSError, ValueError):  # not measured, or only the plain loop before the
       say "concurrency of se_res2net29 $variant (at most ${t}s)"
       rc=0
       TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
-        --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" > "$RESULTS/concurrency.json.partial" \
+        --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/concurrency.json.partial" > /dev/null \
         || rc=$?
       [ "$rc" -eq 0 ] || cut
       if keep "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json"; then

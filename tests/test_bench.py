@@ -125,25 +125,30 @@ def _interrupt_must_not_escape():
         pytest.fail("the interrupt escaped instead of ending the bench with what it measured")
 
 
-def test_an_interrupted_bench_prints_the_rows_it_measured_and_exits_130(probe, monkeypatch, capsys):
-    """A budget that runs out mid-bench (SIGINT) costs the step it hit, not the rows before it."""
+def test_an_interrupted_bench_prints_the_rows_it_measured_and_exits_130(probe, monkeypatch, capsys, tmp_path):
+    """A budget that runs out mid-bench (SIGINT) costs the step it hit, not the rows before it; and a kill with no
+    interrupt at all (`timeout -k`) still finds those rows in --out, rewritten after each."""
     from se_res2net.cli import main
     from se_res2net.training import bench as bench_mod
 
-    timed = bench_mod._time_trainer_path
+    timed, out, seen_before = bench_mod._time_trainer_path, tmp_path / "bench.json", []
 
     def interrupted_at_compile(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier):
         if variant == "compile":
+            seen_before.append(json.loads(out.read_text()))  # what a SIGKILL here would leave
             raise KeyboardInterrupt
         return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
 
     monkeypatch.setattr(bench_mod, "_time_trainer_path", interrupted_at_compile)
     with _interrupt_must_not_escape():
         rc = main(["bench", "--models", "res2net29", "--variants", "plain", "eager", "compile", "cudagraphs", "--floor",
-                   "--device", "cpu", "--batch-size", "16", "--steps", "1", "--warmup", "1", "--json"])
+                   "--device", "cpu", "--batch-size", "16", "--steps", "1", "--warmup", "1", "--json", "--out", str(out)])
     r = json.loads(capsys.readouterr().out)
     assert rc == bench_mod.INTERRUPTED_EXIT == 130
-    assert [row["variant"] for row in r["rows"]] == ["plain", "eager"] and r["interrupted"] == "res2net29 / compile"
+    assert [row["variant"] for row in r["rows"]] == ["plain", "eager"] and r["interrupted"] == "during res2net29 / compile"
+    assert json.loads(out.read_text()) == r
+    (killed,) = seen_before
+    assert killed["rows"] == r["rows"] and killed["interrupted"] == "after res2net29 / eager"
     eager = r["rows"][1]
     assert eager["vs_plain"] == pytest.approx(eager["images_per_s"] / r["rows"][0]["images_per_s"])
     assert r["floor"] is None  # not started after an interrupt
@@ -162,17 +167,16 @@ def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypat
     monkeypatch.setattr(bench_mod, "_concurrent_level", level)
     with _interrupt_must_not_escape():
         r = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2, 4, 8], device="cpu")
-    assert [row["processes"] for row in r["rows"]] == [1, 2] and r["interrupted"] == "4 process(es)"
+    assert [row["processes"] for row in r["rows"]] == [1, 2] and r["interrupted"] == "during 4 process(es)"
     assert r["rows"][1]["vs_first"] == pytest.approx(2 ** 0.5)
-    assert "interrupted at 4 process(es)" in format_concurrency(r)
+    assert "interrupted during 4 process(es): the levels above" in format_concurrency(r)
     done = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2], device="cpu")
     assert done["interrupted"] is None and "interrupted" not in format_concurrency(done)
 
 
-@pytest.mark.slow
-def test_sigint_mid_bench_gives_json_of_the_finished_variants(tmp_path):
-    """The real signal, as `timeout -s INT` sends it, while the second variant builds and compiles."""
-    import signal
+def _bench_until_compile_begins(tmp_path, *extra):
+    """A real ``se-res2net bench`` process of eager then compile, returned once eager is done and compile began."""
+    import os
     import subprocess
     import sys
     import time
@@ -180,21 +184,45 @@ def test_sigint_mid_bench_gives_json_of_the_finished_variants(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", "res2net29", "--variants", "eager", "compile",
-           "--device", "cpu", "--batch-size", "8", "--steps", "1", "--warmup", "1", "--data", "sample", "--json"]
+           "--device", "cpu", "--batch-size", "8", "--steps", "1", "--warmup", "1", "--data", "sample", "--json", *extra]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1",
+                            env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1",
                                  "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})  # cut: keep it private
-    seen = ""
-    deadline = time.monotonic() + 300
-    while "res2net29 / compile" not in seen:  # eager is done, compile has begun
+    seen, deadline = "", time.monotonic() + 300
+    while "res2net29 / compile" not in seen:
         line = proc.stderr.readline()
         assert line and time.monotonic() < deadline, f"bench ended before compile: {seen}"
         seen += line
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    # generous: once (a CI-like run of the whole suite beside other compiles on 2 cores) the interrupt took over
-    # 60 s to land; alone it takes 1-2 s
-    out, err = proc.communicate(timeout=240)
+    return proc
+
+
+@pytest.mark.slow
+def test_sigint_mid_bench_gives_json_of_the_finished_variants(tmp_path):
+    """The real signal, as `timeout -s INT` sends it, while the second variant compiles. An interrupt can be lost
+    inside torch.compile (seen once in CI: the bench then finished, exit 0): up to 3 tries for one that lands."""
+    import signal
+
+    for _ in range(3):
+        proc = _bench_until_compile_begins(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=240)
+        if proc.returncode != 0:
+            break
     assert proc.returncode == 130, err[-2000:]
     r = json.loads(out)
-    assert [row["variant"] for row in r["rows"]] == ["eager"] and r["interrupted"] == "res2net29 / compile"
+    assert [row["variant"] for row in r["rows"]] == ["eager"] and r["interrupted"] == "during res2net29 / compile"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_bench_leaves_the_finished_variants_in_out(tmp_path):
+    """No interrupt at all: SIGKILL (what `timeout -k` sends) while compile works. --out holds eager's row."""
+    import signal
+
+    out = tmp_path / "bench.json"
+    proc = _bench_until_compile_begins(tmp_path, "--out", str(out))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    r = json.loads(out.read_text())
+    assert [row["variant"] for row in r["rows"]] == ["eager"] and r["interrupted"] == "after res2net29 / eager"
+    assert "interrupted after res2net29 / eager: the rows above are all that was measured" in format_table(r)

@@ -275,10 +275,12 @@ def test_block_keeps_what_a_bench_cut_by_its_budget_measured_and_decides_from_it
     kept = json.loads((rb.home / "results" / "bench-se_res2net29.json").read_text())
     measured = [r["variant"] for r in kept["rows"]]
     assert measured == ["plain", "eager", "compile", "cudagraphs"][:len(measured)] and measured, text
-    assert kept["interrupted"] == f"se_res2net29 / {['plain', 'eager', 'compile', 'cudagraphs'][len(measured)]}"
+    # "during" the next variant when the interrupt landed; "after" the last measured when the kill had to come
+    assert kept["interrupted"] in (f"during se_res2net29 / {['plain', 'eager', 'compile', 'cudagraphs'][len(measured)]}",
+                                   f"after se_res2net29 / {measured[-1]}")
     # 124: it ended on the interrupt; 137: it printed them, then compile workers held its exit past `timeout -k`
     assert re.search(r"bench of se_res2net29 cut short \(exit (124|137)\): kept the rows it measured", text)
-    assert f"interrupted during {kept['interrupted']}" in text  # the kept rows are printed, as a finished bench's
+    assert f"interrupted {kept['interrupted']}: the rows above" in text  # printed, as a finished bench's rows
     trainer = [r for r in kept["rows"] if r["variant"] != "plain"]
     fastest = max(trainer, key=lambda r: r["images_per_s"])["variant"] if trainer else "eager"
     assert f"(fastest variant: {fastest})" in text

@@ -26,8 +26,10 @@ the forward). :func:`bench_concurrency` measures the aggregate images/s of N pro
 Nothing here asserts a speed: the numbers depend on the machine (see ``benchmarks/NOTES.md``).
 
 An interrupt (Ctrl-C, or ``timeout -s INT`` when a time budget runs out) keeps what was measured: the result
-holds the rows finished before it and names the step it stopped in under ``interrupted`` (``None`` when the
-bench ran to the end), and ``se-res2net bench`` prints it and exits 130.
+holds the rows finished before it and says where it stopped under ``interrupted`` (``"during <step>"``; ``None``
+when the bench ran to the end), and ``se-res2net bench`` prints it and exits 130. An interrupt does not always
+land (while ``torch.compile`` works, one was seen to be lost), and a budget's ``timeout -k`` then kills the
+process: ``--out FILE`` keeps the result so far in FILE after every row (``"after <step>"``) for that case.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +240,7 @@ def bench(
     *,
     floor: bool = False,
     barrier: Optional[Path] = None,
+    on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
     """Time every (model, variant) in this process and return a JSON-ready dict.
 
@@ -245,6 +248,8 @@ def bench(
     ``vs_plain`` and ``vs_eager`` (ratios within the same model, ``None`` when that variant was not run).
     ``floor``: also count each model's step and measure the device's rates in this process
     (:func:`se_res2net.training.floor.floor`), under the key ``floor``.
+    ``on_update``: called with the result so far after every row (``interrupted`` then names what is still
+    to come), so that a process killed outright still leaves what it measured (``se-res2net bench --out``).
     """
     import torch
 
@@ -273,9 +278,30 @@ def bench(
     cifar = load_cifar10(data, data_dir, progress=False)
     if "plain" in variants and len(cifar.train) < batch_size:
         raise ValueError(f"--batch-size {batch_size} is larger than the {len(cifar.train)} training images; lower it")
+    info = device_info(dev)
     rows: List[Dict[str, Any]] = []
     interrupted: Optional[str] = None
     step = "counting MACs"
+    floors = None
+
+    def result(pending: Optional[str]) -> Dict[str, Any]:
+        return {
+            "device": info["device"],
+            "device_name": info["device_name"],
+            "cuda": info["cuda"],
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "batch_size": batch_size,
+            "warmup_steps": warmup,
+            "timed_steps": steps,
+            "data_source": cifar.source,
+            "data_is_sample": bool(cifar.is_sample),
+            "train_images": len(cifar.train),
+            "rows": rows,
+            "floor": floors,
+            "interrupted": pending,
+        }
+
     try:
         for model in models:
             step = f"{model} (counting MACs)"
@@ -301,35 +327,23 @@ def bench(
                     for ref in ("plain", "eager"):
                         base = by_variant.get(ref)
                         row[f"vs_{ref}"] = row["images_per_s"] / base["images_per_s"] if base else None
+                if on_update is not None:
+                    on_update(result(f"after {step}"))  # what a kill now would leave
     except KeyboardInterrupt:
-        interrupted = step
+        interrupted = f"during {step}"
         log.warning("bench interrupted during %s: keeping the %d row(s) measured before it", step, len(rows))
-    info = device_info(dev)
-    floors = None
     if floor and interrupted is None:
         from .floor import floor as floor_analysis
 
         try:
             floors = floor_analysis(models, str(dev), batch_size)
         except KeyboardInterrupt:
-            interrupted = "the floor"
+            interrupted = "during the floor"
             log.warning("bench interrupted during the floor: keeping the %d row(s) without it", len(rows))
-    return {
-        "device": info["device"],
-        "device_name": info["device_name"],
-        "cuda": info["cuda"],
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "batch_size": batch_size,
-        "warmup_steps": warmup,
-        "timed_steps": steps,
-        "data_source": cifar.source,
-        "data_is_sample": bool(cifar.is_sample),
-        "train_images": len(cifar.train),
-        "rows": rows,
-        "floor": floors,
-        "interrupted": interrupted,
-    }
+    final = result(interrupted)
+    if on_update is not None:
+        on_update(final)
+    return final
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,6 +372,7 @@ def bench_concurrency(
     warmup: int = 3,
     data: str = "sample",
     data_dir: Optional[str] = None,
+    on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
     """Aggregate training images/s of ``n`` concurrent ``se-res2net bench`` processes, for each ``n``.
 
@@ -372,18 +387,27 @@ def bench_concurrency(
         raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
     rows: List[Dict[str, Any]] = []
     interrupted: Optional[str] = None
-    for n in counts:
+
+    def result(pending: Optional[str]) -> Dict[str, Any]:
+        for r in rows:
+            r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
+        return {"model": model, "variant": variant, "device": device, "batch_size": batch_size,
+                "timed_steps": steps, "rows": rows, "interrupted": pending}
+
+    for i, n in enumerate(counts):
         try:
             rows.append(_concurrent_level(n, model, variant, device, batch_size, steps, warmup, data, data_dir))
         except KeyboardInterrupt:
-            interrupted = f"{n} process(es)"
+            interrupted = f"during {n} process(es)"
             log.warning("concurrency bench interrupted at %d process(es): keeping the %d level(s) measured before it",
                         n, len(rows))
             break
-    for r in rows:
-        r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
-    return {"model": model, "variant": variant, "device": device, "batch_size": batch_size, "timed_steps": steps,
-            "rows": rows, "interrupted": interrupted}
+        if on_update is not None and i + 1 < len(counts):
+            on_update(result(f"before {counts[i + 1]} process(es)"))  # what a kill now would leave
+    final = result(interrupted)
+    if on_update is not None:
+        on_update(final)
+    return final
 
 
 def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size: int, steps: int, warmup: int,
@@ -449,7 +473,7 @@ def format_table(result: Dict[str, Any]) -> str:
         lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
                      f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
     if result.get("interrupted"):
-        lines.append(f"interrupted during {result['interrupted']}: the rows above are all that was measured")
+        lines.append(f"interrupted {result['interrupted']}: the rows above are all that was measured")
     if result.get("floor"):
         from .floor import format_floor
 
@@ -467,7 +491,7 @@ def format_concurrency(result: Dict[str, Any]) -> str:
         per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
         lines.append(f"{r['processes']:>9} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x  {per}")
     if result.get("interrupted"):
-        lines.append(f"interrupted at {result['interrupted']}: the levels above are all that was measured")
+        lines.append(f"interrupted {result['interrupted']}: the levels above are all that was measured")
     return "\n".join(lines)
 
 
@@ -489,15 +513,25 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--floor", action="store_true",
                    help="also count FLOPs, bytes and launches per step and measure the device's rates (see 'floor')")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also keep the result as JSON in FILE, rewritten after every row: a bench killed outright "
+                        "(a budget's `timeout -k`) still leaves what it measured there, `interrupted` naming what is missing")
     p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # used by --concurrency
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    on_update = None
+    if args.out:
+        from .atomic import atomic_write_json, ensure_writable_dir
+
+        ensure_writable_dir(Path(args.out).resolve().parent)
+        on_update = lambda result: atomic_write_json(args.out, result)  # noqa: E731
     if args.concurrency:
         variant = next((v for v in args.variants if v != "plain"), "eager")
         result = bench_concurrency(
             model=args.models[0], variant=variant, counts=args.concurrency, device=args.device,
             batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, data=args.data, data_dir=args.data_dir,
+            on_update=on_update,
         )
         # flushed now: after an interrupt, compile workers can hold up the exit until a `timeout -k` kills it
         print(json.dumps(result, indent=2) if args.json else format_concurrency(result), flush=True)
@@ -514,6 +548,7 @@ def run_bench(args: argparse.Namespace) -> int:
         workers=args.workers,
         floor=args.floor,
         barrier=Path(args.barrier) if args.barrier else None,
+        on_update=on_update,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result), flush=True)
     return INTERRUPTED_EXIT if result["interrupted"] else 0
