@@ -219,8 +219,9 @@ EOF
     # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it.
     # The wrapper writes sweep.exit when the sweep ends by itself; one ended from outside leaves none (`poll`)
     rm -f "$HOME_DIR/sweep.exit" "$HOME_DIR/sweep.stopped"
+    # its compiles go to a cache of the runbook's own, which `poll` may delete (below)
     # shellcheck disable=SC2016  # $0 and $@ belong to the inner shell
-    setsid nohup bash -c '"$@"; echo $? > "$0"' "$HOME_DIR/sweep.exit" \
+    TORCHINDUCTOR_CACHE_DIR=$HOME_DIR/inductor-sweep setsid nohup bash -c '"$@"; echo $? > "$0"' "$HOME_DIR/sweep.exit" \
       "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
     echo $! > "$HOME_DIR/sweep.pid"
     say "sweep started (pid $!), log $LOGS/sweep.log"
@@ -247,6 +248,7 @@ EOF
     # behind (seen on CPU: "main.so: file too short" in the next compile), and it must not reach the sweep's
     bench_cache=$HOME_DIR/inductor-bench
     cut() { rm -rf "$bench_cache"; }
+    cut  # a block ended from outside before may have left one behind
     # keep PARTIAL as FINAL when it is a bench result with at least one row: a bench rewrites it (--out) after
     # every row, and one cut by the budget (SIGINT, or SIGKILL 20 s later) leaves there what it measured before
     # the cut (`interrupted` says where); with nothing measured it is dropped
@@ -357,6 +359,8 @@ except (OSError, ValueError):
     fi
     if [ -f "$HOME_DIR/sweep.args" ] && ! alive sweep && [ ! -f "$HOME_DIR/sweep.exit" ] && [ ! -f "$HOME_DIR/sweep.stopped" ]; then
       say "the sweep was ended from outside (not by itself, not by 'stop'): starting it again from its checkpoints"
+      # a kill mid-compile can leave a truncated artifact that fails every later compile: start with none
+      rm -rf "$HOME_DIR/inductor-sweep"
       mapfile -t args < "$HOME_DIR/sweep.args"
       "$0" start "${args[@]}"
     fi
