@@ -27,9 +27,10 @@ Nothing here asserts a speed: the numbers depend on the machine (see ``benchmark
 
 An interrupt (Ctrl-C, or ``timeout -s INT`` when a time budget runs out) keeps what was measured: the result
 holds the rows finished before it and says where it stopped under ``interrupted`` (``"during <step>"``; ``None``
-when the bench ran to the end), and ``se-res2net bench`` prints it and exits 130. An interrupt does not always
-land (while ``torch.compile`` works, one was seen to be lost), and a budget's ``timeout -k`` then kills the
-process: ``--out FILE`` keeps the result so far in FILE after every row (``"after <step>"``) for that case.
+when the bench ran to the end), and ``se-res2net bench`` prints it and exits 130. A process that never sees
+the interrupt (started with SIGINT ignored, as a non-interactive shell starts background jobs, or killed
+outright by a budget's ``timeout -k``) gets no such chance: ``--out FILE`` keeps the result so far in FILE,
+rewritten after every row (``"after <step>"``), for that case.
 """
 
 from __future__ import annotations
