@@ -260,19 +260,22 @@ EOF
         rm -f "$1"; return 1
       fi
     }
+    # timed WHAT NAME SECONDS BENCH-ARGS...: `se-res2net bench` within SECONDS into results/NAME.json
+    timed() {
+      local what=$1 name=$2 t=$3 rc=0; shift 3
+      TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --data auto \
+        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/$name.json.partial" "$@" > /dev/null || rc=$?
+      [ "$rc" -eq 0 ] || cut
+      if keep "$RESULTS/$name.json.partial" "$RESULTS/$name.json"; then
+        [ "$rc" -eq 0 ] || say "$what cut short (exit $rc): kept the rows it measured"
+      else
+        say "$what measured nothing (exit $rc)"
+      fi
+    }
     bench_model() {
       t=$(left); [ "$t" -gt 15 ] || { say "bench budget spent: $1 not measured"; return 0; }
       say "bench $1 (at most ${t}s)"
-      rc=0
-      TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models "$1" --variants plain eager compile cudagraphs --floor --data auto \
-        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/bench-$1.json.partial" > /dev/null \
-        || rc=$?
-      [ "$rc" -eq 0 ] || cut
-      if keep "$RESULTS/bench-$1.json.partial" "$RESULTS/bench-$1.json"; then
-        [ "$rc" -eq 0 ] || say "bench of $1 cut short (exit $rc): kept the rows it measured"
-      else
-        say "bench of $1 measured nothing (exit $rc)"
-      fi
+      timed "bench of $1" "bench-$1" "$t" --models "$1" --variants plain eager compile cudagraphs --floor
     }
     bench_model se_res2net29
     # the rule: the fastest trainer variant of se_res2net29 (eager / compile / cudagraphs) ...
@@ -286,16 +289,7 @@ except (OSError, ValueError):  # not measured, or only the plain loop before the
     t=$(left)
     if [ "$t" -gt 15 ]; then
       say "concurrency of se_res2net29 $variant (at most ${t}s)"
-      rc=0
-      TORCHINDUCTOR_CACHE_DIR=$bench_cache timeout -s INT -k 20 "$t" "$PY" -m se_res2net bench --json --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
-        --data auto --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/concurrency.json.partial" > /dev/null \
-        || rc=$?
-      [ "$rc" -eq 0 ] || cut
-      if keep "$RESULTS/concurrency.json.partial" "$RESULTS/concurrency.json"; then
-        [ "$rc" -eq 0 ] || say "concurrency bench cut short (exit $rc): kept the levels it measured"
-      else
-        say "concurrency bench measured nothing (exit $rc)"
-      fi
+      timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8
     fi
     # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
     jobs=$("$PY" -c "
