@@ -1,5 +1,6 @@
 """Resuming in the next GPU block: which checkpoints are committed, carried or deleted; which call carries what."""
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_pack_stays_within_the_total_and_leaves_out_the_least_trained_checkpoint
     for seed, logged in enumerate((3, 120, 40, 250, 7, 90)):
         write_record(runs, make_record("se_resnet110", seed, None, status="running", logged=logged))
         _ckpt(runs / "full" / "checkpoints" / f"se_resnet110_seed{seed}.pt", 14 * MiB)
-    items = collect(runs, "book/runs")
+    items, _ = collect(runs, "book/runs")
     ckpts = [it for it in items if it.kind == "checkpoint"]
     assert [it.epochs_done for it in ckpts] == [250, 120, 90, 40, 7, 3]
     assert [it.kind for it in items][:6] == ["record"] * 6  # records before every checkpoint
@@ -122,8 +123,50 @@ def test_pack_counts_records_apart_from_the_sweep_plan(tmp_path):
     for seed in (0, 1):
         write_record(runs, make_record("res2net29", seed, 5.0))
     (runs / "full" / ".sweep-plan.json").write_text('{"models": ["res2net29"]}')
-    items = collect(runs, "book/runs")
+    items, _ = collect(runs, "book/runs")
     kinds = {it.member.rsplit("/", 1)[-1]: it.kind for it in items}
     assert kinds[".sweep-plan.json"] == "plan"
     assert sorted(name for name, kind in kinds.items() if kind == "record") == ["res2net29_seed0.json",
                                                                                "res2net29_seed1.json"]
+
+
+def test_pack_lists_weights_of_runs_not_complete_yet_and_packs_everything_else(tmp_path, capsys):
+    """The block's last call names the seed-0 runs whose final weights it wants; at that moment some are unfinished
+    or not started. Those are listed, not packed (an unfinished run's checkpoint travels to resume), and the pack
+    goes on: one such name must not cost every record of the block."""
+    import argparse
+    import tarfile
+
+    import torch
+
+    from se_res2net.training.checkpoint import save_checkpoint
+    from se_res2net.training.transfer import add_pack_arguments, pack_results, run_pack
+
+    runs = tmp_path / "runs"
+    write_record(runs, make_record("res2net29", 0, 5.0))  # complete: its final weights are packed
+    save_checkpoint(runs / "full" / "checkpoints" / "res2net29_seed0.pt",
+                    {"model": "res2net29", "model_kwargs": {}, "state_dict": {"w": torch.ones(2)}, "epoch": 300,
+                     "optimizer": {"momentum": torch.zeros(2)}})
+    write_record(runs, make_record("se_res2net29", 0, None, status="running", logged=3))  # unfinished
+    _ckpt(runs / "full" / "checkpoints" / "se_res2net29_seed0.pt", 1000)
+    wanted = ["res2net29_seed0", "se_res2net29_seed0", "se_resnet110_seed0"]  # the last: not started
+
+    s = pack_results(tmp_path / "out", runs, prefix="book/runs", weights=wanted)
+    members = {}
+    for a in s["archives"]:
+        with tarfile.open(a["archive"]) as tar:
+            members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    assert [m for m in members if "/weights/" in m] == ["book/runs/full/weights/res2net29_seed0.pt"]
+    slim = torch.load(io.BytesIO(members["book/runs/full/weights/res2net29_seed0.pt"]), weights_only=True)
+    assert "optimizer" not in slim and torch.equal(slim["state_dict"]["w"], torch.ones(2))
+    assert "book/runs/full/checkpoints/se_res2net29_seed0.pt" in members  # it resumes elsewhere
+    assert {"book/runs/full/res2net29_seed0.json", "book/runs/full/se_res2net29_seed0.json"} <= set(members)
+    assert sorted(s["weights_pending"]) == ["se_res2net29_seed0", "se_resnet110_seed0"]
+    assert "not complete (3 epoch(s) logged)" in s["weights_pending"]["se_res2net29_seed0"]
+    assert "no checkpoint of se_resnet110_seed0" in s["weights_pending"]["se_resnet110_seed0"]
+
+    p = argparse.ArgumentParser()
+    add_pack_arguments(p)
+    rc = run_pack(p.parse_args([str(tmp_path / "out2"), "--runs-root", str(runs), "--weights", *wanted]))
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("WEIGHTS NOT PACKED") == 2 and "se_resnet110_seed0" in out

@@ -2,8 +2,8 @@
 
 ``se-res2net pack OUT --runs-root book/runs [--extra DIR ...] [--weights RUN ...]`` gathers, in this order of
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
-(benchmark results, versions, the sweep's log), model-only weights of the named runs, and the checkpoints of
-runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
+(benchmark results, versions, the sweep's log), model-only weights of the named runs that are complete (one
+not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
 them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and
 no more than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
 Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo.
@@ -85,7 +85,12 @@ def collect(
     prefix: str,
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
-) -> List[Item]:
+) -> Tuple[List[Item], Dict[str, str]]:
+    """What to pack, by priority, and the ``weights`` runs whose final weights cannot be packed yet (run → why).
+
+    Final weights exist only for a complete run: a run not finished yet (or not started) is no error, since its
+    checkpoint travels to resume, and one missing name must not cost the whole pack at the end of a GPU block.
+    """
     """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority."""
     from .records import read_record
 
@@ -98,6 +103,8 @@ def collect(
         items.append(Item(path, member, kind, path.stat().st_size))
 
     wanted_weights = set(weights)
+    packed_weights: set = set()
+    pending: Dict[str, str] = {}
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
         base = f"{prefix}/{pdir.name}"
         for path in sorted(pdir.glob("*.json")):
@@ -116,14 +123,20 @@ def collect(
             except (FileNotFoundError, ValueError):
                 status, done = None, 0
             if name in wanted_weights:
-                data = _model_weights(ckpt)
-                items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
-                wanted_weights.discard(name)
+                if status == "complete":
+                    data = _model_weights(ckpt)
+                    items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
+                    packed_weights.add(name)
+                else:
+                    pending[name] = (f"{pdir.name}/{name} is not complete ({done} epoch(s) logged): its checkpoint "
+                                     "travels to resume; pack its weights once it has finished")
             if status != "complete":
                 items.append(Item(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint", ckpt.stat().st_size,
                                   epochs_done=done))
-    if wanted_weights:
-        raise FileNotFoundError(f"no checkpoint for --weights {sorted(wanted_weights)} under {root}/<profile>/checkpoints")
+    for name in sorted(wanted_weights - packed_weights):
+        pending.setdefault(name, f"no checkpoint of {name} under {root}/<profile>/checkpoints (not started yet?)")
+    for name in packed_weights:
+        pending.pop(name, None)  # complete in one profile folder: packed
     for extra in extras:
         e = Path(extra)
         if not e.exists():
@@ -134,7 +147,7 @@ def collect(
             add(path, f"extra/{rel}", "extra")
     order = {k: i for i, k in enumerate(_PRIORITY)}
     # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
-    return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done))
+    return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done)), pending
 
 
 def plan_archives(items: Sequence[Item], max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
@@ -181,7 +194,7 @@ def pack_results(
     if stale:
         raise FileExistsError(f"{out} already holds {stale}; pack into an empty folder (results are never overwritten)")
     prefix = prefix if prefix is not None else Path(runs_root).as_posix().strip("/")
-    items = collect(runs_root, prefix, extras, weights)
+    items, weights_pending = collect(runs_root, prefix, extras, weights)
     bins, left = plan_archives(items, max_files, max_bytes, max_total)
     written = []
     for k, members in enumerate(bins, start=1):
@@ -213,6 +226,7 @@ def pack_results(
         "packed": sum(len(b) for b in bins),
         "left_out": [{"path": it.member, "kind": it.kind, "bytes": it.size} for it in left],
         "by_kind": {k: sum(1 for b in bins for it in b if it.kind == k) for k in _PRIORITY},
+        "weights_pending": weights_pending,
     }
 
 
@@ -374,7 +388,8 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default=None, help="path of the runs root inside the archives (default: as given)")
     p.add_argument("--extra", action="append", default=[], metavar="PATH", help="a file or folder to add, repeatable")
     p.add_argument("--weights", nargs="+", default=[], metavar="RUN",
-                   help="add model-only weights of these runs, e.g. se_res2net29_seed0")
+                   help="add model-only final weights of these runs, e.g. se_res2net29_seed0 (a run not complete yet is "
+                        "listed as WEIGHTS NOT PACKED; its checkpoint travels to resume)")
     p.add_argument("--max-files", type=int, default=MAX_FILES, help=f"at most this many archives (default {MAX_FILES})")
     p.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"bytes per archive (default {MAX_BYTES})")
     p.add_argument("--max-total", type=int, default=MAX_TOTAL, help=f"bytes of all archives (default {MAX_TOTAL})")
@@ -392,6 +407,8 @@ def run_pack(args: argparse.Namespace) -> int:
         print("packed " + ", ".join(f"{n} {k}(s)" for k, n in s["by_kind"].items() if n))
         for it in s["left_out"]:
             print(f"LEFT OUT (does not fit): {it['path']} ({it['kind']}, {it['bytes'] / 2**20:.2f} MiB)")
+        for name, why in s["weights_pending"].items():
+            print(f"WEIGHTS NOT PACKED: {why}")
     return 3 if s["left_out"] else 0
 
 
