@@ -344,6 +344,31 @@ def test_fp32_evaluation_switches_tf32_off_with_one_api_and_restores_it():
     assert state() == before
 
 
+@pytest.mark.skipif(not hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"),
+                    reason="torch < 2.9 has only the legacy allow_tf32 flags")
+def test_fp32_evaluation_after_a_callers_set_float32_matmul_precision_does_not_mix_the_apis():
+    """`torch.set_float32_matmul_precision("high")` (inductor's hint, common in training scripts) sets the legacy and
+    the new matmul flag; evaluation must switch TF32 off without leaving them mixed, or every cuBLAS call raises
+    ("mix of the legacy and new APIs"). torch reads the flags on CPU too, so a stand-in device shows it here."""
+    from types import SimpleNamespace
+
+    from se_res2net.training.trainer import _fp32_numerics
+
+    b = torch.backends
+    saved = (torch.get_float32_matmul_precision(), b.cuda.matmul.fp32_precision)
+    try:
+        torch.set_float32_matmul_precision("high")
+        before = (torch.get_float32_matmul_precision(), b.cuda.matmul.fp32_precision)
+        with _fp32_numerics(SimpleNamespace(type="cuda")):
+            assert torch._C._get_cublas_allow_tf32() is False  # what cuBLAS asks for at each handle; raised when mixed
+            assert b.cudnn.conv.fp32_precision == "ieee"
+        assert (torch.get_float32_matmul_precision(), b.cuda.matmul.fp32_precision) == before == ("high", "tf32")
+        assert torch._C._get_cublas_allow_tf32() is True
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        b.cuda.matmul.fp32_precision = saved[1]
+
+
 def _report_of(drop: float, diffs: dict) -> str:
     runs = {name: {"max_abs_diff": d, "tolerance": parity.FP32_TOL, "within_tolerance": d <= parity.FP32_TOL,
                    "final_test_error": 50.0, "describe": "fp32"} for name, d in diffs.items()}

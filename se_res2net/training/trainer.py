@@ -357,20 +357,27 @@ def _tf32(enabled: bool) -> Iterator[None]:
 
     Uses the per-backend ``fp32_precision`` settings where torch has them (since 2.9; mixing them with the
     legacy ``allow_tf32`` flags makes torch raise, and inductor reads the new ones), the legacy flags before.
+    Matmuls go through ``torch.set_float32_matmul_precision``, which sets the legacy and the new flag together:
+    after a caller's ``set_float32_matmul_precision("high")`` (the line inductor's hint suggests), setting only
+    the new flag leaves them mixed, and every cuBLAS call raises ("mix of the legacy and new APIs").
     """
     import torch
 
     b = torch.backends
     if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
-        knobs = [b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn]
+        knobs = [b.cudnn.conv, b.cudnn.rnn]
         saved = [k.fp32_precision for k in knobs]
+        saved_matmul = (torch.get_float32_matmul_precision(), b.cuda.matmul.fp32_precision)
         try:
+            torch.set_float32_matmul_precision("high" if enabled else "highest")
             for k in knobs:
                 k.fp32_precision = "tf32" if enabled else "ieee"
             yield
         finally:
             for k, v in zip(knobs, saved):
                 k.fp32_precision = v
+            torch.set_float32_matmul_precision(saved_matmul[0])
+            b.cuda.matmul.fp32_precision = saved_matmul[1]  # e.g. torch's initial "none", which the line above leaves "ieee"
         return
     saved_legacy = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
     try:
