@@ -27,6 +27,7 @@ from se_res2net.training import data as data_mod  # noqa: E402
 from se_res2net.training import parity  # noqa: E402
 from se_res2net.models.registry import create_model  # noqa: E402
 from se_res2net.training.trainer import (  # noqa: E402
+    COMPILE_MODES,
     TrainConfig,
     _derive_seed,
     evaluate_checkpoint,
@@ -64,6 +65,16 @@ def test_cuda_defaults_resolve_to_the_fast_path_and_cpu_to_fp32():
     # the CPU-run variant that stands for CUDA's defaults really is what CUDA resolves to
     stand_in = resolve_fast_path(_config("bf16_channels_last_fused"), "cpu")
     assert stand_in == resolve_fast_path(cfg, "cuda")
+
+
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_the_step_treats_as_cuda_graphs_every_mode_whose_inductor_options_turn_them_on(mode):
+    """The step marks iterations and clones its outputs for CUDA-graph trees: needed in every compile mode that
+    uses them (inductor's own option table says which), not only in reduce-overhead."""
+    from torch._inductor import list_mode_options
+
+    fp = resolve_fast_path(TrainConfig("res2net29", compile=True, compile_mode=mode), "cuda")
+    assert fp.cudagraphs == bool(list_mode_options(mode).get("triton.cudagraphs", False))
 
 
 def test_fast_path_settings_are_validated():

@@ -36,7 +36,8 @@ How it runs
   every ``checkpoint_every`` epochs and at the end. The checkpoint holds the
   model, optimiser and scheduler state, the record so far and every RNG state
   (global torch CPU / CUDA, data order, augmentation), so ``resume=True`` after
-  a crash or a SIGKILL continues bit-identically.
+  a crash or a SIGKILL continues bit-identically on CPU (on CUDA, cuDNN autotuning and atomic-add
+  backward kernels make it continue within rounding, as two GPU runs of one seed differ).
 * A complete record is never overwritten: ``train`` returns it and logs that it
   skipped, unless ``force=True``.
 * A non-finite loss stops the run: the record is marked ``failed`` with
@@ -334,7 +335,8 @@ def _complexity(model: Any) -> Tuple[int, int]:
 @contextlib.contextmanager
 def _numerics(device: Any) -> Iterator[None]:
     """CPU: deterministic algorithms. CUDA: cuDNN autotuning (TF32 stays at torch's defaults: on for cuDNN
-    convolutions, off for matmuls, which bf16 autocast runs anyway). Restores the previous settings."""
+    convolutions, off for matmuls, which bf16 autocast runs anyway; so an "fp32" run on CUDA convolves in TF32,
+    as torch does by default). Restores the previous settings."""
     import torch
 
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -399,8 +401,10 @@ def _autocast(device: Any, enabled: bool) -> Any:
 class FastPath:
     """The switches of one run's training step, after ``None`` / ``"auto"`` are resolved for its device.
 
-    ``compile_mode`` is ``None`` for eager. ``cudagraphs``: the step marks each iteration's start for
-    CUDA-graph trees (``torch.compiler.cudagraph_mark_step_begin``), which ``reduce-overhead`` needs.
+    ``compile_mode`` is ``None`` for eager. ``cudagraphs``: the modes whose inductor options turn CUDA graphs on
+    (``reduce-overhead`` and ``max-autotune``: ``torch._inductor.list_mode_options``); the step marks each
+    iteration's start for CUDA-graph trees (``torch.compiler.cudagraph_mark_step_begin``) and clones what it
+    returns, which the next replay would overwrite.
     """
 
     bf16: bool
@@ -410,7 +414,7 @@ class FastPath:
 
     @property
     def cudagraphs(self) -> bool:
-        return self.compile_mode == "reduce-overhead"
+        return self.compile_mode in ("reduce-overhead", "max-autotune")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
