@@ -27,8 +27,9 @@
 #   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
 #                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume
 #
-# Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results; outside the checkout),
-# PY (default .venv/bin/python if present, else python3), RUNS_ROOT (default book/runs),
+# Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results, runs; outside the checkout),
+# PY (default .venv/bin/python if present, else python3), RUNS_ROOT (the sweep's runs; default $RUNBOOK_HOME/runs),
+# SEED_RUNS (what `start` seeds RUNS_ROOT from; default the checkout's book/runs),
 # PIP_* variables pass through to pip (CI installs into PIP_TARGET); `unpack`: UNPACK_DEST (default the checkout),
 # COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
 # BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS.
@@ -42,7 +43,13 @@ LOGS=$HOME_DIR/logs
 if [ -z "${PY:-}" ]; then
   if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
 fi
-RUNS_ROOT=${RUNS_ROOT:-book/runs}
+# The sweep writes its runs OUTSIDE the checkout: the device refreshes the checkout from this machine's working
+# tree at every call, and runs written into it could be deleted or overwritten by the next call's copy. `start`
+# seeds this folder with the checkout's runs of the sweep's profile (records and checkpoints of earlier blocks:
+# complete runs are skipped, unfinished ones resume); `pack` puts them under book/runs in the archives.
+RUNS_ROOT=${RUNS_ROOT:-$HOME_DIR/runs}
+SEED_RUNS=${SEED_RUNS:-$REPO/book/runs}  # where `start` seeds from (tests point it elsewhere)
+ARCHIVE_RUNS=book/runs  # the runs folder of the checkout: the path in the archives, where `unpack` puts them
 # The checkout is the package: no install needed (the sweep's workers and kernels inherit this).
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 [ -f "$HOME_DIR/env.sh" ] && . "$HOME_DIR/env.sh"
@@ -50,9 +57,15 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 say() { printf '[runbook %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf '[runbook] error: %s\n' "$*" >&2; exit 2; }
 se() { "$PY" -m se_res2net "$@"; }
+# the --profile of the sweep arguments in FILE (one per line, as `start` writes sweep.args); smoke if none
+sweep_profile() {
+  local profile=smoke prev=
+  [ -f "$1" ] && while read -r a; do [ "$prev" = "--profile" ] && profile=$a; prev=$a; done < "$1"
+  echo "$profile"
+}
 
 step=${1:-}
-[ -n "$step" ] || { sed -n '2,27p' "$0"; exit 2; }
+[ -n "$step" ] || { sed -n '2,28p' "$0"; exit 2; }
 shift
 
 case "$step" in
@@ -208,6 +221,17 @@ EOF
       die "a sweep is running already (pid $(cat "$HOME_DIR/sweep.pid")); 'progress' to watch it, 'stop' to end it"
     fi
     printf '%s\n' "$@" > "$HOME_DIR/sweep.args"
+    # the checkout's runs of this profile (committed in earlier blocks), copied where the sweep looks: only the
+    # files the runs root lacks, so what the sweep wrote on this machine is never replaced by an older copy
+    profile=$(sweep_profile "$HOME_DIR/sweep.args")
+    if [ -d "$SEED_RUNS/$profile" ]; then
+      seeded=0
+      while IFS= read -r f; do
+        rel=${f#"$SEED_RUNS/"}; target=$RUNS_ROOT/$rel
+        [ -e "$target" ] || { mkdir -p "$(dirname "$target")"; cp -p "$f" "$target"; seeded=$((seeded + 1)); }
+      done < <(find "$SEED_RUNS/$profile" -type f ! -name '*.lock' ! -name '.*.tmp' | sort)
+      say "seeded $RUNS_ROOT/$profile with $seeded file(s) of $SEED_RUNS/$profile it lacked"
+    fi
     # checkpoints too big for git came as carried files: put them where the sweep resumes from
     if [ -d "$STAGE/resume" ]; then
       while IFS= read -r f; do
@@ -308,10 +332,7 @@ except (OSError, ValueError):
     ;;
 
   progress)
-    profile=smoke; prev=
-    if [ -f "$HOME_DIR/sweep.args" ]; then
-      while read -r a; do [ "$prev" = "--profile" ] && profile=$a; prev=$a; done < "$HOME_DIR/sweep.args"
-    fi
+    profile=$(sweep_profile "$HOME_DIR/sweep.args")
     if [ -f "$HOME_DIR/sweep.pid" ] && kill -0 "$(cat "$HOME_DIR/sweep.pid")" 2> /dev/null; then
       say "sweep running (pid $(cat "$HOME_DIR/sweep.pid"))"
     else
@@ -342,6 +363,7 @@ except (OSError, ValueError):
     limit=${1:-0}
     mkdir -p "$LOGS"
     say "polling as uid $(id -u)"
+    if [ -f "$LOGS/block.log" ]; then say "last lines of the block's log:"; tail -n 4 "$LOGS/block.log"; fi
     alive() { [ -f "$HOME_DIR/$1.pid" ] && kill -0 "$(cat "$HOME_DIR/$1.pid")" 2> /dev/null; }
     if [ -f "$HOME_DIR/block.pid" ] && ! alive block && [ ! -f "$RESULTS/decision.txt" ]; then
       say "the block ended before it decided (ended from outside?); run 'block' again, its benches' results are kept"
@@ -389,7 +411,7 @@ except (OSError, ValueError):
     out=${1:-}; [ -n "$out" ] || die "usage: $0 pack OUT_DIR [se-res2net pack args]"; shift
     extras=()
     for d in "$RESULTS" "$LOGS"; do [ -d "$d" ] && extras+=(--extra "$d"); done
-    se pack "$out" --runs-root "$RUNS_ROOT" "${extras[@]}" "$@"
+    se pack "$out" --runs-root "$RUNS_ROOT" --prefix "$ARCHIVE_RUNS" "${extras[@]}" "$@"
     ls -l "$out"
     ;;
 
@@ -406,7 +428,7 @@ done = settle_checkpoints(sys.argv[1], sys.argv[2], int(sys.argv[3] or COMMIT_LI
 for path in done['removed']: print('removed the checkpoint of a complete run:', path)
 for path in done['moved']: print('too big for git; carry it to resume:', path)
 for path in done['kept']: print('to resume from (commit it):', path)
-for path in done['carried']: print('to resume from (carry it):', path)" "$dest/${RUNS_ROOT#/}" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
+for path in done['carried']: print('to resume from (carry it):', path)" "$dest/$ARCHIVE_RUNS" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
     ;;
 
   *) die "unknown step '$step'; steps: split manifest calls stash setup bench block start progress wait stop pack unpack" ;;

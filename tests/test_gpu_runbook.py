@@ -57,7 +57,9 @@ class Runbook:
         self.site = tmp / "site"
         # a compile cache of its own: these tests cut compiles short, and a truncated artifact in the shared
         # cache would fail the next compile of any other test
+        # SEED_RUNS: none (the real checkout's committed smoke runs would be skipped as complete)
         self.env = dict(os.environ, RUNBOOK_HOME=str(self.home), RUNS_ROOT=str(self.runs), PY=sys.executable,
+                        SEED_RUNS=str(tmp / "no_seed"),
                         PIP_TARGET=str(self.site), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
                         TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"))
         self.env.pop("SE_RES2NET_DATA_DIR", None)
@@ -177,7 +179,7 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     # --- here: unpack. With COMMIT_LIMIT=1 every unfinished checkpoint counts as too big for git: it goes to
     # .xfer/resume, and the next block (a fresh machine whose checkout has none) gets it as a carried file
     dest = tmp_path / "checkout"
-    prefix = str(rb.runs).strip("/")
+    prefix = "book/runs"  # where the checkout keeps runs, whatever the runs root on the machine
     rb.env.update(UNPACK_DEST=str(dest), COMMIT_LIMIT="1")
     said = rb("unpack", str(first)).stdout
     carried = dest / ".xfer" / "resume" / "smoke" / "checkpoints"
@@ -189,7 +191,20 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
         device_copy.unlink()
     rb("stash", str(dest / ".xfer" / "resume"))
 
-    assert rb("start", *sweep).stdout.count("(carried)") == len(unfinished)
+    # --- the next block, on a fresh machine: an empty runs root, seeded from the checkout (the records unpacked
+    # and committed here) and the carried checkpoints; a file the machine has already is never replaced
+    rb.runs = tmp_path / "runs_next_block"
+    rb.env.update(RUNS_ROOT=str(rb.runs), SEED_RUNS=str(dest / prefix))
+    smoke = rb.runs / "smoke"
+    smoke.mkdir(parents=True)
+    (smoke / "mine.txt").write_text("written on this machine")
+    (dest / prefix / "smoke" / "mine.txt").write_text("an older copy")
+    in_checkout = [f for f in (dest / prefix / "smoke").rglob("*") if f.is_file()]
+    assert any(f.name == f"{unfinished[0]}.json" for f in in_checkout)
+    started = rb("start", *sweep).stdout
+    assert started.count("(carried)") == len(unfinished)
+    assert f"seeded {smoke} with {len(in_checkout) - 1} file(s)" in started  # all but the one it had
+    assert (smoke / "mine.txt").read_text() == "written on this machine"
     rb("wait", "600", timeout=700)
     final = rb("progress").stdout
     assert "2 complete" in final
