@@ -170,3 +170,19 @@ def test_pack_lists_weights_of_runs_not_complete_yet_and_packs_everything_else(t
     rc = run_pack(p.parse_args([str(tmp_path / "out2"), "--runs-root", str(runs), "--weights", *wanted]))
     out = capsys.readouterr().out
     assert rc == 0 and out.count("WEIGHTS NOT PACKED") == 2 and "se_resnet110_seed0" in out
+
+
+def test_pack_leaves_out_the_temporary_file_of_a_write_in_progress(tmp_path):
+    """The parity check may still be writing its JSON when the block's last call packs results/: the temporary
+    file is renamed away between the listing and the read, so it must not be listed (nor is it a result)."""
+    from se_res2net.training.atomic import atomic_path
+    from se_res2net.training.transfer import collect
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    write_record(runs, make_record("res2net29", 0, 5.0))
+    (results / "bench-se_res2net29.json").parent.mkdir(parents=True)
+    (results / "bench-se_res2net29.json").write_text("{}")
+    with atomic_path(results / "parity-cuda.json") as tmp:
+        tmp.write_text('{"half": ')
+        items, _ = collect(runs, "book/runs", extras=[results])
+    assert sorted(it.member for it in items if it.kind == "extra") == ["extra/results/bench-se_res2net29.json"]

@@ -30,6 +30,12 @@ def ensure_writable_dir(path: PathLike) -> Path:
     return p
 
 
+def is_atomic_temp(path: PathLike) -> bool:
+    """Whether ``path`` is the temporary file of an atomic write in progress (or of one killed mid-write)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, on error delete it."""

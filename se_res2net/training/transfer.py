@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .atomic import PathLike, atomic_save, atomic_write_bytes, ensure_writable_dir
+from .atomic import PathLike, atomic_save, atomic_write_bytes, ensure_writable_dir, is_atomic_temp
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,9 @@ def collect(
         e = Path(extra)
         if not e.exists():
             raise FileNotFoundError(f"--extra {e} does not exist")
-        files = [e] if e.is_file() else sorted(p for p in e.rglob("*") if p.is_file())
+        # not the temporary file of a write in progress (e.g. the parity check's JSON): it is renamed away
+        # between this listing and the read, and a half-written file is no result anyway
+        files = [e] if e.is_file() else sorted(p for p in e.rglob("*") if p.is_file() and not is_atomic_temp(p))
         for path in files:
             rel = path.name if e.is_file() else f"{e.name}/{path.relative_to(e).as_posix()}"
             add(path, f"extra/{rel}", "extra")
