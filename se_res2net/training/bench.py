@@ -7,7 +7,9 @@ batch size, SGD with the report's hyper-parameters, on the same device, in one p
     The textbook loop: a ``Dataset`` of PIL images, ``transforms.RandomCrop(32, padding=4)``,
     ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)`` in a ``DataLoader``
     (``shuffle=True``, ``drop_last=True``, ``num_workers`` 4 on CUDA / 0 on CPU by default, ``pin_memory`` on
-    CUDA), float32, eager, default memory format, ``loss.item()`` every step (the usual running loss).
+    CUDA), float32, eager, default memory format, ``loss.item()`` every step (the usual running loss), cuDNN
+    autotuning at torch's default (off): the trainer's variants turn it on, so on CUDA their ratio to ``plain``
+    includes it (each row's ``setup`` says so).
 ``eager``
     :func:`se_res2net.training.trainer.train_step` as :func:`~se_res2net.training.trainer.train` runs it: the data set on the
     device as ``uint8``, batches indexed from a precomputed permutation and augmented on the device by
@@ -124,7 +126,8 @@ def _time_trainer_path(
         "start_unix": t_start,
         "end_unix": t_start + elapsed,
         "mean_loss": mean_loss,
-        "setup": f"uint8 on {device.type}, batched data.augment, {fast.describe()}",
+        "setup": f"uint8 on {device.type}, batched data.augment, {fast.describe()}"
+                 + (", cuDNN autotuning on" if device.type == "cuda" else ""),
     }
 
 
@@ -215,7 +218,8 @@ def _time_plain_path(
         "start_unix": t_start,
         "end_unix": t_start + elapsed,
         "mean_loss": running / (warmup + steps),
-        "setup": f"DataLoader(PIL, RandomCrop+Flip+ToTensor+Normalize, workers={workers}), fp32, eager, loss.item()",
+        "setup": f"DataLoader(PIL, RandomCrop+Flip+ToTensor+Normalize, workers={workers}), fp32, eager, loss.item()"
+                 + (", cuDNN autotuning off (torch's default)" if device.type == "cuda" else ""),
     }
 
 
