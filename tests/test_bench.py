@@ -156,6 +156,33 @@ def test_an_interrupted_bench_prints_the_rows_it_measured_and_exits_130(probe, m
     assert "interrupted" not in format_table({**r, "interrupted": None})
 
 
+def test_a_variant_that_raises_is_listed_and_the_others_and_the_floor_are_still_measured(probe, monkeypatch, capsys,
+                                                                                         tmp_path):
+    """A compile that fails on the GPU machine (a missing header, a CUDA-graph error) is a finding: it is listed with
+    its error, the next variants and the floor are measured anyway, and the command exits 1 after printing all."""
+    from se_res2net.cli import main
+    from se_res2net.training import bench as bench_mod
+
+    timed, out = bench_mod._time_trainer_path, tmp_path / "bench.json"
+
+    def compile_fails(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier):
+        if variant == "compile":
+            raise RuntimeError("InductorError: fatal error: Python.h: No such file or directory\nmore lines")
+        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+
+    monkeypatch.setattr(bench_mod, "_time_trainer_path", compile_fails)
+    rc = main(["bench", "--models", "res2net29", "--variants", "plain", "eager", "compile", "cudagraphs", "--floor",
+               "--device", "cpu", "--batch-size", "16", "--steps", "1", "--warmup", "0", "--json", "--out", str(out)])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == bench_mod.FAILED_EXIT == 1 and r["interrupted"] is None
+    assert [row["variant"] for row in r["rows"]] == ["plain", "eager", "cudagraphs"]
+    assert r["failed"] == [{"model": "res2net29", "variant": "compile",
+                            "error": "RuntimeError: InductorError: fatal error: Python.h: No such file or directory"}]
+    assert [f["model"] for f in r["floor"]["rows"]] == ["res2net29"]  # the floor still ran
+    assert json.loads(out.read_text()) == r
+    assert "FAILED res2net29 / compile: RuntimeError: InductorError" in format_table(r)
+
+
 def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypatch):
     from se_res2net.training import bench as bench_mod
 

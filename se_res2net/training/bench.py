@@ -32,7 +32,9 @@ holds the rows finished before it and says where it stopped under ``interrupted`
 when the bench ran to the end), and ``se-res2net bench`` prints it and exits 130. A process that never sees
 the interrupt (started with SIGINT ignored, as a non-interactive shell starts background jobs, or killed
 outright by a budget's ``timeout -k``) gets no such chance: ``--out FILE`` keeps the result so far in FILE,
-rewritten after every row (``"after <step>"``), for that case.
+rewritten after every row (``"after <step>"``), for that case. A variant that raises (a compile that fails on
+the machine, say) is listed under ``failed`` with its error, and the bench goes on: ``se-res2net bench`` then
+exits 1 after printing everything else.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ DATA_CHOICES = ("sample", "auto", "folder", "torchvision")
 VARIANTS = ("plain", "eager", "compile", "cudagraphs")
 # the shell's code for a command ended by SIGINT: a bench cut short prints what it measured, then exits with it
 INTERRUPTED_EXIT = 130
+# a variant that raised (listed under `failed`): the others were measured, the command still says it went wrong
+FAILED_EXIT = 1
 _COMPILE = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead"}
 
 
@@ -251,6 +255,8 @@ def bench(
 
     ``rows``: one dict per (model, variant) with ``images_per_s``, ``step_ms``, ``tflops`` (achieved),
     ``vs_plain`` and ``vs_eager`` (ratios within the same model, ``None`` when that variant was not run).
+    ``failed``: the (model, variant) that raised (e.g. a compile that fails on this machine), with the error's
+    first line; the bench goes on with the next, so one broken variant costs neither the others nor the floor.
     ``floor``: also count each model's step and measure the device's rates in this process
     (:func:`se_res2net.training.floor.floor`), under the key ``floor``.
     ``on_update``: called with the result so far after every row (``interrupted`` then names what is still
@@ -285,6 +291,7 @@ def bench(
         raise ValueError(f"--batch-size {batch_size} is larger than the {len(cifar.train)} training images; lower it")
     info = device_info(dev)
     rows: List[Dict[str, Any]] = []
+    failed: List[Dict[str, str]] = []
     interrupted: Optional[str] = None
     step = "counting MACs"
     floors = None
@@ -303,6 +310,7 @@ def bench(
             "data_is_sample": bool(cifar.is_sample),
             "train_images": len(cifar.train),
             "rows": rows,
+            "failed": failed,
             "floor": floors,
             "interrupted": pending,
         }
@@ -317,12 +325,23 @@ def bench(
                 step = f"{model} / {variant}"
                 log.info("bench %s / %s on %s: batch %d, %d warm-up + %d timed steps", model, variant, dev,
                          batch_size, warmup, steps)
-                if variant == "plain":
-                    r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
-                else:
-                    r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
+                try:
+                    if variant == "plain":
+                        r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
+                    else:
+                        r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+                except Exception as exc:  # noqa: BLE001 -- one variant failing (a compile, say) is a finding
+                    if barrier is not None:  # a concurrency worker: its coordinator reports the failure
+                        raise
+                    message = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+                    log.error("bench %s / %s failed (%s); going on with the next", model, variant, message)
+                    failed.append({"model": model, "variant": variant, "error": message})
+                    if on_update is not None:
+                        on_update(result(f"after {step}"))
+                    continue
+                finally:
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
                 r.update({"model": model, "variant": variant, "macs": macs,
                           "tflops": 6.0 * macs * r["images_per_s"] / 1e12, "vs_plain": None, "vs_eager": None})
                 by_variant[variant] = r
@@ -477,6 +496,8 @@ def format_table(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
                      f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
+    for f in result.get("failed") or []:
+        lines.append(f"FAILED {f['model']} / {f['variant']}: {f['error']}")
     if result.get("interrupted"):
         lines.append(f"interrupted {result['interrupted']}: the rows above are all that was measured")
     if result.get("floor"):
@@ -556,4 +577,6 @@ def run_bench(args: argparse.Namespace) -> int:
         on_update=on_update,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result), flush=True)
-    return INTERRUPTED_EXIT if result["interrupted"] else 0
+    if result["interrupted"]:
+        return INTERRUPTED_EXIT
+    return FAILED_EXIT if result["failed"] else 0
