@@ -201,6 +201,24 @@ def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypat
     assert done["interrupted"] is None and "interrupted" not in format_concurrency(done)
 
 
+def test_a_concurrency_level_that_fails_keeps_the_levels_before_it_and_exits_1(monkeypatch, capsys):
+    from se_res2net.cli import main
+    from se_res2net.training import bench as bench_mod
+
+    def level(n, *args):
+        if n == 4:
+            raise RuntimeError("a bench process failed (exit 1): CUDA out of memory\ntraceback")
+        return {"processes": n, "aggregate_images_per_s": 100.0 * n, "per_process_images_per_s": [100.0] * n}
+
+    monkeypatch.setattr(bench_mod, "_concurrent_level", level)
+    rc = main(["bench", "--models", "res2net29", "--variants", "eager", "--concurrency", "1", "2", "4", "8",
+               "--device", "cpu", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 1 and [row["processes"] for row in r["rows"]] == [1, 2] and r["interrupted"] is None
+    assert r["failed"] == [{"processes": 4, "error": "RuntimeError: a bench process failed (exit 1): CUDA out of memory"}]
+    assert "FAILED at 4 process(es): RuntimeError" in format_concurrency(r)
+
+
 def _bench_until_compile_begins(tmp_path, *extra):
     """A real ``se-res2net bench`` process of eager then compile, returned once eager is done and compile began."""
     import os

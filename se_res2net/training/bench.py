@@ -410,13 +410,14 @@ def bench_concurrency(
     if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
         raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
     rows: List[Dict[str, Any]] = []
+    failed: List[Dict[str, Any]] = []
     interrupted: Optional[str] = None
 
     def result(pending: Optional[str]) -> Dict[str, Any]:
         for r in rows:
             r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
         return {"model": model, "variant": variant, "device": device, "batch_size": batch_size,
-                "timed_steps": steps, "rows": rows, "interrupted": pending}
+                "timed_steps": steps, "rows": rows, "failed": failed, "interrupted": pending}
 
     for i, n in enumerate(counts):
         try:
@@ -425,6 +426,11 @@ def bench_concurrency(
             interrupted = f"during {n} process(es)"
             log.warning("concurrency bench interrupted at %d process(es): keeping the %d level(s) measured before it",
                         n, len(rows))
+            break
+        except (RuntimeError, TimeoutError) as exc:  # a worker failed (out of memory, say): more would fail too
+            message = (str(exc).strip().splitlines() or [""])[0][:300]
+            log.error("concurrency bench failed at %d process(es) (%s): keeping the levels measured before it", n, message)
+            failed.append({"processes": n, "error": f"{type(exc).__name__}: {message}"})
             break
         if on_update is not None and i + 1 < len(counts):
             on_update(result(f"before {counts[i + 1]} process(es)"))  # what a kill now would leave
@@ -516,6 +522,8 @@ def format_concurrency(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
         lines.append(f"{r['processes']:>9} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x  {per}")
+    for f in result.get("failed") or []:
+        lines.append(f"FAILED at {f['processes']} process(es): {f['error']}")
     if result.get("interrupted"):
         lines.append(f"interrupted {result['interrupted']}: the levels above are all that was measured")
     return "\n".join(lines)
@@ -561,7 +569,9 @@ def run_bench(args: argparse.Namespace) -> int:
         )
         # flushed now: after an interrupt, compile workers can hold up the exit until a `timeout -k` kills it
         print(json.dumps(result, indent=2) if args.json else format_concurrency(result), flush=True)
-        return INTERRUPTED_EXIT if result["interrupted"] else 0
+        if result["interrupted"]:
+            return INTERRUPTED_EXIT
+        return FAILED_EXIT if result["failed"] else 0
     result = bench(
         models=args.models,
         variants=args.variants,
