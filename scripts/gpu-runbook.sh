@@ -291,7 +291,11 @@ EOF
         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --out "$RESULTS/$name.json.partial" "$@" > /dev/null || rc=$?
       [ "$rc" -eq 0 ] || cut
       if keep "$RESULTS/$name.json.partial" "$RESULTS/$name.json"; then
-        [ "$rc" -eq 0 ] || say "$what cut short (exit $rc): kept the rows it measured"
+        case $rc in
+          0) ;;
+          1) say "$what: a variant failed (its FAILED line above); the others were measured" ;;
+          *) say "$what cut short (exit $rc): kept the rows it measured" ;;
+        esac
       else
         say "$what measured nothing (exit $rc)"
       fi

@@ -201,6 +201,29 @@ def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypat
     assert done["interrupted"] is None and "interrupted" not in format_concurrency(done)
 
 
+@pytest.mark.slow
+def test_a_compile_that_really_fails_is_listed_and_the_bench_goes_on(tmp_path):
+    """No stand-in: inductor with no working C++ compiler (CXX pointing nowhere) fails as a machine without one
+    would; the real bench process lists it and still measures the variants after it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "se_res2net", "bench", "--models", "res2net29", "--variants", "compile", "eager",
+         "--device", "cpu", "--batch-size", "8", "--steps", "1", "--warmup", "0", "--data", "sample", "--json"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "CXX": str(tmp_path / "no-such-g++"),
+             "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert [row["variant"] for row in r["rows"]] == ["eager"]
+    (failed,) = r["failed"]
+    assert failed["variant"] == "compile" and "InvalidCxxCompiler" in failed["error"], failed
+
+
 def test_a_concurrency_level_that_fails_keeps_the_levels_before_it_and_exits_1(monkeypatch, capsys):
     from se_res2net.cli import main
     from se_res2net.training import bench as bench_mod
