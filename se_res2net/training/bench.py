@@ -429,7 +429,8 @@ def bench_concurrency(
             break
         except (RuntimeError, TimeoutError) as exc:  # a worker failed (out of memory, say): more would fail too
             message = (str(exc).strip().splitlines() or [""])[0][:300]
-            log.error("concurrency bench failed at %d process(es) (%s): keeping the levels measured before it", n, message)
+            log.error("concurrency bench failed at %d process(es) (%s): keeping the levels measured before it",
+                      n, message)
             failed.append({"processes": n, "error": f"{type(exc).__name__}: {message}"})
             break
         if on_update is not None and i + 1 < len(counts):

@@ -379,7 +379,8 @@ def _tf32(enabled: bool) -> Iterator[None]:
             for k, v in zip(knobs, saved):
                 k.fp32_precision = v
             torch.set_float32_matmul_precision(saved_matmul[0])
-            b.cuda.matmul.fp32_precision = saved_matmul[1]  # e.g. torch's initial "none", which the line above leaves "ieee"
+            # e.g. torch's initial "none", which the line above leaves "ieee"
+            b.cuda.matmul.fp32_precision = saved_matmul[1]
         return
     saved_legacy = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
     try:

@@ -3,9 +3,10 @@
 ``se-res2net pack OUT --runs-root book/runs [--extra DIR ...] [--weights RUN ...]`` gathers, in this order of
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
 (benchmark results, versions, the sweep's log), model-only weights of the named runs that are complete (one
-not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not** complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs
-them into ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and
-no more than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
+not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not**
+complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs them into
+``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and no more
+than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
 Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo.
 Each archive holds ``MANIFEST-KK.json`` (path, size, SHA-256 of every member). What does not fit is listed
 and makes the command fail, after everything that fits has been written: nothing is lost silently.
@@ -25,7 +26,7 @@ import logging
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .atomic import PathLike, atomic_save, atomic_write_bytes, ensure_writable_dir, is_atomic_temp
 
@@ -86,12 +87,12 @@ def collect(
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
 ) -> Tuple[List[Item], Dict[str, str]]:
-    """What to pack, by priority, and the ``weights`` runs whose final weights cannot be packed yet (run → why).
+    """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority, and the
+    ``weights`` runs whose final weights cannot be packed yet (run → why).
 
     Final weights exist only for a complete run: a run not finished yet (or not started) is no error, since its
     checkpoint travels to resume, and one missing name must not cost the whole pack at the end of a GPU block.
     """
-    """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority."""
     from .records import read_record
 
     root = Path(runs_root)
@@ -103,7 +104,7 @@ def collect(
         items.append(Item(path, member, kind, path.stat().st_size))
 
     wanted_weights = set(weights)
-    packed_weights: set = set()
+    packed_weights: Set[str] = set()
     pending: Dict[str, str] = {}
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
         base = f"{prefix}/{pdir.name}"
@@ -133,10 +134,9 @@ def collect(
             if status != "complete":
                 items.append(Item(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint", ckpt.stat().st_size,
                                   epochs_done=done))
-    for name in sorted(wanted_weights - packed_weights):
-        pending.setdefault(name, f"no checkpoint of {name} under {root}/<profile>/checkpoints (not started yet?)")
-    for name in packed_weights:
-        pending.pop(name, None)  # complete in one profile folder: packed
+    for name in sorted(wanted_weights - packed_weights - set(pending)):
+        pending[name] = f"no checkpoint of {name} under {root}/<profile>/checkpoints (not started yet?)"
+    pending = {name: why for name, why in pending.items() if name not in packed_weights}  # complete in one profile
     for extra in extras:
         e = Path(extra)
         if not e.exists():
