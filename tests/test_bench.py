@@ -102,6 +102,13 @@ def test_concurrency_runs_processes_together():
     assert r["rows"][0]["aggregate_images_per_s"] == pytest.approx(r["rows"][0]["per_process_images_per_s"][0])
     assert r["rows"][1]["aggregate_images_per_s"] <= sum(r["rows"][1]["per_process_images_per_s"]) * (1 + 1e-9)
     assert "aggregate" in format_concurrency(r)
+    # named by the machine its workers measured on (this CPU), not by the parent process
+    import torch
+
+    from se_res2net.training.records import device_info
+
+    assert {k: r[k] for k in ("device", "device_name", "cuda")} == device_info("cpu")
+    assert r["torch"] == torch.__version__ and r["measured_at"].endswith("Z")
 
 
 def test_bench_bad_input():
@@ -183,18 +190,26 @@ def test_a_variant_that_raises_is_listed_and_the_others_and_the_floor_are_still_
     assert "FAILED res2net29 / compile: RuntimeError: InductorError" in format_table(r)
 
 
+# what one bench worker reports of the machine it ran on (the part a concurrency result keeps)
+WORKER = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "torch": "2.11.0+cu130",
+          "rows": []}
+
+
 def test_an_interrupted_concurrency_bench_keeps_the_levels_it_measured(monkeypatch):
     from se_res2net.training import bench as bench_mod
 
     def level(n, *args):
         if n == 4:
             raise KeyboardInterrupt
-        return {"processes": n, "aggregate_images_per_s": 100.0 * n ** 0.5, "per_process_images_per_s": [1.0] * n}
+        return ({"processes": n, "aggregate_images_per_s": 100.0 * n ** 0.5, "per_process_images_per_s": [1.0] * n},
+                WORKER)
 
     monkeypatch.setattr(bench_mod, "_concurrent_level", level)
     with _interrupt_must_not_escape():
         r = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2, 4, 8], device="cpu")
     assert [row["processes"] for row in r["rows"]] == [1, 2] and r["interrupted"] == "during 4 process(es)"
+    # the machine named is the one the workers measured on, as they report it
+    assert (r["device_name"], r["torch"], r["cuda"]) == ("NVIDIA H100 80GB HBM3", "2.11.0+cu130", "13.0")
     assert r["rows"][1]["vs_first"] == pytest.approx(2 ** 0.5)
     assert "interrupted during 4 process(es): the levels above" in format_concurrency(r)
     done = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2], device="cpu")
@@ -231,7 +246,8 @@ def test_a_concurrency_level_that_fails_keeps_the_levels_before_it_and_exits_1(m
     def level(n, *args):
         if n == 4:
             raise RuntimeError("a bench process failed (exit 1): CUDA out of memory\ntraceback")
-        return {"processes": n, "aggregate_images_per_s": 100.0 * n, "per_process_images_per_s": [100.0] * n}
+        return ({"processes": n, "aggregate_images_per_s": 100.0 * n, "per_process_images_per_s": [100.0] * n},
+                WORKER)
 
     monkeypatch.setattr(bench_mod, "_concurrent_level", level)
     rc = main(["bench", "--models", "res2net29", "--variants", "eager", "--concurrency", "1", "2", "4", "8",

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def bench(
 
     from ..models.complexity import count_macs
     from .data import load_cifar10
-    from .records import device_info
+    from .records import device_info, utc_now
     from ..models.registry import create_model, get_factory
     from .trainer import resolve_device
 
@@ -290,6 +290,7 @@ def bench(
     if "plain" in variants and len(cifar.train) < batch_size:
         raise ValueError(f"--batch-size {batch_size} is larger than the {len(cifar.train)} training images; lower it")
     info = device_info(dev)
+    measured_at = utc_now()
     rows: List[Dict[str, Any]] = []
     failed: List[Dict[str, str]] = []
     interrupted: Optional[str] = None
@@ -303,6 +304,7 @@ def bench(
             "cuda": info["cuda"],
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "measured_at": measured_at,
             "batch_size": batch_size,
             "warmup_steps": warmup,
             "timed_steps": steps,
@@ -409,19 +411,28 @@ def bench_concurrency(
     _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
     if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
         raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
+    from .records import utc_now
+
     rows: List[Dict[str, Any]] = []
     failed: List[Dict[str, Any]] = []
     interrupted: Optional[str] = None
+    # which machine measured it, as its workers report it (this process never touches the device: no CUDA
+    # context before they start); None until a level has been measured
+    machine: Dict[str, Any] = {"device": device, "device_name": None, "cuda": None, "torch": None}
+    measured_at = utc_now()
 
     def result(pending: Optional[str]) -> Dict[str, Any]:
         for r in rows:
             r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
-        return {"model": model, "variant": variant, "device": device, "batch_size": batch_size,
-                "timed_steps": steps, "rows": rows, "failed": failed, "interrupted": pending}
+        return {"model": model, "variant": variant, **machine, "measured_at": measured_at,
+                "batch_size": batch_size, "warmup_steps_per_process": warmup, "timed_steps": steps, "rows": rows,
+                "failed": failed, "interrupted": pending}
 
     for i, n in enumerate(counts):
         try:
-            rows.append(_concurrent_level(n, model, variant, device, batch_size, steps, warmup, data, data_dir))
+            row, worker = _concurrent_level(n, model, variant, device, batch_size, steps, warmup, data, data_dir)
+            rows.append(row)
+            machine.update({k: worker[k] for k in machine})
         except KeyboardInterrupt:
             interrupted = f"during {n} process(es)"
             log.warning("concurrency bench interrupted at %d process(es): keeping the %d level(s) measured before it",
@@ -442,8 +453,9 @@ def bench_concurrency(
 
 
 def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size: int, steps: int, warmup: int,
-                      data: str, data_dir: Optional[str]) -> Dict[str, Any]:
-    """One row of :func:`bench_concurrency`: ``n`` bench processes timed together."""
+                      data: str, data_dir: Optional[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """One row of :func:`bench_concurrency` (``n`` bench processes timed together) and one worker's report
+    (its ``device``, ``device_name``, ``cuda``, ``torch``: the machine that measured the row)."""
     with tempfile.TemporaryDirectory(prefix="se_res2net_bench_") as tmp:
         barrier = Path(tmp) / "go"
         cmd = [sys.executable, "-m", "se_res2net", "bench", "--models", model, "--variants", variant,
@@ -473,7 +485,8 @@ def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size:
                     raise KeyboardInterrupt
                 if p.returncode != 0:
                     raise RuntimeError(f"a bench process failed (exit {p.returncode}): {err[-2000:]}")
-                results.append(json.loads(out)["rows"][0])
+                report = json.loads(out)
+                results.append(report["rows"][0])
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -481,8 +494,8 @@ def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size:
     start = min(r["start_unix"] for r in results)
     end = max(r["end_unix"] for r in results)
     images = n * steps * batch_size
-    return {"processes": n, "aggregate_images_per_s": images / (end - start),
-            "per_process_images_per_s": [r["images_per_s"] for r in results]}
+    return ({"processes": n, "aggregate_images_per_s": images / (end - start),
+             "per_process_images_per_s": [r["images_per_s"] for r in results]}, report)
 
 
 # --------------------------------------------------------------------------------------------------
