@@ -17,7 +17,9 @@
 #   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
 #   scripts/gpu-runbook.sh start SWEEP ARGS     se-res2net sweep ... detached -> $RUNBOOK_HOME/logs/sweep.log
 #   scripts/gpu-runbook.sh block [SWEEP ARGS]   unattended, detached: bench (capped at $BENCH_SECONDS), choose
-#                                               --jobs/--compile from it (rule below), start the sweep, run parity
+#                                               --jobs/--compile from it (rule below), start the sweep, run parity;
+#                                               what an earlier block measured on this same machine is taken, not
+#                                               measured again ($PRIOR_RESULTS; REBENCH=1 measures everything)
 #   scripts/gpu-runbook.sh progress             is the sweep alive; which runs are done; images/s; ETA
 #   scripts/gpu-runbook.sh poll [SECONDS]       start again a sweep ended from outside (not by itself or `stop`),
 #                                               then progress, then wait up to SECONDS for it to end
@@ -25,14 +27,17 @@
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
 #   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack)
 #   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
-#                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume
+#                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume;
+#                                               file results/ and logs/ in benchmarks/gpu/block-<time>/
 #
 # Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results, runs; outside the checkout),
 # PY (default .venv/bin/python if present, else python3), RUNS_ROOT (the sweep's runs; default $RUNBOOK_HOME/runs),
 # SEED_RUNS (what `start` seeds RUNS_ROOT from; default the checkout's book/runs),
 # PIP_* variables pass through to pip (CI installs into PIP_TARGET); `unpack`: UNPACK_DEST (default the checkout),
 # COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
-# BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS.
+# BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS,
+# PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
+# REBENCH (non-empty: take nothing measured before).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -50,6 +55,8 @@ fi
 RUNS_ROOT=${RUNS_ROOT:-$HOME_DIR/runs}
 SEED_RUNS=${SEED_RUNS:-$REPO/book/runs}  # where `start` seeds from (tests point it elsewhere)
 ARCHIVE_RUNS=book/runs  # the runs folder of the checkout: the path in the archives, where `unpack` puts them
+# where `block` looks for results measured in earlier blocks (':'-separated; `unpack` files them there)
+PRIOR_RESULTS=${PRIOR_RESULTS-$REPO/benchmarks/gpu:$REPO/book/parity}
 # The checkout is the package: no install needed (the sweep's workers and kernels inherit this).
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 [ -f "$HOME_DIR/env.sh" ] && . "$HOME_DIR/env.sh"
@@ -65,7 +72,7 @@ sweep_profile() {
 }
 
 step=${1:-}
-[ -n "$step" ] || { sed -n '2,28p' "$0"; exit 2; }
+[ -n "$step" ] || { sed -n '2,31p' "$0"; exit 2; }
 shift
 
 case "$step" in
@@ -300,37 +307,47 @@ EOF
         say "$what measured nothing (exit $rc)"
       fi
     }
+    # what an earlier block measured on this very machine (GPU name, torch, CUDA: read from each result's own
+    # fields) and complete is taken instead of measured again (se_res2net.training.decision); REBENCH=1: never
+    here=$RESULTS/machine.json
+    se decide machine --out "$here"
+    IFS=: read -ra prior <<< "$PRIOR_RESULTS"
+    # measured KIND NAME [FIND ARGS]: results/NAME.json holds a complete result of this machine, this block's own
+    # (an earlier `block` of this session) or one copied there from an earlier block's committed results
+    measured() {
+      local kind=$1 name=$2; shift 2
+      [ -z "${REBENCH:-}" ] || return 1
+      se decide find "$kind" --here "$here" --roots "$RESULTS/$name.json" "${prior[@]}" \
+        --copy-to "$RESULTS/$name.json" "$@" | while read -r line; do say "$line"; done
+      return "${PIPESTATUS[0]}"
+    }
+    variants=(plain eager compile cudagraphs)
     bench_model() {
+      measured bench "bench-$1" --model "$1" --variants "${variants[@]}" --batch-size 128 --steps "$BENCH_STEPS" \
+        --warmup "$BENCH_WARMUP" && return 0
       t=$(left); [ "$t" -gt 15 ] || { say "bench budget spent: $1 not measured"; return 0; }
       say "bench $1 (at most ${t}s)"
-      timed "bench of $1" "bench-$1" "$t" --models "$1" --variants plain eager compile cudagraphs --floor
+      timed "bench of $1" "bench-$1" "$t" --models "$1" --variants "${variants[@]}" --floor
     }
     bench_model se_res2net29
-    # the rule: the fastest trainer variant of se_res2net29 (eager / compile / cudagraphs) ...
-    variant=$("$PY" -c "
-import json, sys
-try:
-    rows = [r for r in json.load(open(sys.argv[1]))['rows'] if r['variant'] != 'plain']
-    print(max(rows, key=lambda r: r['images_per_s'])['variant'])
-except (OSError, ValueError):  # not measured, or only the plain loop before the budget ran out
-    print('eager')" "$RESULTS/bench-se_res2net29.json")
-    t=$(left)
-    if [ "$t" -gt 15 ]; then
-      say "concurrency of se_res2net29 $variant (at most ${t}s)"
-      timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8
+    # the rule (se_res2net.training.decision.decide): the fastest trainer variant of se_res2net29 ...
+    variant=$(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --print variant)
+    if ! measured concurrency concurrency --model se_res2net29 --variants "$variant" --batch-size 128 \
+         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP"; then
+      t=$(left)
+      if [ "$t" -gt 15 ]; then
+        say "concurrency of se_res2net29 $variant (at most ${t}s)"
+        timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8
+      fi
     fi
-    # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
-    jobs=$("$PY" -c "
-import json, sys
-try:
-    print(max(json.load(open(sys.argv[1]))['rows'], key=lambda r: r['aggregate_images_per_s'])['processes'])
-except (OSError, ValueError):
-    print(1)" "$RESULTS/concurrency.json")
     for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done
-    case "$variant" in compile) comp=(--compile default) ;; cudagraphs) comp=(--compile reduce-overhead) ;; *) comp=() ;; esac
-    say "decided: --jobs $jobs ${comp[*]:-(eager)} (fastest variant: $variant)" | tee "$RESULTS/decision.txt"
+    # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
+    read -ra comp < <(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "$RESULTS/concurrency.json" \
+      --here "$here" --out "$RESULTS/decision.json" --print args)
+    se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "$RESULTS/concurrency.json" \
+      | while read -r line; do say "$line"; done | tee "$RESULTS/decision.txt"
     # 2. the sweep, detached (it outlives this script too), and the GPU parity check beside it
-    "$0" start "$@" --jobs "$jobs" "${comp[@]}"
+    "$0" start "$@" "${comp[@]}"
     "$0" parity-fg
     say "block done"
     ;;
@@ -349,10 +366,22 @@ except (OSError, ValueError):
     # the GPU parity check of se_res2net29 (its verdict and curves -> results/parity-cuda.json); parity.exit
     # says it ran to its end (pass or fail), so `poll` runs it again only when it was ended from outside
     echo $$ > "$HOME_DIR/parity.pid"; rm -f "$HOME_DIR/parity.exit"
+    read -ra pvariants <<< "${PARITY_VARIANTS:-cuda_defaults cuda_defaults_cudagraphs}"
+    # measured before on this machine (an earlier block's committed result, judged from its own fields; REBENCH=1:
+    # never): the GPU is left to the sweep. Its verdict, pass or fail, stands until the code or the machine changes
+    here=$RESULTS/machine-parity.json
+    IFS=: read -ra prior <<< "$PRIOR_RESULTS"
+    if [ -z "${REBENCH:-}" ] && se decide machine --device "${PARITY_DEVICE:-cuda}" --out "$here" && [ ${#prior[@]} -gt 0 ] \
+       && found=$(se decide find parity --here "$here" --roots "${prior[@]}" --model se_res2net29 \
+                  --variants eager_fp32 "${pvariants[@]}" --epochs "${PARITY_EPOCHS:-4}"); then
+      say "$found; not run again"
+      echo 0 > "$HOME_DIR/parity.exit"
+      exit 0
+    fi
     say "parity: eager fp32 against ${PARITY_VARIANTS:-the CUDA defaults, with and without CUDA graphs}"
     rc=0
-    # shellcheck disable=SC2086  # PARITY_VARIANTS / PARITY_ARGS are word lists
-    "$PY" -m se_res2net parity --model se_res2net29 --variants ${PARITY_VARIANTS:-cuda_defaults cuda_defaults_cudagraphs} \
+    # shellcheck disable=SC2086  # PARITY_ARGS is a word list
+    "$PY" -m se_res2net parity --model se_res2net29 --variants "${pvariants[@]}" \
       --epochs "${PARITY_EPOCHS:-4}" --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto \
       --device "${PARITY_DEVICE:-cuda}" ${PARITY_ARGS:-} --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || rc=$?
     [ "$rc" -eq 0 ] || say "parity failed (exit $rc); see $LOGS/parity.log"
@@ -433,6 +462,15 @@ for path in done['removed']: print('removed the checkpoint of a complete run:', 
 for path in done['moved']: print('too big for git; carry it to resume:', path)
 for path in done['kept']: print('to resume from (commit it):', path)
 for path in done['carried']: print('to resume from (carry it):', path)" "$dest/$ARCHIVE_RUNS" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
+    # the block's results/ and logs/ (extracted under extra/): filed as benchmarks/gpu/block-<time>/, where the
+    # next block finds what it need not measure again; a GPU parity check also goes to book/parity/
+    "$PY" -c "
+import sys
+from se_res2net.training.transfer import file_block_results
+done = file_block_results(sys.argv[1])
+if done['block']: print(f\"filed {len(done['filed'])} file(s) of the block's results and logs in {done['block']}\")
+for new, old in done['duplicates']: print('already filed, byte for byte, as', old)
+for path in done['parity']: print('the GPU parity check, for the protocol chapter:', path)" "$dest"
     ;;
 
   *) die "unknown step '$step'; steps: split manifest calls stash setup bench block start progress wait stop pack unpack" ;;

@@ -25,6 +25,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "bench": ("se_res2net.training.bench", "bench", "training images/s of this trainer vs a plain loop"),
     "floor": ("se_res2net.training.floor", "floor", "FLOPs, bytes and launches of a training step; its floor on a device"),
     "parity": ("se_res2net.training.parity", "parity", "loss curves of each fast-path switch against eager fp32"),
+    "decide": ("se_res2net.training.decision", "decide", "a GPU block's rule for --jobs/--compile; results it may reuse"),
     "grad-cam": ("se_res2net.audit.gradcam", "gradcam", "Grad-CAM grid-pointing-game IoU of checkpoints"),
     "data": ("se_res2net.training.data", "data", "load, verify and cache CIFAR-10; print its fingerprints"),
 }

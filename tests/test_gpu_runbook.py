@@ -57,9 +57,10 @@ class Runbook:
         self.site = tmp / "site"
         # a compile cache of its own: these tests cut compiles short, and a truncated artifact in the shared
         # cache would fail the next compile of any other test
-        # SEED_RUNS: none (the real checkout's committed smoke runs would be skipped as complete)
+        # SEED_RUNS: none (the real checkout's committed smoke runs would be skipped as complete); PRIOR_RESULTS:
+        # none (a committed result of this very machine would be taken instead of measured)
         self.env = dict(os.environ, RUNBOOK_HOME=str(self.home), RUNS_ROOT=str(self.runs), PY=sys.executable,
-                        SEED_RUNS=str(tmp / "no_seed"),
+                        SEED_RUNS=str(tmp / "no_seed"), PRIOR_RESULTS=str(tmp / "no_prior"),
                         PIP_TARGET=str(self.site), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
                         TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"))
         self.env.pop("SE_RES2NET_DATA_DIR", None)
@@ -145,8 +146,8 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     # --- benchmark
     rb("bench", "--models", "res2net29", "--variants", "plain", "eager", "--device", "cpu", "--batch-size", "16",
        "--steps", "1", "--warmup", "0", "--data", "auto", "--floor")
-    (bench,) = (rb.home / "results").glob("bench-*.json")
-    bench = json.loads(bench.read_text())
+    (bench_file,) = (rb.home / "results").glob("bench-*.json")
+    bench = json.loads(bench_file.read_text())
     assert {r["variant"] for r in bench["rows"]} == {"plain", "eager"}
     # the floor, counted and measured in the same run, is in the JSON and in the printed table
     assert [r["model"] for r in bench["floor"]["rows"]] == ["res2net29"]
@@ -184,6 +185,11 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     said = rb("unpack", str(first)).stdout
     carried = dest / ".xfer" / "resume" / "smoke" / "checkpoints"
     assert sorted(p.stem for p in carried.glob("*.pt")) == sorted(unfinished) and "too big for git" in said
+    # the block's results and logs are filed where the next block looks for what it need not measure again
+    (block_dir,) = (dest / "benchmarks" / "gpu").glob("block-*")
+    assert f"of the block's results and logs in {block_dir}" in said and not (dest / "extra").exists()
+    assert (block_dir / "results" / "versions.txt").exists() and (block_dir / "logs" / "sweep.log").exists()
+    assert [p.name for p in (block_dir / "results").glob("bench-*.json")] == [bench_file.name]
     assert not list((dest / prefix / "smoke" / "checkpoints").glob("*.pt"))
     for name in unfinished:
         device_copy = smoke / "checkpoints" / f"{name}.pt"
@@ -230,6 +236,10 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     # --- here: unpack the finished runs and find the same bytes; their carried checkpoints are no longer needed
     said = rb("unpack", str(second)).stdout
     assert not list(carried.glob("*.pt")) and said.count("removed the checkpoint of a complete run") == len(unfinished)
+    # the same block packed again: its results are filed once, its log grew and is extended
+    assert f"already filed, byte for byte, as {block_dir / 'results' / bench_file.name}" in said
+    assert (block_dir / "logs" / "sweep.log").read_bytes() == (rb.home / "logs" / "sweep.log").read_bytes()
+    assert [p.name for p in (dest / "benchmarks" / "gpu").iterdir()] == [block_dir.name]
     got = dest / prefix / "smoke" / "res2net29_seed0.json"
     assert got.read_bytes() == (smoke / "res2net29_seed0.json").read_bytes()
     from se_res2net.training.trainer import evaluate_checkpoint
@@ -270,6 +280,78 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
     # its verdict is the check's own business (two epochs on 64 images learn too little to pass it)
     assert set(parity["runs"]) == {"eager_fp32", "cuda_defaults"} and parity["device"] == "cpu"
     rb("stop", check=False)
+
+
+@pytest.mark.slow
+def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_nothing_else(tmp_path):
+    """A block finds complete results of this machine (GPU name, torch, CUDA, read from each result) filed by an
+    earlier block: it measures none of them again, decides from them, and skips the parity check, so the sweep
+    gets the GPU at once. A faster result of another GPU is never taken. REBENCH=1 takes nothing."""
+    from se_res2net.training.decision import machine
+
+    here = machine("cpu")
+    rb = Runbook(tmp_path)
+    prior = tmp_path / "benchmarks" / "gpu" / "block-20261201T100000Z" / "results"
+    prior.mkdir(parents=True)
+    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
+                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16",
+                  PRIOR_RESULTS=f"{tmp_path / 'benchmarks' / 'gpu'}:{tmp_path / 'book' / 'parity'}")
+
+    def bench(model, speeds, at=here, measured_at="2026-12-01T10:01:00Z"):
+        return {**at, "measured_at": measured_at, "batch_size": 128, "warmup_steps": 10, "timed_steps": 50,
+                "floor": None, "failed": [], "interrupted": None,
+                "rows": [{"model": model, "variant": v, "images_per_s": x}
+                         for v, x in zip(["plain", "eager", "compile", "cudagraphs"], speeds)]}
+
+    models = ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]
+    for m in models:
+        (prior / f"bench-{m}.json").write_text(json.dumps(bench(m, (900.0, 1000.0, 2000.0, 3000.0))))
+    (prior / "concurrency.json").write_text(json.dumps({
+        "model": "se_res2net29", "variant": "cudagraphs", **here, "measured_at": "2026-12-01T10:04:00Z",
+        "batch_size": 128, "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": None,
+        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 3000.0), (2, 5000.0), (4, 5600.0))]}))
+    # measured later and faster, but on another GPU: never taken
+    other = {**here, "device": "cuda", "device_name": "NVIDIA H200", "cuda": "13.0"}
+    (prior / "bench-se_res2net29-h200.json").write_text(json.dumps(
+        bench("se_res2net29", (1.0, 1.0, 99999.0, 1.0), at=other, measured_at="2026-12-09T00:00:00Z")))
+    parity_dir = tmp_path / "book" / "parity"
+    parity_dir.mkdir(parents=True)
+    (parity_dir / "parity-cpu-block-20261201T100000Z.json").write_text(json.dumps({
+        "model": "se_res2net29", **here, "epochs": 2, "measured_at": "2026-12-01T10:09:00Z", "reference": "eager_fp32",
+        "runs": {"eager_fp32": {}, "cuda_defaults": {}}, "ok": True}))
+    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
+             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
+    rb("block", *sweep)
+    log = rb.home / "logs" / "block.log"
+    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
+    rb("stop", check=False)
+    text = log.read_text()
+    results = rb.home / "results"
+    for m in models:
+        assert re.search(rf"bench of {m}: measured before on this machine \(.*\), 2026-12-01T10:01:00Z: "
+                         rf"{re.escape(str(prior / f'bench-{m}.json'))}", text), text
+        assert (results / f"bench-{m}.json").read_bytes() == (prior / f"bench-{m}.json").read_bytes()
+    assert "concurrency of se_res2net29: measured before on this machine" in text
+    assert "not measured" not in text and "at most" not in text  # nothing was benched
+    assert "decided: --jobs 4 --compile reduce-overhead (fastest variant: cudagraphs)" in text
+    assert (rb.home / "sweep.args").read_text().split("\n")[-5:-1] == ["--jobs", "4", "--compile", "reduce-overhead"]
+    decision = json.loads((results / "decision.json").read_text())
+    assert decision["machine"] == here and decision["from"]["bench"]["measured_at"] == "2026-12-01T10:01:00Z"
+    assert "parity of se_res2net29: measured before on this machine" in text and "not run again" in text
+    assert (rb.home / "parity.exit").read_text().strip() == "0" and not (results / "parity-cuda.json").exists()
+
+    # REBENCH=1: nothing taken (with a budget of 0 s, nothing measured either), the parity check runs
+    for f in results.glob("*.json"):
+        f.unlink()
+    log.unlink()
+    rb.env.update(REBENCH="1")
+    rb("block", *sweep)
+    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
+    rb("stop", check=False)
+    text = log.read_text()
+    assert "measured before" not in text and "bench budget spent: se_res2net29 not measured" in text
+    assert "decided: --jobs 1 (eager) (fastest variant: eager)" in text
+    assert json.loads((results / "parity-cuda.json").read_text())["device"] == "cpu"
 
 
 @pytest.mark.slow

@@ -186,3 +186,57 @@ def test_pack_leaves_out_the_temporary_file_of_a_write_in_progress(tmp_path):
         tmp.write_text('{"half": ')
         items, _ = collect(runs, "book/runs", extras=[results])
     assert sorted(it.member for it in items if it.kind == "extra") == ["extra/results/bench-se_res2net29.json"]
+
+
+def test_a_blocks_results_are_filed_once_and_its_gpu_parity_check_is_shown(tmp_path):
+    """After unpack: results/ and logs/ (under extra/) go to benchmarks/gpu/block-<decided_at>/; a result identical
+    to one filed by an earlier block (taken by this block, not measured) is not filed again; a parity check is
+    copied to book/parity/ once; a second pack of a block adds to it, and a result that differs is refused."""
+    import json
+
+    from se_res2net.training.transfer import file_block_results
+
+    def block(dest, decided_at, files):
+        for rel, text in files.items():
+            (dest / "extra" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / "extra" / rel).write_text(text)
+        (dest / "extra" / "results").mkdir(parents=True, exist_ok=True)
+        (dest / "extra" / "results" / "decision.json").write_text(json.dumps({"decided_at": decided_at, "jobs": 2}))
+
+    bench = json.dumps({"rows": [], "warmup_steps": 10, "device_name": "NVIDIA H100 80GB HBM3"})
+    parity = json.dumps({"reference": "eager_fp32", "runs": {}, "device": "cuda"})
+    dest = tmp_path / "checkout"
+    block(dest, "2026-12-01T10:00:00Z", {"results/bench-se_res2net29.json": bench, "results/parity-cuda.json": parity,
+                                         "logs/sweep.log": "epoch 1\n"})
+    first = file_block_results(dest)
+    filed = dest / "benchmarks" / "gpu" / "block-20261201T100000Z"
+    assert first["block"] == str(filed) and not (dest / "extra").exists()
+    assert (filed / "results" / "bench-se_res2net29.json").read_text() == bench
+    assert (filed / "logs" / "sweep.log").read_text() == "epoch 1\n"
+    (shown,) = first["parity"]
+    assert Path(shown) == dest / "book" / "parity" / "parity-cuda-block-20261201T100000Z.json"
+    assert Path(shown).read_text() == parity
+
+    # the next block took the bench and the parity check from the first: neither is filed or shown twice
+    block(dest, "2026-12-02T11:30:05Z", {"results/bench-se_res2net29.json": bench, "results/parity-cuda.json": parity,
+                                         "logs/sweep.log": "epoch 2\n"})
+    second = file_block_results(dest)
+    again = dest / "benchmarks" / "gpu" / "block-20261202T113005Z"
+    assert sorted(Path(p).relative_to(again).as_posix() for p in second["filed"]) == ["logs/sweep.log",
+                                                                                     "results/decision.json"]
+    assert {Path(old).name for _, old in second["duplicates"]} == {"bench-se_res2net29.json", "parity-cuda.json"}
+    assert second["parity"] == [] and len(list((dest / "book" / "parity").iterdir())) == 1
+
+    # a later pack of the same block: a new file is added, a log that grew is extended; a result that differs is
+    # refused, and then nothing moves
+    block(dest, "2026-12-02T11:30:05Z", {"logs/sweep.log": "epoch 2\nepoch 3\n", "logs/parity.log": "ok\n"})
+    later = file_block_results(dest)
+    assert later["block"] == str(again) and (again / "logs" / "sweep.log").read_text() == "epoch 2\nepoch 3\n"
+    assert (again / "logs" / "parity.log").read_text() == "ok\n"
+    assert [Path(old).name for _, old in later["duplicates"]] == ["decision.json"]  # the same decision, not refiled
+    block(dest, "2026-12-02T11:30:05Z", {"logs/sweep.log": "another history\n"})
+    with pytest.raises(FileExistsError, match="already holds other versions of .*sweep.log"):
+        file_block_results(dest)
+    assert (dest / "extra" / "logs" / "sweep.log").read_text() == "another history\n"
+    assert (again / "logs" / "sweep.log").read_text() == "epoch 2\nepoch 3\n"
+    assert file_block_results(tmp_path / "nothing_unpacked")["block"] is None

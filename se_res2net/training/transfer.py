@@ -13,7 +13,9 @@ and makes the command fail, after everything that fits has been written: nothing
 
 ``se-res2net unpack DIR [--dest .]`` checks every member against its manifest and extracts it; it refuses
 paths outside the destination, and it never replaces a *complete* run record with a different one (that is
-another result: move the local one away first).
+another result: move the local one away first). After it, :func:`settle_checkpoints` puts each checkpoint where
+the next block resumes from it, and :func:`file_block_results` files the block's benchmark results and logs
+under ``benchmarks/gpu/block-<time>/``.
 """
 
 from __future__ import annotations
@@ -314,6 +316,90 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
                 done["moved"].append(str(target))
             else:
                 done["kept" if base == root else "carried"].append(str(ckpt))
+    return done
+
+
+def _block_name(results: Path) -> str:
+    """``block-<UTC time>`` of a GPU block: when it decided (``decision.json``), else when its setup ran
+    (``versions.txt``), else now."""
+    import re
+
+    from .records import utc_now
+
+    stamp = None
+    try:
+        stamp = json.loads((results / "decision.json").read_text(encoding="utf-8")).get("decided_at")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if not stamp and (results / "versions.txt").is_file():
+        dates = re.findall(r"^date: (\S+)$", (results / "versions.txt").read_text(encoding="utf-8"), re.M)
+        stamp = dates[0] if dates else None
+    return "block-" + re.sub(r"[^0-9TZ]", "", stamp or utc_now())
+
+
+def file_block_results(dest: PathLike = ".", *, extra: str = "extra", into: str = "benchmarks/gpu",
+                       parity_dir: str = "book/parity") -> Dict[str, Any]:
+    """File what a GPU block brought back beside its runs, after ``unpack``: the runbook's ``results/`` and
+    ``logs/`` (extracted under ``dest/extra``) go to ``dest/<into>/block-<time>/``, where the next block looks for
+    what it need not measure again (:mod:`se_res2net.training.decision`).
+
+    A result byte-identical to one filed before (an earlier block's, which this block took instead of measuring)
+    is not filed twice. A later pack of the same block adds its new files and extends the logs that grew; a file
+    it holds that differs otherwise (a result measured again) is refused, before anything moves. A GPU parity
+    check measured in this block is also copied to ``parity_dir``, where the protocol chapter reads it.
+    Returns the block's folder, the paths ``filed``, ``parity`` (copied) and ``duplicates`` (``[new, filed]``).
+    """
+    from .decision import kind_of
+
+    root = Path(dest)
+    src = root / extra
+    done: Dict[str, Any] = {"block": None, "filed": [], "parity": [], "duplicates": []}
+    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else []
+    if not files:
+        return done
+    name = _block_name(src / "results")
+    target = root / into / name
+    before = {_sha256(p.read_bytes()): p for p in sorted((root / into).glob("*/results/*.json"))}
+    shown = {_sha256(p.read_bytes()) for p in sorted((root / parity_dir).glob("*.json"))}
+    # decide every file's fate before moving any: a conflict leaves the unpacked files and the filed ones as they are
+    plan: List[Tuple[Path, Path, Optional[Path]]] = []  # (unpacked, where to, filed before: a duplicate)
+    conflicts = []
+    for path in files:
+        rel, data = path.relative_to(src), path.read_bytes()
+        to = target / rel
+        same = before.get(_sha256(data)) if rel.parts[0] == "results" and path.suffix == ".json" else None
+        if same is None and to.is_file():
+            old = to.read_bytes()
+            if old == data:
+                same = to
+            elif not (rel.parts[0] == "logs" and data.startswith(old)):  # a log that grew is extended
+                conflicts.append(str(to))
+        plan.append((path, to, same))
+    if conflicts:
+        raise FileExistsError(f"{target} already holds other versions of {', '.join(conflicts)} (this block packed "
+                              f"twice, and measured again in between?); move them away, then unpack again")
+    done["block"] = str(target)
+    for path, to, same in plan:
+        if same is not None:
+            done["duplicates"].append([str(path), str(same)])
+            path.unlink()
+            continue
+        ensure_writable_dir(to.parent)
+        path.replace(to)
+        done["filed"].append(str(to))
+        if to.parts[-2] == "results" and to.suffix == ".json" and _sha256(to.read_bytes()) not in shown:
+            try:
+                result = json.loads(to.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if isinstance(result, dict) and kind_of(result) == "parity":
+                copy = root / parity_dir / f"parity-{result.get('device')}-{name}.json"
+                ensure_writable_dir(copy.parent)
+                atomic_write_bytes(copy, to.read_bytes())
+                done["parity"].append(str(copy))
+    for folder in sorted((p for p in src.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [src]:
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return done
 
 

@@ -1,0 +1,157 @@
+"""What a GPU block may take from an earlier block instead of measuring again, and the rule it decides by.
+
+Results are judged by their own fields (machine, completeness), never by their file's name or folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from se_res2net.cli import main
+from se_res2net.training.decision import decide, decided_line, find_prior, kind_of, machine, why_not
+
+H100 = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "torch": "2.11.0+cu130"}
+H200 = {**H100, "device_name": "NVIDIA H200"}
+VARIANTS = ["plain", "eager", "compile", "cudagraphs"]
+
+
+def bench_result(model="se_res2net29", variants=VARIANTS, speeds=(900.0, 1000.0, 3000.0, 2000.0), *, at=H100,
+                 measured_at="2026-12-01T10:00:00Z", interrupted=None, failed=(), steps=50, warmup=10, batch=128):
+    rows = [{"model": model, "variant": v, "images_per_s": s} for v, s in zip(variants, speeds)]
+    return {**at, "measured_at": measured_at, "batch_size": batch, "warmup_steps": warmup, "timed_steps": steps,
+            "rows": rows, "failed": [{"model": model, "variant": v, "error": "E"} for v in failed],
+            "floor": None, "interrupted": interrupted}
+
+
+def concurrency_result(variant="compile", levels=((1, 3000.0), (2, 5200.0), (4, 4800.0)), *, at=H100,
+                       measured_at="2026-12-01T10:05:00Z", interrupted=None):
+    return {"model": "se_res2net29", "variant": variant, **at, "measured_at": measured_at, "batch_size": 128,
+            "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": interrupted,
+            "rows": [{"processes": n, "aggregate_images_per_s": s} for n, s in levels]}
+
+
+def parity_result(variants=("eager_fp32", "cuda_defaults", "cuda_defaults_cudagraphs"), *, at=H100, epochs=4):
+    return {"model": "se_res2net29", **at, "epochs": epochs, "measured_at": "2026-12-01T10:20:00Z",
+            "reference": "eager_fp32", "runs": {v: {"train_loss": [2.0, 1.5]} for v in variants}, "ok": True}
+
+
+WANT = dict(model="se_res2net29", variants=VARIANTS, batch_size=128, steps=50, warmup=10)
+
+
+def test_a_result_is_known_by_its_keys_not_its_name():
+    assert kind_of(bench_result()) == "bench"
+    assert kind_of(concurrency_result()) == "concurrency"
+    assert kind_of(parity_result()) == "parity"
+    assert kind_of({"rows": [], "note": "anything else"}) is None
+
+
+@pytest.mark.parametrize("result, want, reason", [
+    (bench_result(), {}, None),
+    (bench_result(at=H200), {}, "another machine"),
+    (bench_result(at={**H100, "torch": "2.12.0+cu130"}), {}, "another machine"),
+    (bench_result(at={**H100, "cuda": "12.8"}), {}, "another machine"),
+    (bench_result(interrupted="during se_res2net29 / compile"), {}, "cut short"),
+    (bench_result(variants=VARIANTS[:3]), {}, "lacks se_res2net29 / cudagraphs"),
+    (bench_result(variants=VARIANTS[:3], failed=["cudagraphs"]), {}, None),  # failed here: it would fail again
+    (bench_result(model="res2net29"), {}, "lacks se_res2net29 / plain, eager, compile, cudagraphs"),
+    (bench_result(model="res2net29"), {"variants": []}, "lacks se_res2net29 / every variant"),
+    (bench_result(steps=20), {}, "20 timed steps, not 50"),
+    (bench_result(warmup=3), {}, "3 warm-up steps, not 10"),
+    (bench_result(batch=64), {}, "batch 64, not 128"),
+    (concurrency_result(), {"kind": "concurrency", "variants": ["compile"]}, None),
+    (concurrency_result(), {"kind": "concurrency", "variants": ["cudagraphs"]}, "not se_res2net29 / cudagraphs"),
+    (concurrency_result(interrupted="during 4 process(es)"), {"kind": "concurrency", "variants": ["compile"]}, "cut short"),
+    (concurrency_result(levels=()), {"kind": "concurrency", "variants": ["compile"]}, "no level measured"),
+    (parity_result(), {"kind": "parity", "variants": ["eager_fp32", "cuda_defaults"], "epochs": 4}, None),
+    (parity_result(epochs=2), {"kind": "parity", "variants": ["cuda_defaults"], "epochs": 4}, "2 epochs, not 4"),
+    (parity_result(("eager_fp32",)), {"kind": "parity", "variants": ["cuda_defaults"]}, "lacks the variant(s) cuda_defaults"),
+    (parity_result(), {"kind": "bench"}, "not a bench result"),
+])
+def test_why_a_result_can_or_cannot_stand_for_a_measurement(result, want, reason):
+    want = dict(want)
+    kind = want.pop("kind", "bench")
+    args = {"model": "se_res2net29", **({k: v for k, v in WANT.items() if k != "model"} if kind == "bench" else
+                                        {"steps": 50, "warmup": 10, "batch_size": 128} if kind == "concurrency" else {})}
+    args.update(want)
+    got = why_not(result, kind, H100, **args)
+    assert (got is None) if reason is None else (got is not None and reason in got), got
+
+
+def test_the_last_measured_result_of_this_machine_is_found_wherever_it_lies(tmp_path):
+    def put(rel, result):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+        return path
+
+    put("a/bench-se_res2net29.json", bench_result(measured_at="2026-12-01T10:00:00Z"))
+    later = put("b/deep/er/any-name.json", bench_result(measured_at="2026-12-02T09:00:00Z"))
+    put("c/bench-se_res2net29.json", bench_result(at=H200, measured_at="2026-12-03T09:00:00Z"))  # not this GPU
+    put("d/bench-se_res2net29.json", bench_result(interrupted="during x", measured_at="2026-12-04T09:00:00Z"))
+    (tmp_path / "e.json").write_text("{not json")  # ignored, not fatal
+    (tmp_path / "f.json").write_text("[1, 2]")
+    assert find_prior([tmp_path], "bench", H100, **WANT) == later
+    assert find_prior([tmp_path / "a", tmp_path / "missing"], "bench", H100, **WANT) == tmp_path / "a/bench-se_res2net29.json"
+    assert find_prior([tmp_path], "bench", {**H100, "device_name": "NVIDIA A100"}, **WANT) is None
+    assert find_prior([], "bench", H100, **WANT) is None
+
+
+def test_the_rule_takes_the_fastest_trainer_variant_and_the_best_process_count():
+    d = decide(bench_result(speeds=(9999.0, 1000.0, 3000.0, 2000.0)), concurrency_result())
+    assert d == {"variant": "compile", "jobs": 2, "args": ["--jobs", "2", "--compile", "default"]}  # plain never counts
+    assert decided_line(d) == "decided: --jobs 2 --compile default (fastest variant: compile)"
+    g = decide(bench_result(speeds=(1.0, 1.0, 2.0, 3.0)), None)
+    assert g["args"] == ["--jobs", "1", "--compile", "reduce-overhead"]
+    nothing = decide(None, None)
+    assert nothing["args"] == ["--jobs", "1"] and decided_line(nothing).startswith("decided: --jobs 1 (eager)")
+    only_plain = decide(bench_result(variants=["plain"], speeds=(5.0,)), None)
+    assert only_plain["variant"] == "eager"
+
+
+def test_cli_find_copies_what_it_found_and_exits_1_when_nothing_fits(tmp_path, capsys):
+    here = tmp_path / "machine.json"
+    here.write_text(json.dumps(H100))
+    earlier = tmp_path / "benchmarks" / "gpu" / "block-1" / "results"
+    earlier.mkdir(parents=True)
+    (earlier / "bench-se_res2net29.json").write_text(json.dumps(bench_result()))
+    results = tmp_path / "results"
+    results.mkdir()
+    target = results / "bench-se_res2net29.json"
+    argv = ["decide", "find", "bench", "--here", str(here), "--roots", str(target), str(tmp_path / "benchmarks"),
+            "--variants", *VARIANTS, "--batch-size", "128", "--steps", "50", "--warmup", "10", "--copy-to", str(target)]
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "measured before on this machine (NVIDIA H100 80GB HBM3, torch 2.11.0+cu130)" in said
+    assert target.read_bytes() == (earlier / "bench-se_res2net29.json").read_bytes()
+    assert main(argv) == 0 and str(target) in capsys.readouterr().out  # now this block's own copy is found first
+    assert main([*argv[:-2], "--steps", "100"]) == 1
+    here.write_text(json.dumps(H200))
+    assert main(argv) == 1  # another GPU: measure again
+    here.write_text("{}")
+    assert main(argv) == 2 and "does not name this machine" in capsys.readouterr().err
+
+
+def test_cli_rule_keeps_the_decision_with_what_it_was_decided_from(tmp_path, capsys):
+    (tmp_path / "bench.json").write_text(json.dumps(bench_result()))
+    (tmp_path / "conc.json").write_text(json.dumps(concurrency_result()))
+    (tmp_path / "here.json").write_text(json.dumps(H100))
+    out = tmp_path / "decision.json"
+    assert main(["decide", "rule", "--bench", str(tmp_path / "bench.json"), "--concurrency", str(tmp_path / "conc.json"),
+                 "--here", str(tmp_path / "here.json"), "--out", str(out), "--print", "args"]) == 0
+    assert capsys.readouterr().out.strip() == "--jobs 2 --compile default"
+    kept = json.loads(out.read_text())
+    assert kept["machine"] == H100 and kept["decided_at"].endswith("Z") and kept["variant"] == "compile"
+    assert kept["from"]["bench"]["measured_at"] == "2026-12-01T10:00:00Z"
+    assert kept["from"]["concurrency"]["file"] == str((tmp_path / "conc.json").resolve())
+    assert main(["decide", "rule", "--bench", str(tmp_path / "none.json")]) == 0
+    assert capsys.readouterr().out.strip() == "decided: --jobs 1 (eager) (fastest variant: eager)"
+
+
+def test_machine_names_this_device_as_a_bench_result_does():
+    import torch
+
+    from se_res2net.training.records import device_info
+
+    assert machine("cpu") == {**device_info("cpu"), "torch": torch.__version__}
