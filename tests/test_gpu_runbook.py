@@ -92,6 +92,25 @@ def _archives(out: Path):
     return members
 
 
+# what `block` starts once it has decided, small enough for CPU: one tiny run, and a tiny parity check
+TINY_SWEEP = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
+              "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
+CPU_PARITY = dict(PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults", PARITY_EPOCHS="2", PARITY_SUBSET="64",
+                  PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
+
+
+def _run_block(rb: Runbook, *sweep: str) -> str:
+    """`block` (it returns at once: the work is detached) until it is done, then `stop` the sweep it started.
+    Returns what this block wrote to its log (an earlier block's lines are in the same file)."""
+    log = rb.home / "logs" / "block.log"
+    start = log.stat().st_size if log.exists() else 0
+    assert "block started" in rb("block", *sweep).stdout
+    new = lambda: log.read_bytes()[start:].decode() if log.exists() else ""  # noqa: E731
+    _wait(lambda: "block done" in new(), timeout=400)
+    rb("stop", check=False)
+    return new()
+
+
 @pytest.mark.slow
 def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     rb = Runbook(tmp_path)
@@ -256,9 +275,7 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
     the fastest trainer variant of se_res2net29 (plain never counts) and the process count of most aggregate
     images/s; then it starts the sweep with them, detached, and runs the parity check beside it."""
     rb = Runbook(tmp_path)
-    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
-                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32",
-                  PARITY_ARGS="--batch-size 16")
+    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
     results = rb.home / "results"
     results.mkdir(parents=True)
     rows = [("plain", 900.0), ("eager", 100.0), ("compile", 300.0), ("cudagraphs", 200.0)]
@@ -266,12 +283,7 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
         json.dumps({"rows": [{"model": "se_res2net29", "variant": v, "images_per_s": s} for v, s in rows]}))
     (results / "concurrency.json").write_text(json.dumps({"rows": [
         {"processes": n, "aggregate_images_per_s": s} for n, s in ((1, 300.0), (2, 520.0), (4, 480.0), (8, 90.0))]}))
-    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
-             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
-    assert "block started" in rb("block", *sweep).stdout  # returns at once: the work is detached
-    log = rb.home / "logs" / "block.log"
-    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
-    text = log.read_text()
+    text = _run_block(rb, *TINY_SWEEP)
     assert "bench budget spent: se_res2net29 not measured" in text
     assert "decided: --jobs 2 --compile default (fastest variant: compile)" in text
     assert (results / "decision.txt").read_text().count("--jobs 2 --compile default") == 1
@@ -279,7 +291,6 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
     parity = json.loads((results / "parity-cuda.json").read_text())
     # its verdict is the check's own business (two epochs on 64 images learn too little to pass it)
     assert set(parity["runs"]) == {"eager_fp32", "cuda_defaults"} and parity["device"] == "cpu"
-    rb("stop", check=False)
 
 
 @pytest.mark.slow
@@ -293,8 +304,7 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     rb = Runbook(tmp_path)
     prior = tmp_path / "benchmarks" / "gpu" / "block-20261201T100000Z" / "results"
     prior.mkdir(parents=True)
-    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
-                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16",
+    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY,
                   PRIOR_RESULTS=f"{tmp_path / 'benchmarks' / 'gpu'}:{tmp_path / 'book' / 'parity'}")
 
     def bench(model, speeds, at=here, measured_at="2026-12-01T10:01:00Z"):
@@ -319,13 +329,7 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     (parity_dir / "parity-cpu-block-20261201T100000Z.json").write_text(json.dumps({
         "model": "se_res2net29", **here, "epochs": 2, "measured_at": "2026-12-01T10:09:00Z", "reference": "eager_fp32",
         "runs": {"eager_fp32": {}, "cuda_defaults": {}}, "ok": True}))
-    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
-             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
-    rb("block", *sweep)
-    log = rb.home / "logs" / "block.log"
-    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
-    rb("stop", check=False)
-    text = log.read_text()
+    text = _run_block(rb, *TINY_SWEEP)
     results = rb.home / "results"
     for m in models:
         assert re.search(rf"bench of {m}: measured before on this machine \(.*\), 2026-12-01T10:01:00Z: "
@@ -343,12 +347,8 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     # REBENCH=1: nothing taken (with a budget of 0 s, nothing measured either), the parity check runs
     for f in results.glob("*.json"):
         f.unlink()
-    log.unlink()
     rb.env.update(REBENCH="1")
-    rb("block", *sweep)
-    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
-    rb("stop", check=False)
-    text = log.read_text()
+    text = _run_block(rb, *TINY_SWEEP)
     assert "measured before" not in text and "bench budget spent: se_res2net29 not measured" in text
     assert "decided: --jobs 1 (eager) (fastest variant: eager)" in text
     assert json.loads((results / "parity-cuda.json").read_text())["device"] == "cpu"
@@ -359,16 +359,8 @@ def test_block_keeps_what_a_bench_cut_by_its_budget_measured_and_decides_from_it
     """A budget that runs out inside the bench of se_res2net29 (compiling takes longer than it) keeps the variants
     measured before the cut, prints them, and the rule decides from them: nothing measured is thrown away."""
     rb = Runbook(tmp_path)
-    rb.env.update(BENCH_SECONDS="40", BENCH_STEPS="1", BENCH_WARMUP="0", SE_RES2NET_DATA_DIR=str(SAMPLE),
-                  PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults", PARITY_EPOCHS="2", PARITY_SUBSET="64",
-                  PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
-    sweep = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
-             "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
-    rb("block", *sweep)
-    log = rb.home / "logs" / "block.log"
-    _wait(lambda: log.exists() and "block done" in log.read_text(), timeout=400)
-    rb("stop", check=False)
-    text = log.read_text()
+    rb.env.update(BENCH_SECONDS="40", BENCH_STEPS="1", BENCH_WARMUP="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
+    text = _run_block(rb, *TINY_SWEEP)
     kept = json.loads((rb.home / "results" / "bench-se_res2net29.json").read_text())
     measured = [r["variant"] for r in kept["rows"]]
     assert measured == ["plain", "eager", "compile", "cudagraphs"][:len(measured)] and measured, text
@@ -426,8 +418,7 @@ def test_poll_runs_again_a_parity_check_ended_from_outside_and_only_that(tmp_pat
     """The block decided and started parity, then the call's end ended it: `poll` runs it again, detached; once it
     has run to its end (pass or fail: parity.exit), `poll` leaves it."""
     rb = Runbook(tmp_path)
-    rb.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE), PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults",
-                  PARITY_EPOCHS="2", PARITY_SUBSET="64", PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
+    rb.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
     (rb.home / "results").mkdir(parents=True)
     (rb.home / "results" / "decision.txt").write_text("decided: --jobs 1 (eager) (fastest variant: eager)\n")
     gone = subprocess.Popen(["true"])
