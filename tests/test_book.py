@@ -67,11 +67,45 @@ def built_book():
     return proc.returncode, log
 
 
+# A notebook kernel's shutdown race, logged by the kernel process into the build's output after its notebook ran:
+# ipykernel publishes "idle" on a socket that close() has just closed (ENOTSOCK). ipykernel PR #1518 (7.x)
+# silenced one path of it (IOPubThread._really_send); 7.4.0 still logs it through IOPubThread.schedule. It says
+# nothing about the book, and it comes and goes between builds of the same tree.
+_SHUTDOWN_RACE = ("ERROR:tornado.general:Uncaught exception in ZMQStream callback",
+                  "zmq.error.ZMQError: Socket operation on non-socket")
+
+
+def build_warnings(log: str) -> list:
+    """Sphinx's "path: WARNING: ..." lines and any ERROR / CRITICAL line (not the kernel's "[IPKernelApp]
+    WARNING | ..." chatter), less the kernel shutdown race above: its ERROR line, when the traceback under it
+    ends in ENOTSOCK."""
+    lines = log.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if not re.search(r"\b(WARNING|ERROR|CRITICAL):", line):
+            continue
+        if line.strip() == _SHUTDOWN_RACE[0]:
+            tail = next((t.strip() for t in lines[i + 1:i + 60] if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", t)), "")
+            if tail == _SHUTDOWN_RACE[1]:
+                continue
+        found.append(line)
+    return found
+
+
+def test_build_warnings_drop_only_the_kernel_shutdown_race():
+    race = "\n".join([_SHUTDOWN_RACE[0], "Traceback (most recent call last):", '  File "zmq/_zmq.py", line 190',
+                      _SHUTDOWN_RACE[1]])
+    other = "\n".join([_SHUTDOWN_RACE[0], "Traceback (most recent call last):", "ValueError: a real failure"])
+    sphinx = "/book/results.md:12: WARNING: undefined label: 'nope'"
+    chatter = "[IPKernelApp] WARNING | Kernel is running over TCP without encryption."
+    assert build_warnings("\n".join([race, chatter])) == []
+    assert build_warnings("\n".join([race, other, sphinx])) == [_SHUTDOWN_RACE[0], sphinx]
+
+
 @pytest.mark.slow
 def test_book_builds_without_warnings(built_book):
     rc, log = built_book
-    # Sphinx's "path: WARNING: ..." lines (not the kernel's "[IPKernelApp] WARNING | ..." chatter).
-    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL):", line)]
+    warnings = build_warnings(log)
     assert rc == 0, "jupyter-book build failed:\n" + "\n".join(warnings[-30:] or log.splitlines()[-40:])
     assert not warnings, "\n".join(warnings)
     for page in PAGES:
