@@ -217,7 +217,7 @@ EOF
     mkdir -p "$RESULTS"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     se bench --json "$@" > "$RESULTS/bench-$stamp.json"
-    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_table(r) if 'warmup_steps' in r else format_concurrency(r))" \
+    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; from se_res2net.training.decision import kind_of; r=json.load(open(sys.argv[1])); print(format_table(r) if kind_of(r) == 'bench' else format_concurrency(r))" \
       "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
     ;;
 
@@ -286,7 +286,7 @@ EOF
     keep() {
       if "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r['rows'] else 1)" "$1" 2> /dev/null; then
         mv "$1" "$2"
-        "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; r=json.load(open(sys.argv[1])); print(format_table(r) if 'warmup_steps' in r else format_concurrency(r))" "$2"
+        "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; from se_res2net.training.decision import kind_of; r=json.load(open(sys.argv[1])); print(format_table(r) if kind_of(r) == 'bench' else format_concurrency(r))" "$2"
       else
         rm -f "$1"; return 1
       fi

@@ -5,7 +5,6 @@ Results are judged by their own fields (machine, completeness), never by their f
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

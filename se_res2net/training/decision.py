@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from .atomic import PathLike
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, Path]
 KINDS = ("bench", "concurrency", "parity")
 # the fields that name the machine a result was measured on (bench, concurrency and parity results all hold them)
 MACHINE_FIELDS = ("device", "device_name", "torch", "cuda")
