@@ -432,6 +432,21 @@ def test_error_vs_params_marks_ours_and_the_reports_claims():
     assert "Fake GPU (GPU)" in ax.get_title()
 
 
+def test_the_log_axis_labels_enough_ticks_for_a_narrow_range_of_trained_errors():
+    def labels(df):
+        fig = R.plot_error_vs_params(results_table(df), CLAIMS)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        lo, hi = ax.get_ylim()
+        return {t.get_text() for t in ax.yaxis.get_ticklabels(minor=True) + ax.yaxis.get_ticklabels()
+                if t.get_text() and lo <= t.get_position()[1] <= hi}
+
+    trained = _table_records().assign(final_test_error=lambda d: d["final_test_error"] + 2)
+    assert {"3", "4", "5"} <= labels(trained)  # 5-5.5 % and the report's stars at 3-3.5 %: less than a decade
+    smoke = trained.assign(profile="smoke", final_test_error=trained["final_test_error"] + 85)  # 3-90 %: the 2-3-5 rule
+    assert labels(pd.concat([trained, smoke], ignore_index=True)) == {"3", "5", "10", "20", "30", "50", "100"}
+
+
 def test_plot_differences_draws_welch_intervals_against_zero_and_the_reports_difference():
     df = _table_records()
     sig = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200)

@@ -813,9 +813,18 @@ def _log_ticks(ax: Any) -> None:
     from matplotlib.ticker import FuncFormatter
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # label the minor ticks at 2, 3 and 5 times a power of ten only: all nine crowd the axis
-    ax.yaxis.set_minor_formatter(FuncFormatter(
-        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v) + 1e-9)) in (2, 3, 5) else ""))
+
+    def minor(v: float, _: Any) -> str:
+        # over more than a decade, label the minor ticks at 2, 3 and 5 times a power of ten only (all nine crowd
+        # the axis); within one (trained networks only: 4-7 %, say) every minor tick, or the axis has one label
+        lo, hi = sorted(ax.get_ylim())
+        if v <= 0:
+            return ""
+        if lo > 0 and hi / lo < 10:
+            return f"{v:g}"
+        return f"{v:g}" if round(v / 10 ** math.floor(math.log10(v) + 1e-9)) in (2, 3, 5) else ""
+
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
     ax.tick_params(axis="y", which="minor", labelsize=8)
 
 
