@@ -477,6 +477,30 @@ def test_hardware_data_and_profile_note_come_from_the_records():
         "training / 10,000 test images.")
     assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
     assert R.profile_order(["custom", "full", "smoke"]) == ["smoke", "full", "custom"]
+    assert R.faithful_first(["smoke", "custom", "budget", "full", "smoke"]) == ["full", "budget", "smoke", "custom"]
+
+
+def test_a_page_sets_the_plumbing_profile_aside_once_a_result_profile_exists():
+    # smoke alone is all there is: shown
+    assert R.page_profiles(["smoke", "smoke"]) == (["smoke"], [])
+    # the first GPU results: smoke set aside, the most faithful first
+    assert R.page_profiles(["smoke", "full"]) == (["full"], ["smoke"])
+    assert R.page_profiles(["smoke", "budget", "full"]) == (["full", "budget"], ["smoke"])
+    # a record that satisfies no profile is a measurement, not a plumbing check: shown, after the named ones
+    assert R.page_profiles(["custom", "smoke"]) == (["custom"], ["smoke"])
+    assert R.page_profiles([]) == ([], [])
+
+
+def test_set_aside_tables_are_folded_with_their_note_and_say_why():
+    df = _table_records()
+    table = results_table(df)
+    html = R.set_aside_html({"budget": R.profile_note(df, "budget")},
+                            {"budget": R.styled(R.results_display(table, [], "budget"))}, ["full"])
+    assert html.startswith('<details class="set-aside"><summary>Profile budget (a plumbing check, not a result): its '
+                           'table, set aside and left out of the plots now that profile full has runs</summary>')
+    assert html.endswith("</table>\n</details>") and "Profile budget: 6 complete run(s)" in html
+    assert html.index("</summary>") < html.index("<table") and "SE-Res2Net-29" in html
+    assert R.set_aside_html({}, {}, ["full"]) == ""
 
 
 def test_efficiency_display_names_the_comparison():

@@ -48,6 +48,10 @@ __all__ = [
     "model_label",
     "model_colors",
     "profile_order",
+    "faithful_first",
+    "PLUMBING_PROFILES",
+    "page_profiles",
+    "set_aside_html",
     "hardware",
     "device_kind",
     "data_description",
@@ -460,6 +464,51 @@ def profile_order(profiles: Iterable[str]) -> List[str]:
     return [p for p in PROFILES if p in present] + sorted(p for p in present if p not in PROFILES)
 
 
+def faithful_first(profiles: Iterable[str]) -> List[str]:
+    """The named profiles present from most to least faithful (``full``, ``budget``, ``smoke``), then any others
+    (``custom``: a record that satisfies none) alphabetically: the order a reader meets them in on a page."""
+    from ..training.profiles import PROFILES
+
+    present = list(dict.fromkeys(str(p) for p in profiles))
+    return [p for p in reversed(list(PROFILES)) if p in present] + sorted(p for p in present if p not in PROFILES)
+
+
+#: Profiles that check the plumbing and measure nothing the report claims (the smoke profile's errors sit near
+#: chance). Once a more faithful profile has complete runs, a results page sets them aside (see page_profiles).
+PLUMBING_PROFILES: Tuple[str, ...] = ("smoke",)
+
+
+def page_profiles(profiles: Iterable[str]) -> Tuple[List[str], List[str]]:
+    """``(shown, set_aside)``: the profiles present, most faithful first (``full``, ``budget``, ``smoke``, then
+    any others such as ``custom``), split for a results page.
+
+    A plumbing profile (:data:`PLUMBING_PROFILES`) is set aside as soon as any other profile is present: its
+    chance-level errors beside trained ones would squash a plot's scale and read as results. With nothing else
+    present it is shown, as the only measurement there is. A page folds the set-aside tables away and leaves
+    those profiles out of its plots.
+    """
+    ordered = faithful_first(profiles)
+    kept = [p for p in ordered if p not in PLUMBING_PROFILES]
+    if not kept:
+        return ordered, []
+    return kept, [p for p in ordered if p in PLUMBING_PROFILES]
+
+
+def set_aside_html(notes: Mapping[str, str], tables: Mapping[str, Any], shown: Sequence[str]) -> str:
+    """The tables of set-aside profiles (:func:`page_profiles`) folded into one HTML ``<details>``: the summary
+    names each profile and the profile(s) ``shown`` instead; inside, each profile's ``notes`` sentence (from
+    :func:`profile_note`) above its table (a Styler from :func:`styled`, or anything with ``to_html``)."""
+    import html
+
+    if not tables:
+        return ""
+    names = ", ".join(tables)
+    body = "".join(f"<p><strong>{html.escape(notes.get(p, p))}</strong></p>{t.to_html()}" for p, t in tables.items())
+    return (f"<details class=\"set-aside\"><summary>Profile {html.escape(names)} (a plumbing check, not a result): "
+            f"its table, set aside and left out of the plots now that profile {html.escape(', '.join(shown))} has "
+            f"runs</summary>{body}</details>")
+
+
 def device_kind(device: Any) -> str:
     """``GPU`` for a CUDA device, ``CPU`` for the CPU, from a record's ``provenance.device``."""
     d = str(device or "").lower()
@@ -841,7 +890,7 @@ def plot_error_vs_params(table: "pd.DataFrame", claims: Iterable[Any] = (), hard
     colors = model_colors(models)
     fig = Figure(figsize=(FIG_WIDTH, 6.0), dpi=FIG_DPI, layout="constrained")
     ax = fig.subplots()
-    profiles = profile_order(table["profile"]) if len(table) else []
+    profiles = faithful_first(table["profile"]) if len(table) else []
     for prof in profiles:
         t = table[table["profile"] == prof]
         for _, r in t.iterrows():
@@ -902,7 +951,7 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
     if sig.empty:
         raise ValueError("no comparisons to plot; plot only when significance_table found pairs with runs")
     claimed = dict(claimed or {})
-    profiles = profile_order(sig["profile"])
+    profiles = faithful_first(sig["profile"])
     several = len(profiles) > 1
     rows = [r for p in profiles for _, r in sig[sig["profile"] == p].iterrows()]
     fig = Figure(figsize=(FIG_WIDTH, 1.6 + 0.62 * len(rows)), dpi=FIG_DPI, layout="constrained")
