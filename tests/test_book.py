@@ -3,6 +3,8 @@ r"""The Jupyter Book: it builds with warnings as errors, and its pages work in a
 One build per session (``built_book`` fixture), shared by the build test and the browser test:
 ``jupyter-book build book -W -n --keep-going`` in place (``book/_build`` is git-ignored), from the
 committed run records. ``SE_RES2NET_BOOK_DIR`` builds another copy of the book instead (development).
+A second build, of a temporary copy with fake full-profile records added (``book_after_a_gpu_block``), shows
+the pages as the first GPU block's records will make them, before any GPU has run.
 
 The browser test serves ``book/_build/html`` on 127.0.0.1 (a free port) and opens every page of the site
 (the chapters and each rendered run notebook) in headless Chromium through selenium, and checks it as a
@@ -134,6 +136,61 @@ def test_book_builds_without_warnings(built_book):
         assert (HTML / "runs" / nb.parent.name / f"{nb.stem}.html").is_file(), nb
         # ...with papermill's outputs: the build never re-executes a run notebook.
         assert f"{nb}: Executing notebook" not in log, f"the build re-executed {nb}"
+
+
+def _text(html: str) -> str:
+    """The visible text of an HTML page, roughly: tags dropped, whitespace collapsed, entities decoded."""
+    import html as html_lib
+
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+@pytest.fixture(scope="module")
+def book_after_a_gpu_block(tmp_path_factory):
+    """A copy of the book whose ``runs/`` holds, beside the committed smoke records, what a GPU block brings
+    back: complete full-profile records (tests/fakes.py, device "Fake GPU") of the headline pair and one
+    ablation variant, three seeds each, and one full run stopped at epoch 40. Built as CI builds the book.
+    The fake errors never leave this temporary copy."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes import make_record, write_record
+
+    book = tmp_path_factory.mktemp("gpu_block") / "book"
+    shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    errors = {"res2net29": 5.6, "se_res2net29": 5.3, "se_res2net29_last_stream": 5.5}
+    for model, err in errors.items():
+        for seed in (0, 1, 2):
+            write_record(book / "runs", make_record(model, seed, err + 0.1 * seed, "full"))
+    write_record(book / "runs", make_record("resnet56", 0, None, "full", status="running", logged=40))
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env.setdefault("OMP_NUM_THREADS", "2")
+    proc = subprocess.run([_jupyter_book(), "build", str(book), "-W", "-n", "--keep-going"], cwd=book.parent,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    return proc.returncode, proc.stdout + proc.stderr, book / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_block):
+    """What the first GPU block's records will look like in the book: the full profile first; the smoke
+    profile's chance-level errors folded away and out of the plots; the stopped run listed as not a result."""
+    rc, log, html = book_after_a_gpu_block
+    warnings = build_warnings(log)
+    assert rc == 0 and not warnings, "\n".join(warnings[-30:] or log.splitlines()[-40:])
+    for page in ("results", "significance", "ablation"):
+        page_html = (html / f"{page}.html").read_text(encoding="utf-8")
+        full, fold = page_html.find("Profile full:"), page_html.find('<details class="set-aside">')
+        assert 0 <= full < fold, f"{page}: the full profile's table does not come before the folded smoke tables"
+        folded_part = page_html[fold:page_html.index("</details>", page_html.index("</summary>", fold))]
+        assert "Profile smoke:" in folded_part and "Profile full:" not in folded_part, page
+        text = _text(page_html)
+        assert ("Profile smoke (a plumbing check, not a result): its table, set aside and left out of the plots now "
+                "that profile full has runs") in text, page
+        assert "Profile smoke (plumbing checks) is left out." in text, f"{page}: the figure caption does not say so"
+    results_text = _text((html / "results.html").read_text(encoding="utf-8"))
+    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2, on Fake GPU \(GPU\)", results_text)
+    assert re.search(r"full ResNet-56 0 incomplete 40 of 300 ", results_text), "the stopped run is not listed as not a result"
+    intro = _text((html / "intro.html").read_text(encoding="utf-8"))
+    assert "Training so far: the full profile, on Fake GPU;" in intro, "the headline names another profile's hardware"
 
 
 def test_book_config_reaches_the_top_level_files():
