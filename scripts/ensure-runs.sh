@@ -6,6 +6,8 @@
 #   se_resnet110 into book/gradcam/.
 # - Records present → nothing to do, except: when book/gradcam/gradcam_metrics.json is missing and the
 #   smoke checkpoints are still on disk, run only the Grad-CAM step.
+# - A Grad-CAM result already in book/gradcam/ (of trained checkpoints, say) is never replaced by the smoke
+#   one: `se-res2net grad-cam` refuses without --force, and this script does not pass it.
 #
 # Environment: SE_RES2NET_BIN (default .venv/bin/se-res2net), RUNS_ROOT (default book/runs),
 # GRADCAM_DIR (default book/gradcam), SWEEP_JOBS (default 2).
@@ -31,6 +33,10 @@ have_records() {
 
 run_gradcam() {
   local args=() ckpt m
+  if [ -f "$GRADCAM_DIR/gradcam_metrics.json" ]; then
+    echo "ensure-runs: $GRADCAM_DIR already holds a Grad-CAM result; keeping it (se-res2net grad-cam --force replaces it)"
+    return 0
+  fi
   for m in "${GRADCAM_MODELS[@]}"; do
     ckpt="$SMOKE/checkpoints/${m}_seed0.pt"
     if [ ! -f "$ckpt" ]; then

@@ -377,6 +377,20 @@ def test_cli_writes_metrics_and_overlay(tmp_path, fake_data, capsys):
     assert list(g.load_overlay_data(out / "gradcam_overlays.npz").cams) == ["res2net29_seed0", "res2net29_seed1"]
     assert "res2net29_seed1" in capsys.readouterr().out
 
+    # a result already there is never replaced silently: refused before any work, the files untouched
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["--out-dir", str(out), "--mosaics", "2", "--confidence", "0", "--data", "sample", "--device", "cpu"]
+    rc = main(["grad-cam", "--checkpoint", str(tmp_path / "not-read.pt"), *args])  # refused before it reads one
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds a Grad-CAM result" in err and "--force" in err and str(a) in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(FileExistsError, match="already holds"):  # the library refuses too (the notebook's path),
+        g.save_evaluation(None, out)  # before it reads the result
+    # --force replaces it
+    assert main(["grad-cam", "--checkpoint", str(b), *args, "--force"]) == 0, capsys.readouterr().err
+    replaced = json.loads((out / "gradcam_metrics.json").read_text())["models"]
+    assert [e["checkpoint"] for e in replaced.values()] == [str(b)]
+
 
 def test_cli_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     from se_res2net.cli import main

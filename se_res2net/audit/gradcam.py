@@ -40,6 +40,7 @@ CLI command ``se-res2net grad-cam`` (:func:`add_gradcam_arguments`, :func:`run_g
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -925,9 +926,17 @@ def select_models(
     )
 
 
-def save_evaluation(result: GradCamEvaluation, out_dir: PathLike, *, overlay_rows: int = 4) -> Tuple[Path, Path]:
+def save_evaluation(result: GradCamEvaluation, out_dir: PathLike, *, overlay_rows: int = 4,
+                    replace: bool = False) -> Tuple[Path, Path]:
     """Write ``out_dir/gradcam_metrics.json``, ``out_dir/gradcam_overlays.png`` and the figure's data
-    ``out_dir/gradcam_overlays.npz`` (all atomically); returns the metrics' and the PNG's paths."""
+    ``out_dir/gradcam_overlays.npz`` (all atomically); returns the metrics' and the PNG's paths.
+
+    ``FileExistsError`` when ``out_dir`` already holds a result (:func:`existing_result`) and ``replace`` is
+    false: a Grad-CAM of trained checkpoints is never replaced silently (by a smoke rerun, say)."""
+    held = existing_result(out_dir)
+    if held and not replace:
+        raise FileExistsError(f"{out_dir} already holds a Grad-CAM result, {held}; replace=True (--force) replaces "
+                              "it, or write to another directory")
     out = ensure_writable_dir(out_dir)
     metrics_path, overlay_path = out / METRICS_FILE, out / OVERLAY_FILE
     result.metrics["overlay"] = OVERLAY_FILE
@@ -963,19 +972,39 @@ def add_gradcam_arguments(p: "argparse.ArgumentParser") -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=64, help="CAMs per Grad-CAM batch (default 64)")
     p.add_argument("--overlay-rows", type=int, default=4, metavar="K", help="mosaics shown in the overlay figure")
+    p.add_argument("--force", action="store_true",
+                   help=f"replace the result already in --out-dir (without it, an existing {METRICS_FILE} is an error)")
+
+
+def existing_result(out_dir: PathLike) -> Optional[str]:
+    """What ``out_dir`` already holds, in words (the checkpoints of its :data:`METRICS_FILE`), or None when it
+    holds no Grad-CAM result. A result is never replaced silently: ``grad-cam`` refuses unless ``--force``."""
+    path = Path(out_dir) / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        models = json.loads(path.read_text(encoding="utf-8")).get("models") or {}
+        ckpts = [str(e.get("checkpoint") or f"{name} (untrained)") for name, e in models.items()]
+    except (OSError, ValueError, AttributeError):
+        ckpts = []
+    return f"{path} (of {', '.join(ckpts)})" if ckpts else str(path)
 
 
 def run_gradcam(args: "argparse.Namespace") -> int:
     from ..training.data import load_cifar10
     from ..training.trainer import resolve_device
 
+    held = existing_result(args.out_dir)
+    if held and not args.force:  # before any work: a refused run writes nothing
+        raise FileExistsError(f"{args.out_dir} already holds a Grad-CAM result, {held}; pass --force to replace it, "
+                              "or choose another --out-dir")
     out_dir = ensure_writable_dir(args.out_dir)  # fail before the work if it cannot be written
     device = str(resolve_device(args.device))
     models, info = load_models(args.checkpoint, device=device)
     data = load_cifar10(source=args.data, data_dir=args.data_dir)
     result = run_evaluation(models, data, n_mosaics=args.mosaics, seed=args.seed, thresholds=args.thresholds,
                             confidence=args.confidence, device=device, batch_size=args.batch_size, model_info=info)
-    metrics_path, overlay_path = save_evaluation(result, out_dir, overlay_rows=args.overlay_rows)
+    metrics_path, overlay_path = save_evaluation(result, out_dir, overlay_rows=args.overlay_rows, replace=args.force)
     m = result.metrics
     print(
         f"grid pointing game: {m['settings']['n_mosaics']} mosaics (seed {args.seed}), confidence >= "
