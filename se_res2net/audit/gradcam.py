@@ -931,12 +931,11 @@ def save_evaluation(result: GradCamEvaluation, out_dir: PathLike, *, overlay_row
     """Write ``out_dir/gradcam_metrics.json``, ``out_dir/gradcam_overlays.png`` and the figure's data
     ``out_dir/gradcam_overlays.npz`` (all atomically); returns the metrics' and the PNG's paths.
 
-    ``FileExistsError`` when ``out_dir`` already holds a result (:func:`existing_result`) and ``replace`` is
-    false: a Grad-CAM of trained checkpoints is never replaced silently (by a smoke rerun, say)."""
-    held = existing_result(out_dir)
-    if held and not replace:
-        raise FileExistsError(f"{out_dir} already holds a Grad-CAM result, {held}; replace=True (--force) replaces "
-                              "it, or write to another directory")
+    ``FileExistsError`` when ``out_dir`` already holds a result and ``replace`` is false
+    (:func:`refuse_to_replace`): a Grad-CAM of trained checkpoints is never replaced silently (by a smoke
+    rerun, say)."""
+    if not replace:
+        refuse_to_replace(out_dir, "replace=True (--force) replaces it, or write to another directory")
     out = ensure_writable_dir(out_dir)
     metrics_path, overlay_path = out / METRICS_FILE, out / OVERLAY_FILE
     result.metrics["overlay"] = OVERLAY_FILE
@@ -976,28 +975,27 @@ def add_gradcam_arguments(p: "argparse.ArgumentParser") -> None:
                    help=f"replace the result already in --out-dir (without it, an existing {METRICS_FILE} is an error)")
 
 
-def existing_result(out_dir: PathLike) -> Optional[str]:
-    """What ``out_dir`` already holds, in words (the checkpoints of its :data:`METRICS_FILE`), or None when it
-    holds no Grad-CAM result. A result is never replaced silently: ``grad-cam`` refuses unless ``--force``."""
+def refuse_to_replace(out_dir: PathLike, fix: str) -> None:
+    """``FileExistsError`` naming what ``out_dir`` already holds (its :data:`METRICS_FILE` and that file's
+    checkpoints) and ``fix``, when it holds a Grad-CAM result: a result is never replaced silently."""
     path = Path(out_dir) / METRICS_FILE
     if not path.exists():
-        return None
+        return
     try:
         models = json.loads(path.read_text(encoding="utf-8")).get("models") or {}
         ckpts = [str(e.get("checkpoint") or f"{name} (untrained)") for name, e in models.items()]
     except (OSError, ValueError, AttributeError):
         ckpts = []
-    return f"{path} (of {', '.join(ckpts)})" if ckpts else str(path)
+    held = f"{path} (of {', '.join(ckpts)})" if ckpts else str(path)
+    raise FileExistsError(f"{out_dir} already holds a Grad-CAM result, {held}; {fix}")
 
 
 def run_gradcam(args: "argparse.Namespace") -> int:
     from ..training.data import load_cifar10
     from ..training.trainer import resolve_device
 
-    held = existing_result(args.out_dir)
-    if held and not args.force:  # before any work: a refused run writes nothing
-        raise FileExistsError(f"{args.out_dir} already holds a Grad-CAM result, {held}; pass --force to replace it, "
-                              "or choose another --out-dir")
+    if not args.force:  # before any work: a refused run writes nothing
+        refuse_to_replace(args.out_dir, "pass --force to replace it, or choose another --out-dir")
     out_dir = ensure_writable_dir(args.out_dir)  # fail before the work if it cannot be written
     device = str(resolve_device(args.device))
     models, info = load_models(args.checkpoint, device=device)

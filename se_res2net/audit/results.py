@@ -47,7 +47,6 @@ __all__ = [
     "MODEL_LABELS",
     "model_label",
     "model_colors",
-    "profile_order",
     "faithful_first",
     "PLUMBING_PROFILES",
     "page_profiles",
@@ -453,15 +452,6 @@ def model_colors(models: Iterable[str]) -> Dict[str, Any]:
             out[m] = tab20(2 * (extra % 10) + 1)
             extra += 1
     return out
-
-
-def profile_order(profiles: Iterable[str]) -> List[str]:
-    """The named profiles from least to most faithful (``smoke``, ``budget``, ``full``: the order of
-    :data:`se_res2net.training.profiles.PROFILES`), then any others (``custom``) alphabetically."""
-    from ..training.profiles import PROFILES
-
-    present = list(dict.fromkeys(str(p) for p in profiles))
-    return [p for p in PROFILES if p in present] + sorted(p for p in present if p not in PROFILES)
 
 
 def faithful_first(profiles: Iterable[str]) -> List[str]:
