@@ -150,8 +150,9 @@ def _text(html: str) -> str:
 def book_after_a_gpu_block(tmp_path_factory):
     """A copy of the book whose ``runs/`` holds, beside the committed smoke records, what a GPU block brings
     back: complete full-profile records (tests/fakes.py, device "Fake GPU") of the headline pair and one
-    ablation variant, three seeds each, and one full run stopped at epoch 40. Built as CI builds the book.
-    The fake errors never leave this temporary copy."""
+    ablation variant, three seeds each, and one full run stopped at epoch 40; and a budget profile whose only
+    run stopped at epoch 3 (the committed budget runs are replaced by it, so the test does not depend on how far
+    they have got). Built as CI builds the book. The fake errors never leave this temporary copy."""
     sys.path.insert(0, str(Path(__file__).parent))
     from fakes import make_record, write_record
 
@@ -162,6 +163,8 @@ def book_after_a_gpu_block(tmp_path_factory):
         for seed in (0, 1, 2):
             write_record(book / "runs", make_record(model, seed, err + 0.1 * seed, "full"))
     write_record(book / "runs", make_record("resnet56", 0, None, "full", status="running", logged=40))
+    shutil.rmtree(book / "runs" / "budget", ignore_errors=True)
+    write_record(book / "runs", make_record("se_res2net29", 0, None, "budget", status="running", logged=3))
     env = dict(os.environ, MPLBACKEND="Agg")
     env.setdefault("OMP_NUM_THREADS", "2")
     proc = subprocess.run([_jupyter_book(), "build", str(book), "-W", "-n", "--keep-going"], cwd=book.parent,
@@ -187,8 +190,13 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
                 "that profile full has runs") in text, page
         assert "Profile smoke (plumbing checks) is left out." in text, f"{page}: the figure caption does not say so"
     results_text = _text((html / "results.html").read_text(encoding="utf-8"))
-    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2, on Fake GPU \(GPU\)", results_text)
+    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(1 more not complete\), on Fake "
+                     r"GPU \(GPU\)", results_text)
     assert re.search(r"full ResNet-56 0 incomplete 40 of 300 ", results_text), "the stopped run is not listed as not a result"
+    # a profile with no complete run has no table of its own: it is named, and its run listed as not a result
+    assert "Profile budget:" not in results_text, "a profile with no complete run leads a table"
+    assert "No complete run under profile budget yet: 1 run(s) stopped between epochs or failed" in results_text
+    assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
     assert "Training so far: the full profile, on Fake GPU;" in intro, "the headline names another profile's hardware"
 

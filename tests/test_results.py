@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import matplotlib
@@ -473,8 +472,13 @@ def test_hardware_data_and_profile_note_come_from_the_records():
     stopped = dict(df.iloc[0], seed=3, status="running", state="incomplete", final_test_error=math.nan)
     with_stopped = pd.concat([df, pd.DataFrame([stopped])], ignore_index=True)
     assert R.profile_note(with_stopped, "budget") == (
-        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on Fake GPU (GPU); data: CIFAR-10, 50,000 "
-        "training / 10,000 test images.")
+        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2 (1 more not complete), on Fake GPU (GPU); data: "
+        "CIFAR-10, 50,000 training / 10,000 test images.")
+    assert R.profile_note(df, "budget").startswith("Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on ")
+    only_stopped = pd.DataFrame([stopped, dict(stopped, seed=4, status="failed", state="failed")])
+    assert R.profile_note(only_stopped, "budget") == (
+        "Profile budget: no complete run yet, 2 not complete, on Fake GPU (GPU); data: CIFAR-10, 50,000 training / "
+        "10,000 test images.")
     assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
     assert R.faithful_first(["smoke", "custom", "budget", "full", "smoke"]) == ["full", "budget", "smoke", "custom"]
 
@@ -488,6 +492,30 @@ def test_a_page_sets_the_plumbing_profile_aside_once_a_result_profile_exists():
     # a record that satisfies no profile is a measurement, not a plumbing check: shown, after the named ones
     assert R.page_profiles(["custom", "smoke"]) == (["custom"], ["smoke"])
     assert R.page_profiles([]) == ([], [])
+
+
+def test_a_profile_whose_runs_are_all_unfinished_neither_leads_nor_sets_the_smoke_checks_aside(tmp_path):
+    """The first epochs of a long profile (runs stopped between sessions or GPU blocks) are not a result: the
+    smoke table stays the page's only table and plot, and the profile is named as having no complete run."""
+    root = tmp_path / "runs"
+    for seed, err in enumerate([90.0, 89.0, 91.0]):
+        write(root, record("res2net29", seed, err, profile="smoke"), "smoke")
+    write(root, record("res2net29", 0, None, status="running", n_epochs=1))
+    write(root, record("se_res2net29", 0, None, status="running", n_epochs=1))
+    records = load_records(root, include_failed=True)
+    table = results_table(records)
+    assert set(table["profile"]) == {"smoke", "budget"}  # the table lists the stopped runs' model rows ...
+    assert R.profiles_with_results(table) == ["smoke"]  # ... but only smoke has a result
+    assert R.page_profiles(R.profiles_with_results(table)) == (["smoke"], [])
+    assert R.no_result_note(records, "budget") == (
+        "No complete run under profile **budget** yet: 2 run(s) stopped between epochs or failed, listed under "
+        "*Runs that are not results* below.")
+    assert R.no_result_note(records, "full") == "No runs under profile **full** yet."
+    write(root, record("res2net29", 1, 7.5))  # one complete budget run: budget leads, smoke is set aside
+    table = results_table(load_records(root, include_failed=True))
+    assert R.profiles_with_results(table) == ["budget", "smoke"]
+    assert R.page_profiles(R.profiles_with_results(table)) == (["budget"], ["smoke"])
+    assert R.profiles_with_results(table.iloc[0:0]) == []
 
 
 def test_set_aside_tables_are_folded_with_their_note_and_say_why():

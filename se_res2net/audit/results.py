@@ -536,14 +536,42 @@ def data_description(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
 
 
 def profile_note(df: "pd.DataFrame", profile: str) -> str:
-    """One sentence on a profile's runs: how many, of how many models and seeds, on what hardware and data."""
+    """One sentence on a profile's runs: how many are complete, of how many models and seeds, how many are not
+    (stopped between epochs, or failed), on what hardware and data."""
     part = df[df["profile"] == profile]
     ok = _complete(part) if "status" in part else part
-    seeds = sorted({int(s) for s in ok["seed"]}) if len(ok) else []
-    seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
-                 else "seed(s) " + ", ".join(map(str, seeds))) if seeds else "no seeds"
-    return (f"Profile {profile}: {len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}, on "
-            f"{hardware(part)}; data: {data_description(part)}.")
+    not_complete = len(part) - len(ok)
+    rest = f" ({not_complete} more not complete)" if not_complete else ""
+    if ok.empty:
+        runs = "no complete run yet" + (f", {not_complete} not complete" if not_complete else "")
+    else:
+        seeds = sorted({int(s) for s in ok["seed"]})
+        seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
+                     else "seed(s) " + ", ".join(map(str, seeds)))
+        runs = f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}{rest}"
+    return f"Profile {profile}: {runs}, on {hardware(part)}; data: {data_description(part)}."
+
+
+def profiles_with_results(table: "pd.DataFrame") -> List[str]:
+    """The profiles of a :func:`results_table` with at least one complete run, most faithful first.
+
+    Only these lead a results page and set the plumbing checks aside (:func:`page_profiles`): a profile whose
+    runs are all stopped between epochs or failed has no result yet (its runs are listed as not results), and
+    letting it in would fold away the only measured table and plot for an empty one.
+    """
+    if table is None or table.empty:
+        return []
+    return faithful_first(table.loc[table["n"] > 0, "profile"])
+
+
+def no_result_note(df: "pd.DataFrame", profile: str) -> str:
+    """Markdown for a profile without a complete run on the results page: none at all, or only runs that are not
+    results (that page lists them under its heading "Runs that are not results")."""
+    part = df[df["profile"] == profile] if len(df) else df
+    if part.empty:
+        return f"No runs under profile **{profile}** yet."
+    return (f"No complete run under profile **{profile}** yet: {len(part)} run(s) stopped between epochs or "
+            f"failed, listed under *Runs that are not results* below.")
 
 
 # --------------------------------------------------------------------------- tables for a reader
