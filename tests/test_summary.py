@@ -70,6 +70,14 @@ def test_remaining_runs_names_what_is_missing(tmp_path):
     assert rem.loc["full", "planned runs"] == 4 and rem.loc["full", "done"] == 1 and rem.loc["full", "to run"] == 3
     assert rem.loc["full", "missing"] == "resnet56 (seeds 1); res2net29 (seeds 0, 1)"
     assert rem.loc["budget", "missing"] == "all"
+    assert rem.loc["full", "started, not complete"] == "resnet56 seed 1 (150 of 300 epochs, failed)"
+    assert rem.loc["budget", "started, not complete"] == "none"
+    # a run stopped between epochs (a sweep or GPU block ended): started, resumable, not done
+    write_record(tmp_path, make_record("res2net29", 0, None, profile="budget", status="running", logged=2))
+    rem = summary.remaining_runs(load_records(tmp_path, include_failed=True), ["resnet56", "res2net29"], [0, 1],
+                                 profiles=["full", "budget"]).set_index("profile")
+    assert rem.loc["budget", "done"] == 0 and rem.loc["budget", "missing"] == "all"
+    assert rem.loc["budget", "started, not complete"] == "res2net29 seed 0 (2 of 30 epochs)"
 
 
 def test_environments_report_versions_and_recorded_provenance(tmp_path):

@@ -130,16 +130,26 @@ def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
 
 def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequence[int],
                    profiles: Sequence[str] = ("budget", "full")) -> "pd.DataFrame":
-    """Per profile: how many of the planned (model, seed) runs exist complete and satisfying it, and which
-    are missing (models with the seeds they lack)."""
+    """Per profile: how many of the planned (model, seed) runs exist complete and satisfying it, which are
+    missing (models with the seeds they lack), and which of those have started: stopped between epochs (a
+    sweep resumes them from their checkpoints) or failed, with how far each got."""
     import pandas as pd
 
     rows = []
     for prof in profiles:
         done = set()
+        started = "none"
         if records is not None and len(records):
-            ok = records[(records["profile"] == prof) & (records["status"] == "complete")]
+            mine = records[records["profile"] == prof]
+            ok = mine[mine["status"] == "complete"]
             done = set(zip(ok["model"], ok["seed"]))
+            unfinished = mine[(mine["status"] != "complete") & mine["model"].isin(models) & mine["seed"].isin(seeds)]
+            unfinished = unfinished[[(m, s) not in done for m, s in zip(unfinished["model"], unfinished["seed"])]]
+            if len(unfinished):
+                started = "; ".join(
+                    f"{r.model} seed {r.seed} ({r.epochs} of {r.planned_epochs} epochs"
+                    + (", failed)" if r.state == "failed" else ")")
+                    for r in unfinished.sort_values(["model", "seed"]).itertuples())
         missing = {m: [s for s in seeds if (m, s) not in done] for m in models}
         missing = {m: s for m, s in missing.items() if s}
         n_planned = len(models) * len(seeds)
@@ -149,6 +159,7 @@ def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequen
             "missing": "none" if not missing else (
                 "all" if n_missing == n_planned else
                 "; ".join(f"{m} (seeds {', '.join(map(str, s))})" for m, s in missing.items())),
+            "started, not complete": started,
         })
     return pd.DataFrame(rows)
 
