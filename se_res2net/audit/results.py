@@ -541,14 +541,14 @@ def profile_note(df: "pd.DataFrame", profile: str) -> str:
     part = df[df["profile"] == profile]
     ok = _complete(part) if "status" in part else part
     not_complete = len(part) - len(ok)
-    rest = f" ({not_complete} more not complete)" if not_complete else ""
     if ok.empty:
         runs = "no complete run yet" + (f", {not_complete} not complete" if not_complete else "")
     else:
         seeds = sorted({int(s) for s in ok["seed"]})
         seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
                      else "seed(s) " + ", ".join(map(str, seeds)))
-        runs = f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}{rest}"
+        runs = (f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}"
+                + (f" ({not_complete} more not complete)" if not_complete else ""))
     return f"Profile {profile}: {runs}, on {hardware(part)}; data: {data_description(part)}."
 
 
@@ -567,7 +567,7 @@ def profiles_with_results(table: "pd.DataFrame") -> List[str]:
 def no_result_note(df: "pd.DataFrame", profile: str) -> str:
     """Markdown for a profile without a complete run on the results page: none at all, or only runs that are not
     results (that page lists them under its heading "Runs that are not results")."""
-    part = df[df["profile"] == profile] if len(df) else df
+    part = df[df["profile"] == profile]
     if part.empty:
         return f"No runs under profile **{profile}** yet."
     return (f"No complete run under profile **{profile}** yet: {len(part)} run(s) stopped between epochs or "
