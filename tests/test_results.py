@@ -25,6 +25,7 @@ from se_res2net.audit.results import (  # noqa: E402
     plot_curves,
     results_table,
     significance_table,
+    training_devices,
 )
 from se_res2net.audit.stats import efficiency_table  # noqa: E402
 
@@ -105,6 +106,39 @@ def test_a_run_killed_between_epochs_is_incomplete_never_a_result(tmp_path):
     assert t.at["res2net29", "n"] == 2 and t.at["res2net29", "n_failed"] == 1
     assert t.at["res2net29", "mean_error"] == pytest.approx(3.45)  # the stopped run does not count
     assert incomplete_runs(load_records(root)).empty
+
+
+def test_a_run_resumed_on_other_hardware_names_every_device_that_trained_it(tmp_path):
+    """Budget runs here started on an AMD EPYC and went on, a session later, on an Intel Xeon: the record's
+    provenance names only the first; its resumes name the rest, and the tables must say both."""
+    root = tmp_path / "runs"
+    rec = record("res2net29", 0, None, status="running", n_epochs=9)
+    rec["provenance"]["device_name"] = "AMD EPYC"
+    rec["resumes"] = [{"epoch": 1, "device_name": "AMD EPYC"},  # same machine, after a stop
+                      {"epoch": 5, "device_name": "Intel Xeon"},
+                      {"epoch": 7, "device_name": "Intel Xeon"},  # stopped again before epoch 8 ended
+                      {"epoch": 7, "device_name": "AMD EPYC"}]
+    write(root, rec)
+    one = record("se_res2net29", 0, None, status="running", n_epochs=3)
+    one["provenance"]["device_name"] = "AMD EPYC"
+    one["resumes"] = [{"epoch": 3, "device_name": "Intel Xeon"}]  # resumed, stopped before an epoch ended
+    write(root, one)
+
+    assert training_devices(rec) == [("AMD EPYC", 1, 5), ("Intel Xeon", 6, 7), ("AMD EPYC", 8, 9)]
+    assert training_devices(one) == [("AMD EPYC", 1, 3)]
+    df = load_records(root, include_failed=True).set_index("model")
+    assert df.at["res2net29", "device_name"] == "AMD EPYC + Intel Xeon"
+    assert df.at["res2net29", "trained_on"] == "AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–7), AMD EPYC (epochs 8–9)"
+    assert df.at["se_res2net29", "device_name"] == "AMD EPYC" and df.at["se_res2net29", "trained_on"] == "AMD EPYC"
+    inc = incomplete_runs(df.reset_index()).set_index("model")
+    assert inc.at["res2net29", "trained_on"].startswith("AMD EPYC (epochs 1–5)")
+
+    # a run with no resumes and no logged epoch still names its device
+    fresh = record("resnet56", 0, None, status="running", n_epochs=0)
+    assert training_devices(fresh) == []
+    write(root, fresh)
+    row = load_records(root, include_failed=True).set_index("model").loc["resnet56"]
+    assert (row.device_name, row.trained_on) == ("Fake CPU", "Fake CPU")
 
 
 def test_missing_root_gives_empty_frames(tmp_path):

@@ -161,6 +161,10 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
     assert numbers(resumed) == numbers(full)
     assert resumed["final_test_error"] == full["final_test_error"]
     assert [r["epoch"] for r in resumed["resumes"]] == [2]
+    # each resume names what trained on from it, as the record's provenance names what started the run
+    (resume,) = resumed["resumes"]
+    assert {k: resume[k] for k in ("device_name", "torch", "cuda")} == {
+        k: resumed["provenance"][k] for k in ("device_name", "torch", "cuda")}
 
 
 def test_resume_from_the_final_checkpoint_only_writes_the_record(tmp_path):

@@ -39,6 +39,7 @@ __all__ = [
     "load_records",
     "load_curves",
     "incomplete_runs",
+    "training_devices",
     "results_table",
     "ablation_table",
     "significance_table",
@@ -76,7 +77,7 @@ RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
-    "start_time", "end_time", "torch", "python", "platform", "git_commit",
+    "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -169,6 +170,37 @@ def _num(x: Any) -> float:
     return float(x) if _is_number(x) else math.nan
 
 
+def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
+    """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order.
+
+    A run resumed from its checkpoint may go on on other hardware (a later session's CPU, an H200 after an H100):
+    ``provenance.device_name`` names only the device that started it, and each entry of ``resumes`` the device
+    that trained on from its ``epoch``. A resume that trained no epoch (stopped again before one ended) and a
+    device that is not named (``"not recorded"``) count like any other; consecutive spans on one device merge.
+    """
+    done = len(rec.get("epochs") or [])
+    first = (rec.get("provenance") or {}).get("device_name")
+    marks = [(0, first)] + [(int(r.get("epoch", 0)), r.get("device_name")) for r in rec.get("resumes") or []]
+    spans: List[Tuple[str, int, int]] = []
+    for i, (start, name) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else done
+        if end <= start:
+            continue
+        name = str(name) if name else "not recorded"
+        if spans and spans[-1][0] == name:
+            spans[-1] = (name, spans[-1][1], end)
+        else:
+            spans.append((name, start + 1, end))
+    return spans
+
+
+def _trained_on(spans: Sequence[Tuple[str, int, int]]) -> str:
+    """``"AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–9)"``; one device's name alone when it trained them all."""
+    if len(spans) == 1:
+        return spans[0][0]
+    return ", ".join(f"{n} (epoch{'s' if a != b else ''} {a}{'–' + str(b) if a != b else ''})" for n, a, b in spans)
+
+
 def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,
                  include_failed: bool = False) -> "pd.DataFrame":
     """One row per run record (columns :data:`RECORD_COLUMNS`).
@@ -187,6 +219,9 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     rows = []
     for prof, path, rec in _iter_records(root, profile, include_failed):
         prov = rec["provenance"]
+        spans = training_devices(rec)
+        # every device that trained it, in order (a run resumed on other hardware names them all)
+        names = list(dict.fromkeys(n for n, _, _ in spans)) or ([prov["device_name"]] if prov.get("device_name") else [])
         named = str(rec.get("profile") or (rec.get("config") or {}).get("profile") or "")
         planned = (rec.get("config") or {}).get("epochs")
         rows.append({
@@ -202,7 +237,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "planned_epochs": int(planned) if _is_number(planned) else len(rec["epochs"]),
             "last_test_error": _num(rec["epochs"][-1].get("test_error")) if rec["epochs"] else math.nan,
             "wall_time_s": _num(prov.get("wall_time_s")),
-            "device_name": prov.get("device_name"),
+            "device_name": " + ".join(names) if names else None,
             "data_source": prov.get("data_source"),
             "data_is_sample": bool(prov.get("data_is_sample", False)),
             "path": str(path),
@@ -215,6 +250,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "test_size": _num(prov.get("test_size")),
             # where and when it ran, for the summary and status pages
             **{k: prov.get(k) for k in ("start_time", "end_time", "torch", "python", "platform", "git_commit")},
+            "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
@@ -247,7 +283,7 @@ def _complete(df: "pd.DataFrame") -> "pd.DataFrame":
     return df[(df["status"] == "complete") & df["final_test_error"].notna()]
 
 
-INCOMPLETE_COLUMNS = ["profile", "model", "seed", "state", "epochs", "last_test_error", "path"]
+INCOMPLETE_COLUMNS = ["profile", "model", "seed", "state", "epochs", "last_test_error", "trained_on", "path"]
 
 
 def incomplete_runs(df: "pd.DataFrame") -> "pd.DataFrame":

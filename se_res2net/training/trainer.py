@@ -889,8 +889,11 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     record["status"] = "running"  # completed by the epoch loop, also when resuming from the final checkpoint
     record["failure"] = None
     record["config"] = config.to_dict()  # non-result settings (device, progress, checkpoint_every, ...) may change
+    # the device, torch and CUDA that train on from here: a run may resume on other hardware than it started on
+    info = device_info(device)
     record.setdefault("resumes", []).append(
-        {"epoch": start_epoch, "time": utc_now(), "device_name": device_info(device)["device_name"], "code": code}
+        {"epoch": start_epoch, "time": utc_now(), "device_name": info["device_name"], "torch": torch.__version__,
+         "cuda": info["cuda"], "code": code}
     )
     if record.get("code", {}).get("sha256") != code["sha256"]:
         log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
