@@ -290,6 +290,7 @@ def test_tables_accept_frames_built_by_hand():
 from types import SimpleNamespace  # noqa: E402
 
 from se_res2net.audit import results as R  # noqa: E402
+from se_res2net.audit import claims as C  # noqa: E402
 
 
 def _claim(id, kind, model, value, sd=None):
@@ -411,6 +412,21 @@ def test_runs_display_links_notebooks_and_shows_where_unfinished_runs_stopped():
                                      "Res2Net-29, seed 1"]
     assert "stopped at test error (%), not a result" in shown.columns and "hardware" not in shown.columns
     assert "stopped at test error (%), not a result" not in R.runs_display(pages.iloc[:1]).columns
+
+
+def test_runs_display_shows_which_machine_trained_which_epochs_of_a_run_resumed_elsewhere(tmp_path):
+    """Two runs on the same two machines: the page states the hardware once only when no run changed machine."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        r = record("res2net29", seed, None, status="running", n_epochs=7)
+        r["provenance"]["device_name"] = "AMD EPYC"
+        r["resumes"] = [{"epoch": 5, "device_name": "Intel Xeon"}]
+        write(root, r)
+    df = load_records(root, include_failed=True)
+    shown = R.runs_display(C.run_pages(df, tmp_path), "budget")
+    assert shown["hardware"].tolist() == ["AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–7)"] * 2
+    same = load_records(root, include_failed=True).assign(trained_on="AMD EPYC", devices=1)
+    assert "hardware" not in R.runs_display(C.run_pages(same, tmp_path), "budget").columns
 
 
 def test_significance_display_prints_p_to_two_significant_digits_and_folds_notes():

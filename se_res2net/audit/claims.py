@@ -1147,6 +1147,10 @@ def profile_table() -> "pd.DataFrame":
     return pd.DataFrame(cols, index=pd.Index([label for _, label in _PROFILE_ROWS], name="setting"))
 
 
+def _is_count(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x))
+
+
 def run_pages(records_df: "pd.DataFrame", book_dir: PathLike = ".") -> "pd.DataFrame":
     """Each run with the relative HTML link of its executed notebook (``runs/<profile>/<model>_seed<k>.html``)
     when the notebook exists beside its record, else an empty link."""
@@ -1164,8 +1168,11 @@ def run_pages(records_df: "pd.DataFrame", book_dir: PathLike = ".") -> "pd.DataF
                          "epochs": f"{int(r['epochs'])} of {int(r['planned_epochs'])}",
                          # where an unfinished run stopped: shown as such, never as its result
                          "last logged test error (not a result)": math.nan if done else r["last_test_error"],
-                         "wall_time_s": r["wall_time_s"], "hardware": r["device_name"],
+                         # every machine that trained it, with its epochs when there were several
+                         "wall_time_s": r["wall_time_s"],
+                         "hardware": r["trained_on"] if isinstance(r.get("trained_on"), str) else r["device_name"],
+                         "devices": int(r["devices"]) if _is_count(r.get("devices")) else 1,
                          "notebook": f"runs/{r['profile']}/{stem}.html" if nb.is_file() else ""})
     return pd.DataFrame(rows, columns=["profile", "model", "seed", "state", "final_test_error", "epochs",
                                        "last logged test error (not a result)", "wall_time_s", "hardware",
-                                       "notebook"])
+                                       "devices", "notebook"])

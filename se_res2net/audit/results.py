@@ -77,7 +77,7 @@ RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
-    "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on",
+    "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -251,11 +251,12 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             # where and when it ran, for the summary and status pages
             **{k: prov.get(k) for k in ("start_time", "end_time", "torch", "python", "platform", "git_commit")},
             "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
+            "devices": len(names),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
                       "last_test_error": "float64", "params": "float64", "macs": "float64", "wall_time_s": "float64",
-                      "data_is_sample": "bool", "train_size": "float64", "test_size": "float64"})
+                      "data_is_sample": "bool", "train_size": "float64", "test_size": "float64", "devices": "int64"})
 
 
 def load_curves(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,
@@ -707,7 +708,8 @@ RESULTS_NOWRAP = ("test error (%)", "report (%)", "ours − report (pp)")
 def runs_display(pages: "pd.DataFrame", profile: Optional[str] = None) -> "pd.DataFrame":
     """The run list (:func:`se_res2net.audit.claims.run_pages`, of one ``profile``) for a reader: the run as a link to
     its notebook, its state, final test error, epochs and wall time; where it stopped only when a run did not
-    complete; hardware only when the runs differ in it (otherwise the page states it once)."""
+    complete; hardware only when the runs differ in it or one ran on several machines (which epochs where),
+    otherwise the page states it once."""
     import html
 
     import pandas as pd
@@ -722,7 +724,7 @@ def runs_display(pages: "pd.DataFrame", profile: Optional[str] = None) -> "pd.Da
     unfinished = p["last logged test error (not a result)"]
     if unfinished.notna().any():
         out.insert(3, "stopped at test error (%), not a result", list(unfinished))
-    if p["hardware"].nunique(dropna=True) > 1:
+    if p["hardware"].nunique(dropna=True) > 1 or ("devices" in p and (p["devices"] > 1).any()):
         out["hardware"] = list(p["hardware"])
     return out
 
