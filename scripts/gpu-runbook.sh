@@ -7,6 +7,9 @@
 # sweep detached (it outlives the call); `progress` polls it; `pack` brings back records, executed notebooks,
 # logs and the checkpoints of unfinished runs. CI rehearses all of it on CPU (tests/test_gpu_runbook.py).
 #
+#   scripts/gpu-runbook.sh prepare DATA_DIR [XFER]  (here, committed tree) all that the calls carry, in XFER
+#                                               (default .xfer): data parts sized to travel in the fewest calls
+#                                               beside this tree, wheels (kept if there), manifest; then `calls`
 #   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
 #   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
 #   scripts/gpu-runbook.sh calls [PATH...]      (here) which device calls carry what (default: .xfer's data parts,
@@ -37,7 +40,7 @@
 # COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
 # BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS,
 # PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
-# REBENCH (non-empty: take nothing measured before).
+# REBENCH (non-empty: take nothing measured before); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -72,7 +75,7 @@ sweep_profile() {
 }
 
 step=${1:-}
-[ -n "$step" ] || { sed -n '2,31p' "$0"; exit 2; }
+[ -n "$step" ] || { sed -n '2,34p' "$0"; exit 2; }
 shift
 
 case "$step" in
@@ -85,6 +88,38 @@ case "$step" in
     tar -C "$(dirname "$src")" -cf - "$(basename "$src")" | gzip -1 | split -b "$size" -d -a 2 - "$parts/part-"
     (cd "$parts" && sha256sum part-* > SHA256SUMS)
     say "split $src into $(ls "$parts"/part-* | wc -l) part(s) in $parts"
+    ;;
+
+  prepare)
+    # Everything the device calls carry, from one command, for the tree as it is now: the part size is chosen
+    # so that the parts, the manifest and the wheels travel in the fewest calls beside it (it grows when
+    # unfinished checkpoints are committed). The wheels take a minute of network: kept when already there.
+    src=${1:-}; xfer=${2:-.xfer}
+    [ -d "$src" ] || die "usage: $0 prepare CIFAR10_DIR [XFER_DIR] (the class folders: train/ and test/)"
+    if [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null)" ] && [ -z "${PREPARE_DIRTY_OK:-}" ]; then
+      die "the checkout has uncommitted changes: commit them first (the manifest names the commit, and every record of the block would say git_dirty); PREPARE_DIRTY_OK=1 to go on anyway"
+    fi
+    rm -rf "$xfer/data" "$xfer/meta" "$xfer/stream"
+    if [ -f "$xfer/wheels/requirements.txt" ] && compgen -G "$xfer/wheels/*.whl" > /dev/null; then
+      say "wheels: kept $(ls "$xfer"/wheels/*.whl | wc -l) in $xfer/wheels (rm -r it to download them again)"
+    else
+      rm -rf "$xfer/wheels"
+      bash "$0" wheels "$xfer/wheels"
+    fi
+    bash "$0" manifest "$xfer/meta"
+    mkdir -p "$xfer/stream" "$xfer/data"
+    # the format of `split` (and shared/tools/split-for-transfer.sh): tar | gzip -1, cut into parts
+    tar -C "$(dirname "$src")" -cf - "$(basename "$src")" | gzip -1 > "$xfer/stream/data.tar.gz"
+    read -r size ncalls < <("$PY" -c '
+import sys
+from se_res2net.training.transfer import part_size_for, path_bytes, working_tree_bytes
+size, n = part_size_for(working_tree_bytes("."), path_bytes(sys.argv[1]), [(p, path_bytes(p)) for p in sys.argv[2:]])
+print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "$xfer/wheels") || die "no part size fits (see above)"
+    split -b "$size" -d -a 2 "$xfer/stream/data.tar.gz" "$xfer/data/part-"
+    rm -rf "$xfer/stream"
+    (cd "$xfer/data" && sha256sum part-* > SHA256SUMS)
+    say "split $src into $(ls "$xfer"/data/part-* | wc -l) part(s) of $((size / 1048576)) MiB in $xfer/data: $ncalls carrying call(s)"
+    bash "$0" calls "$xfer"/data/* "$xfer/meta" "$xfer/wheels"
     ;;
 
   wheels)
@@ -473,5 +508,5 @@ for new, old in done['duplicates']: print('already filed, byte for byte, as', ol
 for path in done['parity']: print('the GPU parity check, for the protocol chapter:', path)" "$dest"
     ;;
 
-  *) die "unknown step '$step'; steps: split manifest calls stash setup bench block start progress wait stop pack unpack" ;;
+  *) die "unknown step '$step'; steps: prepare split manifest calls stash setup bench block start progress wait stop pack unpack" ;;
 esac

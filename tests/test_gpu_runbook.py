@@ -434,3 +434,41 @@ def test_poll_runs_again_a_parity_check_ended_from_outside_and_only_that(tmp_pat
     result = json.loads((rb.home / "results" / "parity-cuda.json").read_text())
     assert set(result["runs"]) == {"eager_fp32", "cuda_defaults"}
     assert "parity check" not in rb("poll").stdout
+
+
+def test_prepare_makes_everything_the_calls_carry_and_refuses_an_uncommitted_checkout(tmp_path):
+    """`prepare` (here, before the first device minute): data parts sized for the tree at hand, wheels kept when
+    there, the manifest, then the plan of calls; and nothing at all from a checkout with uncommitted changes."""
+    rb = Runbook(tmp_path)
+    xfer = tmp_path / "xfer"
+    probe = _probe_wheel(xfer / "wheels")
+    (xfer / "wheels" / "requirements.txt").write_text("runbook_probe\n")  # as `wheels` writes it: kept, not fetched
+    (xfer / "data").mkdir()
+    (xfer / "data" / "part-07").write_bytes(b"a stale part of an earlier split")
+
+    # an index that differs from HEAD is an uncommitted change: refused before anything is written or removed
+    rb.env["GIT_INDEX_FILE"] = str(tmp_path / "empty-index")
+    refused = rb("prepare", str(SAMPLE), str(xfer), check=False)
+    assert refused.returncode == 2 and "commit them first" in refused.stderr
+    assert sorted(p.name for p in (xfer / "data").iterdir()) == ["part-07"] and not (xfer / "meta").exists()
+    del rb.env["GIT_INDEX_FILE"]
+
+    rb.env["PREPARE_DIRTY_OK"] = "1"  # the checkout under test may be a developer's, with changes
+    out = rb("prepare", str(SAMPLE), str(xfer)).stdout
+    assert "kept 1 in" in out and probe.read_bytes() == (xfer / "wheels" / probe.name).read_bytes()
+    parts = sorted((xfer / "data").glob("part-*"))
+    assert [p.name for p in parts] == ["part-00"]  # the 1.7 MB sample fits one part; the stale one is gone
+    assert re.search(r"split .* into 1 part\(s\) of \d+ MiB in .*: \d carrying call\(s\)", out)
+    assert "call 1 (" in out and "run: scripts/gpu-runbook.sh stash" in out  # the plan, from `calls`
+    subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=xfer / "data", check=True)
+    manifest = json.loads((xfer / "meta" / "manifest.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert manifest["commit"] == head
+    # the parts join into the data folder, file for file (what `setup` does on the device)
+    joined = tmp_path / "joined"
+    joined.mkdir()
+    cat = subprocess.run(["bash", "-c", f"cat {xfer}/data/part-* | gzip -dc | tar -C {joined} -xf -"], check=True)
+    assert cat.returncode == 0
+    want = {p.relative_to(SAMPLE): p.read_bytes() for p in SAMPLE.rglob("*") if p.is_file()}
+    got = {p.relative_to(joined / SAMPLE.name): p.read_bytes() for p in (joined / SAMPLE.name).rglob("*") if p.is_file()}
+    assert got == want and len(want) > 100

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fakes import make_record, write_record
-from se_res2net.training.transfer import CALL_LIMIT, MAX_CARRY, carry_plan_text, plan_carry, settle_checkpoints
+from se_res2net.training.transfer import (CALL_LIMIT, MAX_CARRY, carry_plan_text, part_size_for, plan_carry,
+                                          settle_checkpoints)
 
 MiB = 1 << 20
 
@@ -63,6 +64,34 @@ def test_plan_carry_names_the_fix_when_something_cannot_travel():
         plan_carry(20 * MiB, [("data/part-00", 50 * MiB)])
     with pytest.raises(ValueError, match="the working tree alone is 70.0 MiB"):
         plan_carry(70 * MiB, [("meta", 10)])
+
+
+def test_part_size_for_travels_in_the_fewest_calls_beside_the_tree_at_hand():
+    data, wheels, meta = 130 * MiB, ("wheels", 19 * MiB), ("meta", 60_000)
+    # the tree of stop 26 (15.6 MiB with two budget checkpoints): 47 MiB parts; 50 MiB ones did not fit at all
+    size, calls = part_size_for(int(15.6 * MiB), data, [wheels, meta])
+    assert (size, calls) == (47 * MiB, 4)
+    # the tree without those checkpoints: larger parts, one call fewer
+    assert part_size_for(5 * MiB, data, [wheels, meta]) == (58 * MiB, 3)
+    for tree in (0, 5 * MiB, int(15.6 * MiB), 30 * MiB):
+        size, calls = part_size_for(tree, data, [wheels, meta])
+        full, rest = divmod(data, size)
+        parts = [("p", size)] * full + [("p", rest)] * bool(rest)
+        assert len(plan_carry(tree, parts + [wheels, meta])) == calls  # the plan `calls` prints
+        # no part size gives fewer calls, and none larger gives as few
+        for other in range(MiB, CALL_LIMIT - MiB - tree + 1, MiB):
+            f, r = divmod(data, other)
+            n = len(plan_carry(tree, [("p", other)] * f + [("p", r)] * bool(r) + [wheels, meta]))
+            assert n > calls or (n == calls and other <= size)
+
+
+def test_part_size_for_names_what_cannot_travel():
+    with pytest.raises(ValueError, match=r"wheels \(50.0 MiB\) does not fit"):
+        part_size_for(20 * MiB, 130 * MiB, [("wheels", 50 * MiB)])
+    with pytest.raises(ValueError, match="working tree alone"):
+        part_size_for(70 * MiB, 130 * MiB)
+    with pytest.raises(ValueError, match="do not fit in 100 parts"):
+        part_size_for(62 * MiB, 130 * MiB)  # 1 MiB left a call: 130 parts
 
 
 def test_calls_step_prints_the_plan_for_this_checkout(tmp_path):

@@ -440,6 +440,40 @@ def plan_carry(tree_bytes: int, paths: Sequence[Tuple[str, int]], *, limit: int 
     return calls
 
 
+def part_size_for(tree_bytes: int, data_bytes: int, others: Sequence[Tuple[str, int]] = (), *,
+                  limit: int = CALL_LIMIT, margin: int = 1 << 20, max_parts: int = 100) -> Tuple[int, int]:
+    """The size of the parts to split ``data_bytes`` into so that they and ``others`` travel in the fewest device
+    calls beside the working tree (:func:`plan_carry`), the largest such size (the fewest parts), in whole MiB;
+    and that number of calls.
+
+    The tree changes from one GPU block to the next (unfinished checkpoints are committed), so the part size that
+    fits is worked out for the tree at hand, not fixed: 50 MiB parts stopped fitting once 11 MB of checkpoints were.
+    """
+    mib = 1 << 20
+    best: Optional[Tuple[int, int]] = None
+    for size in range((limit - margin - tree_bytes) // mib * mib, 0, -mib):
+        full, rest = divmod(data_bytes, size)
+        parts = [(f"part-{k:02d}", size) for k in range(full)] + ([(f"part-{full:02d}", rest)] if rest else [])
+        if len(parts) > max_parts:  # `split -a 2` names 100 at most; smaller sizes only make more
+            break
+        try:
+            n = len(plan_carry(tree_bytes, parts + list(others), limit=limit, margin=margin))
+        except ValueError:  # one of ``others`` does not fit beside these parts' tree: the same for every size
+            continue
+        if best is None or n < best[1]:
+            best = (size, n)
+    if best is None:
+        plan_carry(tree_bytes, list(others), limit=limit, margin=margin)  # raises what cannot travel, and the fix
+        raise ValueError(f"{data_bytes} bytes of data do not fit in {max_parts} parts beside the working tree")
+    return best
+
+
+def path_bytes(path: PathLike) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    p = Path(path)
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
 def carry_plan_text(repo: PathLike, paths: Sequence[PathLike]) -> str:
     """The device calls that carry ``paths`` (files or folders), one line each, for the runbook."""
     sizes = []
