@@ -202,8 +202,9 @@ for item in json.load(open(sys.argv[1]))["install"]:
     else
       say "no data stashed ($STAGE/data); runs will use SE_RES2NET_DATA_DIR=${SE_RES2NET_DATA_DIR:-<unset>}"
     fi
-    # 1b. which code this is: without .git, the stashed manifest (checked file by file when a record is written)
-    if ! git -C "$REPO" rev-parse HEAD > /dev/null 2>&1 && [ -f "$STAGE/meta/manifest.json" ]; then
+    # 1b. which code this is: the stashed manifest (checked file by file when a record is written), also where
+    #     the copy has a .git: the device's held the landed commit's, not the one whose files it ran (stop 27)
+    if [ -f "$STAGE/meta/manifest.json" ]; then
       echo "export SE_RES2NET_SOURCE_MANIFEST='$STAGE/meta/manifest.json'" >> "$HOME_DIR/env.sh"
       export SE_RES2NET_SOURCE_MANIFEST=$STAGE/meta/manifest.json
     fi

@@ -170,3 +170,36 @@ def test_git_state_of_a_copy_without_git_comes_from_a_checked_manifest(tmp_path,
     assert records.git_state() == {"git_commit": commit, "git_dirty": True, "git_source": "manifest"}
     (copy / "se_res2net" / "m.py").unlink()
     assert records.git_state()["git_dirty"] is True
+
+
+def test_the_manifest_names_a_copy_whose_git_is_of_an_older_commit(tmp_path, monkeypatch):
+    """The first GPU block's copy of the tree held the .git of the last landed commit and the files of a later
+    one: git alone called that the landed commit, dirty. The runbook's manifest names the commit whose files
+    these are, so it wins over the .git it finds."""
+    import subprocess
+
+    from se_res2net.training import records
+
+    repo = tmp_path / "repo"
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    (repo / "se_res2net").mkdir(parents=True)
+    (repo / "se_res2net" / "m.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "landed")
+    landed = git("rev-parse", "HEAD")
+    (repo / "se_res2net" / "m.py").write_text("x = 2\n")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "later")
+    later = git("rev-parse", "HEAD")
+    monkeypatch.setattr(records, "_PACKAGE_DIR", repo / "se_res2net")
+    monkeypatch.delenv(records.SOURCE_MANIFEST_ENV, raising=False)
+    manifest = tmp_path / "manifest.json"
+    assert records.write_source_manifest(manifest)["commit"] == later
+    # the device's copy: the landed commit's .git, the later commit's files
+    git("reset", "-q", "--soft", landed)
+    assert records.git_state() == {"git_commit": landed, "git_dirty": True}
+    monkeypatch.setenv(records.SOURCE_MANIFEST_ENV, str(manifest))
+    assert records.git_state() == {"git_commit": later, "git_dirty": False, "git_source": "manifest"}

@@ -223,16 +223,19 @@ def _manifest_state(manifest_path: str) -> Dict[str, Any]:
 def git_state() -> Dict[str, Any]:
     """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding the package.
 
-    Without ``.git`` (a copied working tree), the manifest named by ``$SE_RES2NET_SOURCE_MANIFEST``
-    (:func:`write_source_manifest`) stands in, and ``"git_source": "manifest"`` says so.
+    A copied working tree (the GPU runbook's) is named by the manifest in ``$SE_RES2NET_SOURCE_MANIFEST``
+    (:func:`write_source_manifest`), and ``"git_source": "manifest"`` says so. The manifest wins over a
+    ``.git`` found there: the device's copy of the tree held the ``.git`` of the last *landed* commit while
+    its files were those of a later one, so every record of the first GPU block named the landed commit as
+    "dirty" instead of the commit that ran (stop 27).
     """
     import os
 
+    manifest = os.environ.get(SOURCE_MANIFEST_ENV)
+    if manifest:
+        return _manifest_state(manifest)
     commit = _git("rev-parse", "HEAD")
     if not commit:
-        manifest = os.environ.get(SOURCE_MANIFEST_ENV)
-        if manifest:
-            return _manifest_state(manifest)
         return {"git_commit": None, "git_dirty": None}
     # Dirty = code or configuration differs from the commit; the outputs the runs themselves write (run
     # records, executed notebooks, Grad-CAM metrics) are not code, and re-running a committed profile
