@@ -31,9 +31,16 @@ def concurrency_result(variant="compile", levels=((1, 3000.0), (2, 5200.0), (4, 
             "rows": [{"processes": n, "aggregate_images_per_s": s} for n, s in levels]}
 
 
-def parity_result(variants=("eager_fp32", "cuda_defaults", "cuda_defaults_cudagraphs"), *, at=H100, epochs=4):
-    return {"model": "se_res2net29", **at, "epochs": epochs, "measured_at": "2026-12-01T10:20:00Z",
-            "reference": "eager_fp32", "runs": {v: {"train_loss": [2.0, 1.5]} for v in variants}, "ok": True}
+def parity_result(variants=("eager_fp32", "cuda_defaults", "cuda_defaults_cudagraphs"), *, at=H100, epochs=4,
+                  noise_seeds=None, measured_at="2026-12-01T10:20:00Z"):
+    """A parity result; ``noise_seeds=None``: one written before the noise runs (no ``noise`` block)."""
+    result = {"model": "se_res2net29", **at, "epochs": epochs, "measured_at": measured_at,
+              "reference": "eager_fp32", "runs": {v: {"train_loss": [2.0, 1.5]} for v in variants}, "ok": True}
+    if noise_seeds is not None:
+        seeds = list(range(1, noise_seeds + 1))
+        result["noise"] = {"seeds": seeds, "train_loss": {str(s): [2.0, 1.6] for s in seeds},
+                           "max_abs_diff": 0.1 if seeds else None}
+    return result
 
 
 WANT = dict(model="se_res2net29", variants=VARIANTS, batch_size=128, steps=50, warmup=10)
@@ -67,6 +74,12 @@ def test_a_result_is_known_by_its_keys_not_its_name():
     (parity_result(epochs=2), {"kind": "parity", "variants": ["cuda_defaults"], "epochs": 4}, "2 epochs, not 4"),
     (parity_result(("eager_fp32",)), {"kind": "parity", "variants": ["cuda_defaults"]}, "lacks the variant(s) cuda_defaults"),
     (parity_result(), {"kind": "bench"}, "not a bench result"),
+    # the noise seeds: a result judged by fixed tolerances only (no noise block: 0) is another check
+    (parity_result(), {"kind": "parity", "noise_seeds": 2}, "0 noise seed(s), not 2"),
+    (parity_result(), {"kind": "parity", "noise_seeds": 0}, None),
+    (parity_result(noise_seeds=0), {"kind": "parity", "noise_seeds": 0}, None),
+    (parity_result(noise_seeds=1), {"kind": "parity", "noise_seeds": 2}, "1 noise seed(s), not 2"),
+    (parity_result(noise_seeds=2), {"kind": "parity", "noise_seeds": 2, "epochs": 4}, None),
 ])
 def test_why_a_result_can_or_cannot_stand_for_a_measurement(result, want, reason):
     want = dict(want)
@@ -101,6 +114,11 @@ def test_the_rule_takes_the_fastest_trainer_variant_and_the_best_process_count()
     d = decide(bench_result(speeds=(9999.0, 1000.0, 3000.0, 2000.0)), concurrency_result())
     assert d == {"variant": "compile", "jobs": 2, "args": ["--jobs", "2", "--compile", "default"]}  # plain never counts
     assert decided_line(d) == "decided: --jobs 2 --compile default (fastest variant: compile)"
+    # the fewest processes within JOBS_SLACK of the best aggregate (the H200's 1/2/4/8 levels, measured)
+    h200 = concurrency_result("cudagraphs", ((1, 15987.4), (2, 22400.0), (4, 22114.1), (8, 22579.1)))
+    assert decide(None, h200)["jobs"] == 2
+    assert decide(None, concurrency_result(levels=((1, 100.0), (2, 180.0), (4, 200.0))))["jobs"] == 4
+    assert decide(None, concurrency_result(levels=((1, 100.0), (2, 190.0), (4, 199.0))))["jobs"] == 2
     g = decide(bench_result(speeds=(1.0, 1.0, 2.0, 3.0)), None)
     assert g["args"] == ["--jobs", "1", "--compile", "reduce-overhead"]
     nothing = decide(None, None)
@@ -130,6 +148,27 @@ def test_cli_find_copies_what_it_found_and_exits_1_when_nothing_fits(tmp_path, c
     assert main(argv) == 1  # another GPU: measure again
     here.write_text("{}")
     assert main(argv) == 2 and "does not name this machine" in capsys.readouterr().err
+
+
+def test_cli_find_parity_takes_a_result_only_with_the_asked_number_of_noise_seeds(tmp_path, capsys):
+    """The runbook asks for the parity check it would run (--noise-seeds N): an earlier result judged by fixed
+    tolerances only, or with another number of seeds, is not that check; the default is the parity CLI's, 1."""
+    here = tmp_path / "machine.json"
+    here.write_text(json.dumps(H100))
+    old = tmp_path / "parity" / "old.json"  # measured later, but without noise
+    old.parent.mkdir()
+    old.write_text(json.dumps(parity_result(measured_at="2026-12-03T10:00:00Z")))
+    argv = ["decide", "find", "parity", "--here", str(here), "--roots", str(tmp_path / "parity"),
+            "--variants", "eager_fp32", "cuda_defaults", "--epochs", "4"]
+    assert main([*argv, "--noise-seeds", "2"]) == 1
+    assert main([*argv, "--noise-seeds", "0"]) == 0 and str(old) in capsys.readouterr().out
+    assert main(argv) == 1  # default 1
+    two = tmp_path / "parity" / "two.json"
+    two.write_text(json.dumps(parity_result(noise_seeds=2)))
+    assert main([*argv, "--noise-seeds", "2"]) == 0 and str(two) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*argv, "--noise-seeds", "-1"])
+    assert "--noise-seeds: '-1' is not a number of seeds: pass 0" in capsys.readouterr().err
 
 
 def test_cli_rule_keeps_the_decision_with_what_it_was_decided_from(tmp_path, capsys):

@@ -12,7 +12,8 @@ instead of measuring again, when the result itself says it fits (:func:`find_pri
 * it is complete: a bench not cut by its budget (``interrupted`` is ``None``) that has every asked-for variant of
   the model as a row or under ``failed`` (a variant that failed on this machine fails again), at the same batch
   size, warm-up and timed steps; a concurrency bench of the same model and variant, not cut; a parity check of
-  the same model with every asked-for variant, run for the same number of epochs.
+  the same model with every asked-for variant, run for the same number of epochs and with the same number of noise
+  seeds (extra seeds of the reference; a result without a ``noise`` block has 0).
 
 Among several that fit, the one measured last is taken. ``se-res2net decide`` is the runbook's entry point;
 ``REBENCH=1`` there measures everything again.
@@ -64,8 +65,12 @@ def same_machine(result: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
 
 def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, model: str,
             variants: Sequence[str] = (), batch_size: Optional[int] = None, steps: Optional[int] = None,
-            warmup: Optional[int] = None, epochs: Optional[int] = None) -> Optional[str]:
-    """Why ``result`` cannot stand for a measurement of ``kind`` asked of this machine; ``None`` when it can."""
+            warmup: Optional[int] = None, epochs: Optional[int] = None,
+            noise_seeds: Optional[int] = None) -> Optional[str]:
+    """Why ``result`` cannot stand for a measurement of ``kind`` asked of this machine; ``None`` when it can.
+
+    ``noise_seeds`` (parity): a parity result judged by seed noise is another check than one with fewer noise
+    seeds or judged by fixed tolerances only, so it stands only for the same count (``None``: not compared)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind_of(result) != kind:
@@ -81,6 +86,9 @@ def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, mo
             return f"lacks the variant(s) {', '.join(missing)}"
         if epochs is not None and result.get("epochs") != epochs:
             return f"{result.get('epochs')} epochs, not {epochs}"
+        have = len((result.get("noise") or {}).get("seeds") or [])
+        if noise_seeds is not None and have != noise_seeds:
+            return f"{have} noise seed(s), not {noise_seeds}"
         return None
     if result.get("interrupted") is not None:
         return f"cut short ({result['interrupted']})"
@@ -134,15 +142,29 @@ def find_prior(roots: Iterable[PathLike], kind: str, here: Mapping[str, Any], **
     return max(fits)[2] if fits else None
 
 
+# A process count whose aggregate images/s is within this fraction of the best counts as the best.
+JOBS_SLACK = 0.05
+
+
 def decide(bench: Optional[Mapping[str, Any]], concurrency: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The rule: the fastest trainer variant of se_res2net29 measured in ``bench`` (``plain`` never counts;
-    ``eager`` when none was measured), and the number of processes with the most aggregate images/s in
-    ``concurrency`` (1 when none was measured). Returns ``variant``, ``jobs`` and the sweep's ``args``."""
+    ``eager`` when none was measured), and the fewest processes whose aggregate images/s in ``concurrency`` is
+    within :data:`JOBS_SLACK` of the most (1 when none was measured). Returns ``variant``, ``jobs`` and the
+    sweep's ``args``.
+
+    Why the fewest, not the fastest: on the H200 the aggregate was flat from 2 to 8 processes (within 1 %,
+    ``benchmarks/gpu/block-20261204T144617Z``), the old rule took 8, and all six runs of that block advanced
+    together and none finished in it. At the same aggregate, fewer runs at once finish sooner, leave fewer
+    unfinished checkpoints at the end of a short block and compile fewer copies of the model at once (eight
+    concurrent compiles made the first epoch take 140 s)."""
     rows = [r for r in (bench or {}).get("rows") or [] if r.get("variant") != "plain"
             and r.get("model", RULE_MODEL) == RULE_MODEL]
     variant = max(rows, key=lambda r: r["images_per_s"])["variant"] if rows else "eager"
     levels = (concurrency or {}).get("rows") or []
-    jobs = max(levels, key=lambda r: r["aggregate_images_per_s"])["processes"] if levels else 1
+    jobs = 1
+    if levels:
+        best = max(r["aggregate_images_per_s"] for r in levels)
+        jobs = min(r["processes"] for r in levels if r["aggregate_images_per_s"] >= (1 - JOBS_SLACK) * best)
     return {"variant": variant, "jobs": int(jobs), "args": ["--jobs", str(jobs), *COMPILE_ARGS[variant]]}
 
 
@@ -189,6 +211,11 @@ def add_decide_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--steps", type=int, default=None, help="timed steps (bench, concurrency)")
     f.add_argument("--warmup", type=int, default=None, help="warm-up steps (bench, concurrency)")
     f.add_argument("--epochs", type=int, default=None, help="epochs (parity)")
+    from .parity import noise_seeds_arg  # the parity CLI's own check: the same N means the same there and here
+
+    f.add_argument("--noise-seeds", type=noise_seeds_arg, default=1, metavar="N",
+                   help="extra reference seeds the parity check ran for its noise (parity; default 1, as "
+                        "'se-res2net parity'; a result without noise has 0)")
     f.add_argument("--copy-to", default=None, metavar="FILE",
                    help="also copy it there (where this block's results are), unless it is that file")
     r = sub.add_parser("rule", help="decide --jobs and --compile from this block's results; print the sweep's args")
@@ -210,7 +237,7 @@ def run_decide(args: argparse.Namespace) -> int:
     if args.action == "find":
         here = _here(args.here)
         found = find_prior(args.roots, args.kind, here, model=args.model, variants=args.variants,
-                           **({"epochs": args.epochs} if args.kind == "parity" else
+                           **({"epochs": args.epochs, "noise_seeds": args.noise_seeds} if args.kind == "parity" else
                               {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup}))
         if found is None:
             return 1
