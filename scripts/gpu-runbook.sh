@@ -39,6 +39,8 @@
 # PIP_* variables pass through to pip (CI installs into PIP_TARGET); `unpack`: UNPACK_DEST (default the checkout),
 # COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
 # BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS,
+# PARITY_NOISE_SEEDS (extra seeds of the eager fp32 reference whose seed-to-seed difference is the noise a switch
+# may stay within; default 2; 0: fixed tolerances only; an earlier result is taken only with the same count),
 # PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
 # REBENCH (non-empty: take nothing measured before); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes).
 set -euo pipefail
@@ -409,7 +411,8 @@ EOF
     IFS=: read -ra prior <<< "$PRIOR_RESULTS"
     if [ -z "${REBENCH:-}" ] && se decide machine --device "${PARITY_DEVICE:-cuda}" --out "$here" && [ ${#prior[@]} -gt 0 ] \
        && found=$(se decide find parity --here "$here" --roots "${prior[@]}" --model se_res2net29 \
-                  --variants eager_fp32 "${pvariants[@]}" --epochs "${PARITY_EPOCHS:-4}"); then
+                  --variants eager_fp32 "${pvariants[@]}" --epochs "${PARITY_EPOCHS:-4}" \
+                  --noise-seeds "${PARITY_NOISE_SEEDS:-2}"); then
       say "$found; not run again"
       echo 0 > "$HOME_DIR/parity.exit"
       exit 0
@@ -419,7 +422,8 @@ EOF
     # shellcheck disable=SC2086  # PARITY_ARGS is a word list
     "$PY" -m se_res2net parity --model se_res2net29 --variants "${pvariants[@]}" \
       --epochs "${PARITY_EPOCHS:-4}" --subset "${PARITY_SUBSET:-10000}" --test-subset "${PARITY_TEST_SUBSET:-2000}" --data auto \
-      --device "${PARITY_DEVICE:-cuda}" ${PARITY_ARGS:-} --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || rc=$?
+      --device "${PARITY_DEVICE:-cuda}" --noise-seeds "${PARITY_NOISE_SEEDS:-2}" ${PARITY_ARGS:-} \
+      --json "$RESULTS/parity-cuda.json" > "$LOGS/parity.log" 2>&1 || rc=$?
     [ "$rc" -eq 0 ] || say "parity failed (exit $rc); see $LOGS/parity.log"
     echo "$rc" > "$HOME_DIR/parity.exit"
     ;;

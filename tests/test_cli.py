@@ -72,3 +72,16 @@ def test_parity_with_one_epoch_is_one_clear_error_that_names_the_fix_and_writes_
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("se-res2net parity: error:") and "pass --epochs 2 or more" in err[0]
     assert not report.exists() and not out.exists()
+
+
+def test_parity_noise_seeds_is_in_the_help_and_a_negative_count_names_the_fix(capsys):
+    """``--noise-seeds N`` (default 1; 0 = fixed tolerances only) shows in ``se-res2net parity --help``; a negative
+    N stops before anything trains, with the values that work."""
+    text = _help("parity", "--noise-seeds")
+    assert "default 1" in text and "0 = off" in text
+    assert build_parser().parse_args(["parity"]).noise_seeds == 1
+    with pytest.raises(SystemExit) as stop:
+        main(["parity", "--model", "res2net29", *TINY_ARGS, "--data", "sample", "--noise-seeds", "-1"])
+    assert stop.value.code == 2
+    assert "--noise-seeds: '-1' is not a number of seeds: pass 0 (off: fixed tolerances only) or more" in \
+        capsys.readouterr().err

@@ -5,6 +5,8 @@
   rounding (fp32 switches tight, bf16 looser);
 * curve parity: a few epochs of each switch stay within :data:`se_res2net.training.parity.FP32_TOL` /
   :data:`~se_res2net.training.parity.BF16_TOL` of eager fp32, and the reference learns;
+* seed noise: the parity check also trains the reference at the next seeds, and a switch passes within its
+  tolerance or within that seed-to-seed difference (verdicts on curves built by hand, one tiny real run);
 * the record's test error is fp32 and ``se-res2net test CHECKPOINT`` reproduces it exactly, even for a run
   trained with bf16 + channels-last + fused SGD + CUDA-graph compilation;
 * no host synchronisation inside an epoch: no blocking op reaches the dispatcher, no synchronising Python
@@ -161,6 +163,7 @@ def test_loss_curves_match_eager_fp32_within_the_stated_tolerance(curves):
         assert run["within_tolerance"], report
     assert curves["runs"]["bf16"]["tolerance"] == parity.BF16_TOL > parity.FP32_TOL
     assert curves["runs"]["compile"]["fast_path"]["compile_mode"] == "default"
+    assert curves["noise"]["seeds"] == [BASE.seed + 1]  # the default: one other seed of the reference
     assert curves["ok"]
     json.dumps(curves)
 
@@ -400,3 +403,116 @@ def test_a_failed_parity_report_says_which_cause_and_the_fix():
     assert "outside tolerance" not in flat
     off = _report_of(1.0, {"eager_fp32": 0.0, "compile": 1.0, "bf16": 0.5})
     assert off.splitlines()[-1] == "PARITY FAILED: outside tolerance: compile, bf16" and "did not learn" not in off
+
+
+# ----------------------------------------------------------------------------- seed noise
+# Curves built by hand: the reference (seed 0), the same configuration at seed 1, and two switches.
+REF_CURVE = [2.30, 2.00, 1.70]
+SEED1_CURVE = [2.30, 2.06, 1.72]  # the seed noise: 0.06 at epoch 2
+FP32 = {"bf16": False, "channels_last": False, "sgd_impl": "forloop", "compile_mode": None}
+BF16 = {**FP32, "bf16": True}
+
+
+def test_a_switch_outside_its_tolerance_but_within_the_seed_noise_passes_and_one_beyond_both_fails():
+    runs = {"eager_fp32": {"train_loss": REF_CURVE, "fast_path": FP32},
+            "bf16": {"train_loss": [2.30, 2.05, 1.70], "fast_path": BF16},  # 0.05: > BF16_TOL, < noise
+            "channels_last": {"train_loss": [2.30, 2.30, 2.30], "fast_path": FP32}}  # 0.6: beyond both
+    noise = parity.noise_scale(REF_CURVE, {"1": SEED1_CURVE})
+    assert noise == pytest.approx(0.06)
+    got = parity.verdicts(runs, REF_CURVE, noise)
+    assert got["bf16"]["within_tolerance"] is False and got["bf16"]["within_noise"] is True
+    assert got["bf16"]["limit"] == pytest.approx(0.06) and got["bf16"]["ok"] is True
+    assert got["channels_last"]["ok"] is False and got["channels_last"]["within_noise"] is False
+    assert got["eager_fp32"] == {"max_abs_diff": 0.0, "tolerance": parity.FP32_TOL, "within_tolerance": True,
+                                 "limit": pytest.approx(0.06), "within_noise": True, "ok": True}
+    # noise below the tolerance: the tolerance is the limit
+    small = parity.verdicts(runs, REF_CURVE, 0.001)
+    assert small["bf16"]["limit"] == parity.BF16_TOL and small["bf16"]["ok"] is False
+
+
+def test_without_noise_seeds_the_verdict_is_the_fixed_tolerance_one():
+    runs = {"eager_fp32": {"train_loss": REF_CURVE, "fast_path": FP32},
+            "bf16": {"train_loss": [2.30, 2.05, 1.70], "fast_path": BF16},
+            "compile": {"train_loss": [2.31, 2.01, 1.69], "fast_path": FP32}}
+    assert parity.noise_scale(REF_CURVE, {}) is None
+    for name, v in parity.verdicts(runs, REF_CURVE, None).items():
+        assert v["limit"] == v["tolerance"] and v["within_noise"] is None
+        assert v["ok"] == v["within_tolerance"] == (v["max_abs_diff"] <= v["tolerance"]), name
+    assert [v["ok"] for v in parity.verdicts(runs, REF_CURVE, None).values()] == [True, False, True]
+
+
+def _fake_train(curves: dict):
+    """A stand-in for ``trainer.train`` that returns the curve of its (variant, seed) without training."""
+    calls = []
+
+    def train(config, out_dir, **kw):
+        key = ("bf16" if config.bf16 else "fp32", config.seed)
+        calls.append(key)
+        return {"epochs": [{"train_loss": x, "test_loss": x, "test_error": 50.0} for x in curves[key]],
+                "final_test_error": 50.0, "checkpoint": "c.pt"}
+
+    return train, calls
+
+
+@pytest.mark.parametrize("noise_seeds", [0, 1, 2])
+def test_compare_trains_the_reference_at_the_next_seeds_and_judges_by_tolerance_or_noise(monkeypatch, noise_seeds):
+    from se_res2net.training import trainer
+
+    curves = {("fp32", 0): REF_CURVE, ("bf16", 0): [2.30, 2.05, 1.70], ("fp32", 1): SEED1_CURVE,
+              ("fp32", 2): [2.30, 1.99, 1.71]}
+    train, calls = _fake_train(curves)
+    monkeypatch.setattr(trainer, "train", train)
+    result = parity.compare(BASE.replace(epochs=3), ["bf16"], noise_seeds=noise_seeds)
+    assert calls == [("fp32", 0), ("bf16", 0)] + [("fp32", k) for k in range(1, noise_seeds + 1)]
+    noise = result["noise"]
+    assert noise["seeds"] == list(range(1, noise_seeds + 1))
+    assert list(noise["train_loss"]) == [str(k) for k in noise["seeds"]]
+    bf16 = result["runs"]["bf16"]
+    assert bf16["within_tolerance"] is False  # 0.05 > BF16_TOL, whatever the noise
+    if noise_seeds == 0:  # the old behaviour, exactly: fixed tolerances only
+        assert noise == {"seeds": [], "train_loss": {}, "max_abs_diff": None}
+        assert bf16["limit"] == parity.BF16_TOL and bf16["within_noise"] is None and bf16["ok"] is False
+        assert result["ok"] is False
+        assert parity.format_report(result).splitlines()[-1] == "PARITY FAILED: outside tolerance: bf16"
+    else:  # seed 1 moves the reference by 0.06 > 0.05
+        assert noise["max_abs_diff"] == pytest.approx(0.06)
+        assert bf16["limit"] == pytest.approx(0.06) and bf16["within_noise"] is True and bf16["ok"] is True
+        assert result["ok"] is True
+        report = parity.format_report(result)
+        assert f"seed(s) {', '.join(map(str, noise['seeds']))} against seed 0" in report and "0.0600" in report
+        assert "yes (noise)" in report and report.endswith("all within tolerance or seed noise")
+    json.dumps(result)
+
+
+def test_a_report_with_noise_names_the_switches_outside_their_limit(monkeypatch):
+    from se_res2net.training import trainer
+
+    curves = {("fp32", 0): REF_CURVE, ("bf16", 0): [2.30, 2.30, 2.30], ("fp32", 1): SEED1_CURVE}
+    monkeypatch.setattr(trainer, "train", _fake_train(curves)[0])
+    result = parity.compare(BASE.replace(epochs=3), ["bf16"], noise_seeds=1)
+    assert result["ok"] is False and result["runs"]["bf16"]["ok"] is False
+    report = parity.format_report(result)
+    assert report.splitlines()[-1] == "PARITY FAILED: outside tolerance and seed noise: bf16"
+    assert "0.6000" in report and "NO" in report
+
+
+def test_negative_noise_seeds_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="noise_seeds must be an integer >= 0.*--noise-seeds 0"):
+        parity.compare(BASE, ["bf16"], noise_seeds=-1)
+
+
+def test_a_small_cpu_run_measures_the_noise_at_the_next_seed(tmp_path):
+    """Real training, tiny: the reference again at seed 1 gives another curve; its distance from seed 0 is the
+    noise, and each switch's limit is the larger of its tolerance and that noise."""
+    base = BASE.replace(epochs=2, train_subset=128, test_subset=50)
+    result = parity.compare(base, ["sgd_foreach"], out_dir=str(tmp_path), noise_seeds=1)
+    noise = result["noise"]
+    assert noise["seeds"] == [1] and list(noise["train_loss"]) == ["1"] and len(noise["train_loss"]["1"]) == 2
+    ref = result["runs"]["eager_fp32"]["train_loss"]
+    assert noise["max_abs_diff"] == max(abs(a - b) for a, b in zip(noise["train_loss"]["1"], ref)) > 0
+    assert (tmp_path / "eager_fp32_seed1" / "res2net29_seed1.json").exists()
+    for run in result["runs"].values():
+        assert run["limit"] == max(run["tolerance"], noise["max_abs_diff"])
+        assert run["ok"] == (run["max_abs_diff"] <= run["limit"])
+    assert result["ok"] == (result["reference_learns"] and all(r["ok"] for r in result["runs"].values()))
+    json.dumps(result)

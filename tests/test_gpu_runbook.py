@@ -96,7 +96,7 @@ def _archives(out: Path):
 TINY_SWEEP = ["--profile", "smoke", "--models", "res2net29", "--seeds", "0", "--threads", "1", "--device", "cpu",
               "--set", "epochs=1", "--set", "batch_size=16", "--set", "train_subset=32", "--set", "test_subset=16"]
 CPU_PARITY = dict(PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults", PARITY_EPOCHS="2", PARITY_SUBSET="64",
-                  PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16")
+                  PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16", PARITY_NOISE_SEEDS="2")
 
 
 def _run_block(rb: Runbook, *sweep: str) -> str:
@@ -291,6 +291,7 @@ def test_block_decides_by_its_rule_then_starts_the_sweep_and_parity(tmp_path):
     parity = json.loads((results / "parity-cuda.json").read_text())
     # its verdict is the check's own business (two epochs on 64 images learn too little to pass it)
     assert set(parity["runs"]) == {"eager_fp32", "cuda_defaults"} and parity["device"] == "cpu"
+    assert parity["noise"]["seeds"] == [1, 2]  # PARITY_NOISE_SEEDS reached the check (its CLI's default is 1)
 
 
 @pytest.mark.slow
@@ -326,9 +327,14 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
         bench("se_res2net29", (1.0, 1.0, 99999.0, 1.0), at=other, measured_at="2026-12-09T00:00:00Z")))
     parity_dir = tmp_path / "book" / "parity"
     parity_dir.mkdir(parents=True)
-    (parity_dir / "parity-cpu-block-20261201T100000Z.json").write_text(json.dumps({
-        "model": "se_res2net29", **here, "epochs": 2, "measured_at": "2026-12-01T10:09:00Z", "reference": "eager_fp32",
-        "runs": {"eager_fp32": {}, "cuda_defaults": {}}, "ok": True}))
+    parity_prior = {"model": "se_res2net29", **here, "epochs": 2, "measured_at": "2026-12-01T10:09:00Z",
+                    "reference": "eager_fp32", "runs": {"eager_fp32": {}, "cuda_defaults": {}}, "ok": True,
+                    "noise": {"seeds": [1, 2], "train_loss": {"1": [2.0, 1.9], "2": [2.0, 1.8]},
+                              "max_abs_diff": 0.1}}
+    (parity_dir / "parity-cpu-block-20261201T100000Z.json").write_text(json.dumps(parity_prior))
+    # measured later, but judged by fixed tolerances only (no noise seeds): not the check PARITY_NOISE_SEEDS asks
+    (parity_dir / "parity-cpu-block-20261202T100000Z.json").write_text(json.dumps(
+        {k: v for k, v in parity_prior.items() if k != "noise"} | {"measured_at": "2026-12-02T10:09:00Z"}))
     text = _run_block(rb, *TINY_SWEEP)
     results = rb.home / "results"
     for m in models:
@@ -342,6 +348,7 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     decision = json.loads((results / "decision.json").read_text())
     assert decision["machine"] == here and decision["from"]["bench"]["measured_at"] == "2026-12-01T10:01:00Z"
     assert "parity of se_res2net29: measured before on this machine" in text and "not run again" in text
+    assert "2026-12-01T10:09:00Z: " + str(parity_dir / "parity-cpu-block-20261201T100000Z.json") in text
     assert (rb.home / "parity.exit").read_text().strip() == "0" and not (results / "parity-cuda.json").exists()
 
     # REBENCH=1: nothing taken (with a budget of 0 s, nothing measured either), the parity check runs

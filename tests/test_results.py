@@ -603,8 +603,11 @@ def test_parity_record_as_table_and_plot():
                                 "train_loss": [2.3, 2.25, 2.05], "test_loss": [2.3, 2.2, 2.1],
                                 "test_error": [80.0, 74.0, 70.0]}}}
     t = R.parity_display(record)
-    assert list(t.columns) == ["variant", "setup", "max |Δ| (nats)", "tolerance", "within", "test error (%)"]
-    assert t["within"].tolist() == ["yes", "NO"]
+    assert list(t.columns) == ["variant", "setup", "max |Δ| (nats)", "tolerance", "limit (nats)", "within",
+                               "test error (%)"]
+    assert t["within"].tolist() == ["yes", "NO"]  # a record older than the noise runs: within its tolerance
+    assert t["limit (nats)"].tolist() == [0.02, 0.04]
+    assert R.parity_noise_text(record) == "No noise run: fixed tolerances only."
     html = R.styled(t, R.PARITY_FORMATS).to_html()
     assert "0.0500" in html and "72.0" in html
     fig = R.plot_parity(record)
@@ -614,3 +617,34 @@ def test_parity_record_as_table_and_plot():
     assert "Fake CPU (CPU)" in ax.get_title()
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["eager_fp32 (reference)", "bf16"]
     assert all(float(x).is_integer() for x in ax.get_xticks())
+
+
+def test_a_parity_record_with_seed_noise_shows_the_limit_the_verdict_and_the_noise_curves():
+    """bf16 is outside its tolerance but within the seed-to-seed difference of the reference measured in the same
+    run: its limit is the noise and it is within; the reference's other seeds are dashed grey curves."""
+    record = {"reference": "eager_fp32", "device": "cuda", "device_name": "Fake GPU", "seed": 0,
+              "runs": {"eager_fp32": {"describe": "fp32, eager", "max_abs_diff": 0.0, "tolerance": 0.02,
+                                      "within_tolerance": True, "limit": 0.07, "within_noise": True, "ok": True,
+                                      "final_test_error": 72.0, "train_loss": [2.3, 2.2, 2.1],
+                                      "test_loss": [2.3, 2.2, 2.1], "test_error": [80.0, 75.0, 72.0]},
+                       "bf16": {"describe": "bf16 autocast", "max_abs_diff": 0.05, "tolerance": 0.04,
+                                "within_tolerance": False, "limit": 0.07, "within_noise": True, "ok": True,
+                                "final_test_error": 70.0, "train_loss": [2.3, 2.25, 2.05],
+                                "test_loss": [2.3, 2.2, 2.1], "test_error": [80.0, 74.0, 70.0]}},
+              "noise": {"seeds": [1, 2], "train_loss": {"1": [2.3, 2.27, 2.12], "2": [2.31, 2.13, 2.08]},
+                        "max_abs_diff": 0.07}}
+    t = R.parity_display(record)
+    assert t["within"].tolist() == ["yes", "yes"] and t["limit (nats)"].tolist() == [0.07, 0.07]
+    assert "0.0700" in R.styled(t, R.PARITY_FORMATS).to_html()
+    text = R.parity_noise_text(record)
+    assert "seed(s) 1, 2" in text and "from seed 0" in text and "0.0700 nats" in text
+    failed = {**record, "runs": {**record["runs"], "bf16": {**record["runs"]["bf16"], "ok": False}}}
+    assert R.parity_display(failed)["within"].tolist() == ["yes", "NO"]  # the record's ok, not within_tolerance
+    fig = R.plot_parity(record)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 4
+    for line, losses in zip(lines[2:], record["noise"]["train_loss"].values()):
+        assert line.get_linestyle() == "--" and line.get_color() == "grey" and list(line.get_ydata()) == losses
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "eager_fp32 (reference)", "bf16", "eager_fp32, seed 1 (noise)", "eager_fp32, seed 2 (noise)"]

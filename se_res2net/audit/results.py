@@ -70,6 +70,7 @@ __all__ = [
     "plot_differences",
     "efficiency_display",
     "parity_display",
+    "parity_noise_text",
     "plot_parity",
 ]
 
@@ -1082,21 +1083,43 @@ def efficiency_display(eff: "pd.DataFrame", params_decimals: int = 3) -> "pd.Dat
 
 def parity_display(record: Mapping[str, Any]) -> "pd.DataFrame":
     """A ``se-res2net parity`` record's switches for a reader: the variant, its setup, the largest per-epoch
-    difference of its mean training loss from eager fp32 (nats), the tolerance, whether it is within ("yes" /
-    "NO") and its final test error (%)."""
+    difference of its mean training loss from eager fp32 (nats), the tolerance, the limit it was judged by (the
+    larger of the tolerance and the seed-to-seed noise measured in the same run; the tolerance in a record
+    without noise), whether it is within ("yes" / "NO": the record's ``ok``, or ``within_tolerance`` in a
+    record older than the noise runs) and its final test error (%). The noise itself is stated by
+    :func:`parity_noise_text`."""
     import pandas as pd
 
+    from ..training.parity import run_limit, run_ok
+
     return pd.DataFrame([{"variant": k, "setup": v["describe"], "max |Δ| (nats)": v["max_abs_diff"],
-                          "tolerance": v["tolerance"], "within": "yes" if v["within_tolerance"] else "NO",
+                          "tolerance": v["tolerance"], "limit (nats)": run_limit(v),
+                          "within": "yes" if run_ok(v) else "NO",
                           "test error (%)": v["final_test_error"]} for k, v in record["runs"].items()])
 
 
-PARITY_FORMATS = {"max |Δ| (nats)": "{:.4f}", "tolerance": "{:.2f}", "test error (%)": "{:.1f}"}
+PARITY_FORMATS = {"max |Δ| (nats)": "{:.4f}", "tolerance": "{:.2f}", "limit (nats)": "{:.4f}",
+                  "test error (%)": "{:.1f}"}
+
+
+def parity_noise_text(record: Mapping[str, Any]) -> str:
+    """One sentence (markdown) on the noise a parity record measured: the reference's other seeds and the largest
+    per-epoch difference of their training loss from the reference seed's, from the record; or that it ran none
+    (an older record, or ``--noise-seeds 0``) and was judged by the fixed tolerances only."""
+    from ..training.parity import noise_seed_list, record_noise
+
+    noise, seeds = record_noise(record), noise_seed_list(record)
+    if noise is None:
+        return "No noise run: fixed tolerances only."
+    return (f"Noise: {record.get('reference', 'the reference')} again at seed(s) {', '.join(map(str, seeds))}; "
+            f"the largest per-epoch difference of its training loss from seed {record.get('seed', '?')} is "
+            f"{noise:.4f} nats, so a switch's limit is the larger of its tolerance and {noise:.4f}.")
 
 
 def plot_parity(record: Mapping[str, Any]) -> "Figure":
     """Mean training loss per epoch of every fast-path switch of a parity record, the eager fp32 reference as a
-    thick black line, legend below the axes, titled with the device the record was measured on."""
+    thick black line, each of the reference's other seeds (the noise, when the record ran any) as a dashed grey
+    line, legend below the axes, titled with the device the record was measured on."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -1109,6 +1132,10 @@ def plot_parity(record: Mapping[str, Any]) -> "Figure":
         ref = name == record["reference"]
         ax.plot(g["epoch"], g["train_loss"], marker="o", ms=4, lw=2.5 if ref else 1, color="black" if ref else None,
                 label=f"{name} (reference)" if ref else name, alpha=0.85, zorder=3 if ref else 2)
+    # the seed noise: how far the reference's curve moves when only its seed changes
+    for seed, losses in ((record.get("noise") or {}).get("train_loss") or {}).items():
+        ax.plot(range(1, len(losses) + 1), losses, ls="--", lw=1.2, color="grey", alpha=0.8, zorder=1,
+                label=f"{record['reference']}, seed {seed} (noise)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss (nats)")
