@@ -13,7 +13,7 @@
 #   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
 #   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
 #   scripts/gpu-runbook.sh calls [PATH...]      (here) which device calls carry what (default: .xfer's data parts,
-#                                               meta, wheels, resume checkpoints), within 64 MiB with the tree
+#                                               meta, wheels or wheel-bundles, resume checkpoints), within 64 MiB with the tree
 #   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/, resume/) into
 #                                               $RUNBOOK_HOME/stage; `start` puts resume/ checkpoints in place
 #   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
@@ -101,7 +101,7 @@ case "$step" in
     if [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null)" ] && [ -z "${PREPARE_DIRTY_OK:-}" ]; then
       die "the checkout has uncommitted changes: commit them first (the manifest names the commit, and every record of the block would say git_dirty); PREPARE_DIRTY_OK=1 to go on anyway"
     fi
-    rm -rf "$xfer/data" "$xfer/meta" "$xfer/stream"
+    rm -rf "$xfer/data" "$xfer/meta" "$xfer/stream" "$xfer/wheel-bundles"
     if [ -f "$xfer/wheels/requirements.txt" ] && compgen -G "$xfer/wheels/*.whl" > /dev/null; then
       say "wheels: kept $(ls "$xfer"/wheels/*.whl | wc -l) in $xfer/wheels (rm -r it to download them again)"
     else
@@ -109,6 +109,14 @@ case "$step" in
       bash "$0" wheels "$xfer/wheels"
     fi
     bash "$0" manifest "$xfer/meta"
+    # the wheels as one folder, or, when the tree leaves too little room for that in any call (committed
+    # checkpoints), as bundles of wheels/ folders that `stash` merges on the device
+    mapfile -t wheels < <("$PY" -c '
+import sys
+from se_res2net.training.transfer import carried_folder
+print("\n".join(map(str, carried_folder(".", sys.argv[1], sys.argv[2]))))' "$xfer/wheels" "$xfer/wheel-bundles") \
+      || die "the wheels cannot travel (see above)"
+    [ "${#wheels[@]}" -eq 1 ] || say "wheels: $(du -sh "$xfer/wheels" | cut -f1) do not fit beside the tree in one call: ${#wheels[@]} bundles in $xfer/wheel-bundles"
     mkdir -p "$xfer/stream" "$xfer/data"
     # the format of `split` (and shared/tools/split-for-transfer.sh): tar | gzip -1, cut into parts
     tar -C "$(dirname "$src")" -cf - "$(basename "$src")" | gzip -1 > "$xfer/stream/data.tar.gz"
@@ -116,12 +124,12 @@ case "$step" in
 import sys
 from se_res2net.training.transfer import part_size_for, path_bytes, working_tree_bytes
 size, n = part_size_for(working_tree_bytes("."), path_bytes(sys.argv[1]), [(p, path_bytes(p)) for p in sys.argv[2:]])
-print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "$xfer/wheels") || die "no part size fits (see above)"
+print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "${wheels[@]}") || die "no part size fits (see above)"
     split -b "$size" -d -a 2 "$xfer/stream/data.tar.gz" "$xfer/data/part-"
     rm -rf "$xfer/stream"
     (cd "$xfer/data" && sha256sum part-* > SHA256SUMS)
     say "split $src into $(ls "$xfer"/data/part-* | wc -l) part(s) of $((size / 1048576)) MiB in $xfer/data: $ncalls carrying call(s)"
-    bash "$0" calls "$xfer"/data/* "$xfer/meta" "$xfer/wheels"
+    bash "$0" calls "$xfer"/data/* "$xfer/meta" "${wheels[@]}"
     ;;
 
   wheels)
@@ -162,7 +170,8 @@ for item in json.load(open(sys.argv[1]))["install"]:
     # Every call sends the working tree (tracked + untracked-not-ignored files: committed checkpoints too) and
     # its carried paths, 64 MiB together: plan which call carries what before the first device minute.
     if [ $# -eq 0 ]; then
-      set -- .xfer/data/* .xfer/meta .xfer/wheels
+      set -- .xfer/data/* .xfer/meta
+      if [ -d .xfer/wheel-bundles ]; then set -- "$@" .xfer/wheel-bundles/*/wheels; else set -- "$@" .xfer/wheels; fi
       [ -d .xfer/resume ] && mapfile -t resume < <(find .xfer/resume -type f -name "*.pt" | sort) && set -- "$@" "${resume[@]}"
     fi
     "$PY" -c "import sys; from se_res2net.training.transfer import carry_plan_text as f; print(f('.', sys.argv[1:]))" "$@"

@@ -275,3 +275,32 @@ def test_a_blocks_results_are_filed_once_and_its_gpu_parity_check_is_shown(tmp_p
     assert (dest / "extra" / "logs" / "sweep.log").read_text() == "another history\n"
     assert (again / "logs" / "sweep.log").read_text() == "epoch 2\nepoch 3\n"
     assert file_block_results(tmp_path / "nothing_unpacked")["block"] is None
+
+
+def test_a_folder_too_big_for_the_room_beside_the_tree_travels_as_bundles_that_merge_back(tmp_path):
+    """After the first GPU block the committed checkpoints made the tree 47 MiB, and the 18 MiB of wheels fitted
+    beside it in no call: `prepare` now hard-links them into bundles, each a folder named wheels/ that `stash`
+    takes, and together they hold every file once."""
+    from se_res2net.training.transfer import bundle_folder, carried_folder, working_tree_bytes
+
+    root = Path(__file__).resolve().parents[1]
+    room = CALL_LIMIT - (1 << 20) - working_tree_bytes(root)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    sizes = [int(room * 0.45), int(room * 0.4), int(room * 0.3), 100]  # 1.15 x the room: one folder cannot go
+    for k, n in enumerate(sizes):
+        (wheels / f"w{k}.whl").write_bytes(bytes([k]) * n)
+    (wheels / "requirements.txt").write_text("w0\n")
+    bundles = carried_folder(root, wheels, tmp_path / "bundles")
+    assert len(bundles) >= 2 and all(b.name == "wheels" for b in bundles)
+    assert all(sum(f.stat().st_size for f in b.iterdir()) <= room for b in bundles)
+    merged = {f.name: f.read_bytes() for b in bundles for f in b.iterdir()}
+    assert merged == {f.name: f.read_bytes() for f in wheels.iterdir()}
+    assert sum(len(list(b.iterdir())) for b in bundles) == len(merged)  # each file once
+    assert carry_plan_text(root, bundles).count("stash ") >= 2  # the bundles plan into calls
+    # a folder that fits goes whole, and stale bundles of an earlier prepare are gone
+    (wheels / "w0.whl").unlink()
+    (wheels / "w1.whl").unlink()
+    assert carried_folder(root, wheels, tmp_path / "bundles") == [wheels] and not (tmp_path / "bundles").exists()
+    with pytest.raises(ValueError, match="alone is over"):
+        bundle_folder(wheels, tmp_path / "b2", 50)
