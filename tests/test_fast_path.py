@@ -515,4 +515,7 @@ def test_a_small_cpu_run_measures_the_noise_at_the_next_seed(tmp_path):
         assert run["limit"] == max(run["tolerance"], noise["max_abs_diff"])
         assert run["ok"] == (run["max_abs_diff"] <= run["limit"])
     assert result["ok"] == (result["reference_learns"] and all(r["ok"] for r in result["runs"].values()))
+    # the data as the reference run resolved it, not as asked for (the H200's record said only "auto")
+    assert result["data"]["data_source"] == "sample" and result["data"]["data_is_sample"] is True
+    assert result["data"]["train_size"] == 128
     json.dumps(result)

@@ -648,3 +648,19 @@ def test_a_parity_record_with_seed_noise_shows_the_limit_the_verdict_and_the_noi
         assert line.get_linestyle() == "--" and line.get_color() == "grey" and list(line.get_ydata()) == losses
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
         "eager_fp32 (reference)", "bf16", "eager_fp32, seed 1 (noise)", "eager_fp32, seed 2 (noise)"]
+
+
+def test_a_parity_record_says_what_it_trained_on_as_resolved_or_that_it_does_not_know():
+    """The first GPU parity record asked for data source "auto" and did not say what that became: the protocol
+    page read "10000 training images of the auto". A record now keeps the resolved source (parity.compare)."""
+    from se_res2net.audit.results import parity_data_text
+
+    full = {"config": {"data_source": "auto"},
+            "data": {"data_source": "folder", "data_is_sample": False, "data_fingerprint": "cc704e8cee08"}}
+    assert parity_data_text(full) == "CIFAR-10 (source folder, fingerprint cc704e8c…)"
+    assert parity_data_text({"config": {"data_source": "auto"}, "data": {"data_source": "sample",
+                                                                         "data_is_sample": True}}) \
+        == "the embedded CIFAR-10 sample"
+    assert parity_data_text({"config": {"data_source": "sample"}}) == "the embedded CIFAR-10 sample"
+    assert parity_data_text({"config": {"data_source": "auto"}}) == \
+        "CIFAR-10 (asked for as source 'auto'; this record does not say what that resolved to)"

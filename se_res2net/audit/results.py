@@ -69,6 +69,7 @@ __all__ = [
     "claimed_differences",
     "plot_differences",
     "efficiency_display",
+    "parity_data_text",
     "parity_display",
     "parity_noise_text",
     "plot_parity",
@@ -1096,6 +1097,21 @@ def parity_display(record: Mapping[str, Any]) -> "pd.DataFrame":
                           "tolerance": v["tolerance"], "limit (nats)": run_limit(v),
                           "within": "yes" if run_ok(v) else "NO",
                           "test error (%)": v["final_test_error"]} for k, v in record["runs"].items()])
+
+
+def parity_data_text(record: Mapping[str, Any]) -> str:
+    """What a parity record trained on, for a sentence "... training images of <this>": the resolved source its
+    reference run recorded, or, in a record older than that field, the source it asked for (``auto`` may have
+    resolved to the full set or to the embedded sample; such a record does not say which)."""
+    data = record.get("data") or {}
+    if data.get("data_is_sample"):
+        return "the embedded CIFAR-10 sample"
+    if data.get("data_source"):
+        return f"CIFAR-10 (source {data['data_source']}, fingerprint {str(data.get('data_fingerprint'))[:8]}…)"
+    asked = (record.get("config") or {}).get("data_source")
+    if asked == "sample":
+        return "the embedded CIFAR-10 sample"
+    return f"CIFAR-10 (asked for as source {asked!r}; this record does not say what that resolved to)"
 
 
 PARITY_FORMATS = {"max |Δ| (nats)": "{:.4f}", "tolerance": "{:.2f}", "limit (nats)": "{:.4f}",

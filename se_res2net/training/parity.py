@@ -176,6 +176,10 @@ def compare(
             fast = resolve_fast_path(config, device.type)
             t0 = time.perf_counter()
             record = train(config, f"{root}/{name}", force=True, progress=False)
+            if name == REFERENCE:  # the data the runs trained on, as resolved ("auto" is a request, not a source)
+                prov = record.get("provenance") or {}
+                data = {k: prov.get(k) for k in ("data_source", "data_is_sample", "data_fingerprint",
+                                                 "train_size", "test_size")}
             runs[name] = {
                 "fast_path": fast.to_dict(),
                 "describe": fast.describe(),
@@ -213,6 +217,7 @@ def compare(
         "torch_threads": torch.get_num_threads(),
         "measured_at": utc_now(),
         "config": base.to_dict(),
+        "data": data,
         "tolerances": {"fp32": FP32_TOL, "bf16": BF16_TOL, "min_drop": MIN_DROP},
         "reference": REFERENCE,
         "reference_drop": drop,
