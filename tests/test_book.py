@@ -199,6 +199,8 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
     assert "Training so far: the full profile, on Fake GPU;" in intro, "the headline names another profile's hardware"
+    # GPU runs are counted with how many are complete (the first real block brought back only stopped ones)
+    assert "11 runs on a GPU, 9 of them complete (the others stopped between epochs, to resume)." in intro
 
 
 def test_book_config_reaches_the_top_level_files():
