@@ -98,3 +98,19 @@ def test_parameters_and_notebook(tmp_path):
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
     with pytest.raises(FileNotFoundError, match="--notebook"):
         resolve_notebook(os.path.join(str(tmp_path), "missing.ipynb"))
+
+
+def test_runs_start_seed_by_seed_so_a_stopped_block_leaves_matched_pairs(tmp_path, monkeypatch):
+    """The first GPU block started all six runs of the headline pair at once and finished none; with two at a
+    time, model-major order would have run res2net29's three seeds before any se_res2net29. The executor gets the
+    runs seed by seed, each (model, seed) once."""
+    from se_res2net.training import sweep
+    from se_res2net.training.sweep import run_order
+
+    assert run_order(["a", "b"], [1, 2, 3]) == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert run_order(["a", "a", "b"], [0, 0]) == [("a", 0), ("b", 0)]
+    handed = []
+    monkeypatch.setattr(sweep, "execute_local", lambda plan, *args: handed.extend(r.name for r in plan))
+    run_sweep("smoke", models=["res2net29", "se_res2net29"], seeds=[1, 2], jobs=2, out_root=tmp_path,
+              overrides=TINY, progress=False)
+    assert handed == ["res2net29_seed1", "se_res2net29_seed1", "res2net29_seed2", "se_res2net29_seed2"]
