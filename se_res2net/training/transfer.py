@@ -484,39 +484,34 @@ def bundle_folder(src: PathLike, dest: PathLike, max_bytes: int) -> List[Path]:
     if too_big:
         raise ValueError(f"{too_big[0]} ({too_big[0].stat().st_size} bytes) alone is over the {max_bytes} bytes "
                          "a call has room for beside the working tree; commit fewer or smaller files")
-    bins: List[List[Path]] = []
-    for f in files:
-        for b in bins:
-            if sum(g.stat().st_size for g in b) + f.stat().st_size <= max_bytes:
-                b.append(f)
-                break
-        else:
-            bins.append([f])
+    # the same first-fit grouping as the calls, with the bundle as the call and no tree beside it
+    bins = plan_carry(0, [(f.name, f.stat().st_size) for f in files], limit=max_bytes, margin=0,
+                      max_paths=max(1, len(files)))
     folders = []
     for k, b in enumerate(bins):
         folder = out / f"{k:02d}" / src_dir.name
         ensure_writable_dir(folder)
-        for f in b:
+        for name, _ in b:
             try:
-                os.link(f, folder / f.name)
+                os.link(src_dir / name, folder / name)
             except OSError:  # another file system: a copy does as well
-                (folder / f.name).write_bytes(f.read_bytes())
+                (folder / name).write_bytes((src_dir / name).read_bytes())
         folders.append(folder)
     return folders
 
 
-def carried_folder(repo: PathLike, folder: PathLike, dest: PathLike, others_bytes: int = 0, *,
+def carried_folder(repo: PathLike, folder: PathLike, dest: PathLike, *,
                    limit: int = CALL_LIMIT, margin: int = 1 << 20) -> List[Path]:
-    """``[folder]`` when it fits in a device call beside the working tree of ``repo`` with ``others_bytes`` more,
-    else the bundles of :func:`bundle_folder` (in ``dest``, emptied first), each of at most half the room so
-    that data parts can share their calls."""
+    """``[folder]`` when it fits in a device call beside the working tree of ``repo``, else the bundles of
+    :func:`bundle_folder` (in ``dest``, emptied first), each of at most half the room so that data parts can share
+    their calls."""
     import math
     import shutil
 
     room = limit - margin - working_tree_bytes(repo)
     total = path_bytes(folder)
     shutil.rmtree(dest, ignore_errors=True)
-    if total + others_bytes <= room:
+    if total <= room:
         return [Path(folder)]
     if room <= 0:
         plan_carry(working_tree_bytes(repo), [])  # raises: the tree alone is over a call, and the fix
