@@ -18,9 +18,12 @@
 #                                               $RUNBOOK_HOME/stage; `start` puts resume/ checkpoints in place
 #   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
 #   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
+#   scripts/gpu-runbook.sh mps start|stop|status  the CUDA MPS control daemon (its folders under $RUNBOOK_HOME/mps):
+#                                               while started, every later step's CUDA processes are its clients
 #   scripts/gpu-runbook.sh start SWEEP ARGS     se-res2net sweep ... detached -> $RUNBOOK_HOME/logs/sweep.log
 #   scripts/gpu-runbook.sh block [SWEEP ARGS]   unattended, detached: bench (capped at $BENCH_SECONDS), choose
-#                                               --jobs/--compile from it (rule below), start the sweep, run parity;
+#                                               --jobs/--compile (and MPS or not) from it (rule below), start the
+#                                               sweep, run parity;
 #                                               what an earlier block measured on this same machine is taken, not
 #                                               measured again ($PRIOR_RESULTS; REBENCH=1 measures everything)
 #   scripts/gpu-runbook.sh progress             is the sweep alive; which runs are done; images/s; ETA
@@ -65,6 +68,8 @@ PRIOR_RESULTS=${PRIOR_RESULTS-$REPO/benchmarks/gpu:$REPO/book/parity}
 # The checkout is the package: no install needed (the sweep's workers and kernels inherit this).
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 [ -f "$HOME_DIR/env.sh" ] && . "$HOME_DIR/env.sh"
+# written by `mps start`, removed by `mps stop`: the CUDA processes of every later step are the daemon's clients
+[ -f "$HOME_DIR/mps.env" ] && . "$HOME_DIR/mps.env"
 
 say() { printf '[runbook %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf '[runbook] error: %s\n' "$*" >&2; exit 2; }
@@ -268,6 +273,54 @@ EOF
       "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
     ;;
 
+  mps)
+    # `mps status --clients` exits 3 when no server runs and no client connection is logged (the block's check that
+    # a bench really ran under it).
+    # CUDA MPS (Multi-Process Service): one server runs the kernels of all its client processes side by side;
+    # without it, processes take turns on the GPU (the first block's aggregate was flat from 2 processes on).
+    # The daemon's pipe and log folders are the runbook's own, so only processes started with mps.env (every
+    # runbook step after `mps start`) are its clients, never another program on the machine.
+    pipe=$HOME_DIR/mps/pipe; mlog=$HOME_DIR/mps/log
+    ctl() { CUDA_MPS_PIPE_DIRECTORY=$pipe CUDA_MPS_LOG_DIRECTORY=$mlog timeout 20 nvidia-cuda-mps-control "$@"; }
+    answers() { [ -e "$pipe/control" ] && echo get_server_list | ctl > /dev/null 2>&1; }
+    case ${1:-status} in
+      start)
+        command -v nvidia-cuda-mps-control > /dev/null || die "nvidia-cuda-mps-control is not on this machine's PATH: no CUDA MPS here"
+        if answers; then
+          say "MPS control daemon already running ($pipe)"
+        else
+          mkdir -p "$pipe" "$mlog"
+          ctl -d || die "nvidia-cuda-mps-control -d failed (exit $?); see $mlog/control.log"
+          for _ in $(seq 1 50); do answers && break; sleep 0.2; done
+          answers || die "the MPS control daemon started but does not answer at $pipe/control; see $mlog/control.log"
+          say "MPS control daemon started ($pipe, log $mlog)"
+        fi
+        printf 'export CUDA_MPS_PIPE_DIRECTORY=%q\nexport CUDA_MPS_LOG_DIRECTORY=%q\n' "$pipe" "$mlog" > "$HOME_DIR/mps.env"
+        ;;
+      stop)
+        rm -f "$HOME_DIR/mps.env"  # first: whatever starts from now on takes turns on the GPU
+        if answers; then
+          echo quit | ctl > /dev/null 2>&1 || true
+          for _ in $(seq 1 100); do answers || break; sleep 0.2; done
+          answers && die "the MPS control daemon did not quit ($pipe)"
+          say "MPS control daemon stopped"
+        else
+          say "no MPS control daemon running"
+        fi
+        ;;
+      status)
+        # 0: running; its servers (one starts with the first client) and whether a client ever connected
+        answers || { say "no MPS control daemon running"; exit 1; }
+        servers=$(echo get_server_list | ctl 2> /dev/null | tr '\n' ' ')
+        # the control log names each client as it connects ("NEW CLIENT <pid> from user ...")
+        clients=$(grep -c -i "new client" "$mlog/control.log" 2> /dev/null || true)
+        say "MPS control daemon running; server(s): ${servers:-none}; client connections logged: ${clients:-0}"
+        [ "${2:-}" != "--clients" ] || [ -n "${servers// /}" ] || [ "${clients:-0}" -gt 0 ] || exit 3
+        ;;
+      *) die "usage: $0 mps start|stop|status" ;;
+    esac
+    ;;
+
   start)
     [ $# -ge 1 ] || die "usage: $0 start --profile P [sweep args] (see se-res2net sweep --help)"
     mkdir -p "$LOGS"
@@ -302,7 +355,8 @@ EOF
     TORCHINDUCTOR_CACHE_DIR=$HOME_DIR/inductor-sweep setsid nohup bash -c '"$@"; echo $? > "$0"' "$HOME_DIR/sweep.exit" \
       "$PY" -m se_res2net sweep --no-progress --out-root "$RUNS_ROOT" "$@" >> "$LOGS/sweep.log" 2>&1 < /dev/null &
     echo $! > "$HOME_DIR/sweep.pid"
-    say "sweep started (pid $!), log $LOGS/sweep.log"
+    how=""; [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] && how=" under CUDA MPS ($CUDA_MPS_PIPE_DIRECTORY)"
+    say "sweep started (pid $!)$how, log $LOGS/sweep.log"
     ;;
 
   block)
@@ -387,11 +441,48 @@ EOF
         timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8
       fi
     fi
+    # the same under CUDA MPS, where this machine has it (MPS=0: never); why not, if not, goes to results/mps.txt
+    if ! measured concurrency concurrency-mps --model se_res2net29 --variants "$variant" --batch-size 128 \
+         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --sharing mps; then
+      t=$(left)
+      if [ "${MPS:-1}" = 0 ]; then
+        say "concurrency under CUDA MPS not measured (MPS=0)"
+      elif ! command -v nvidia-cuda-mps-control > /dev/null; then
+        say "concurrency under CUDA MPS not measured: no nvidia-cuda-mps-control on this machine" | tee -a "$RESULTS/mps.txt"
+      elif [ "$t" -le 15 ]; then
+        say "bench budget spent: concurrency under CUDA MPS not measured"
+      elif "$0" mps start 2>&1 | tee -a "$RESULTS/mps.txt" && [ "${PIPESTATUS[0]}" -eq 0 ]; then
+        say "concurrency of se_res2net29 $variant under CUDA MPS (at most ${t}s)"
+        (. "$HOME_DIR/mps.env" && timed "concurrency bench under MPS" concurrency-mps "$t" --models se_res2net29 \
+           --variants "$variant" --concurrency 1 2 4 8 --sharing mps)
+        # a result labelled mps whose processes never reached the daemon would be a time-slicing result
+        if [ -f "$RESULTS/concurrency-mps.json" ] && ! "$0" mps status --clients 2>&1 | tee -a "$RESULTS/mps.txt"; then
+          why="no process reached the MPS daemon"
+          "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); r['rejected']=sys.argv[3]; json.dump(r, open(sys.argv[2], 'w'), indent=2)" \
+            "$RESULTS/concurrency-mps.json" "$RESULTS/concurrency-mps-rejected.json" "$why" && rm "$RESULTS/concurrency-mps.json"
+          say "$why: that result is not one under MPS (kept as concurrency-mps-rejected.json, marked rejected)" \
+            | tee -a "$RESULTS/mps.txt"
+        fi
+        "$0" mps stop 2>&1 | tee -a "$RESULTS/mps.txt" || say "the MPS daemon would not stop (above); what starts without its mps.env is not its client"
+      else
+        say "CUDA MPS could not be started (above): concurrency under it not measured" | tee -a "$RESULTS/mps.txt"
+      fi
+    fi
     for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done
-    # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured)
-    read -ra comp < <(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "$RESULTS/concurrency.json" \
-      --here "$here" --out "$RESULTS/decision.json" --print args)
-    se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "$RESULTS/concurrency.json" \
+    # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured), taking turns
+    # or under MPS; when MPS wins but cannot be started again, the rule decides again without it
+    conc=("$RESULTS/concurrency.json" "$RESULTS/concurrency-mps.json")
+    decide_now() {
+      read -ra comp < <(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "${conc[@]}" \
+        --here "$here" --out "$RESULTS/decision.json" --print args)
+      sharing=$(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "${conc[@]}" --print sharing)
+    }
+    decide_now
+    if [ "$sharing" = mps ] && ! "$0" mps start; then
+      say "the rule took CUDA MPS, which does not start now: deciding again without it"
+      conc=("$RESULTS/concurrency.json"); decide_now
+    fi
+    se decide rule --bench "$RESULTS/bench-se_res2net29.json" --concurrency "${conc[@]}" \
       | while read -r line; do say "$line"; done | tee "$RESULTS/decision.txt"
     # 2. the sweep, detached (it outlives this script too), and the GPU parity check beside it
     "$0" start "$@" "${comp[@]}"
@@ -457,6 +548,13 @@ EOF
     fi
     if [ -f "$HOME_DIR/sweep.args" ] && ! alive sweep && [ ! -f "$HOME_DIR/sweep.exit" ] && [ ! -f "$HOME_DIR/sweep.stopped" ]; then
       say "the sweep was ended from outside (not by itself, not by 'stop'): starting it again from its checkpoints"
+      # under MPS (mps.env kept): its daemon went with it; without one the clients could not start at all
+      if [ -f "$HOME_DIR/mps.env" ] && ! "$0" mps status > /dev/null 2>&1; then
+        if ! "$0" mps start; then
+          rm -f "$HOME_DIR/mps.env"; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+          say "MPS does not start again: the sweep takes turns on the GPU"
+        fi
+      fi
       # a kill mid-compile can leave a truncated artifact that fails every later compile: start with none
       rm -rf "$HOME_DIR/inductor-sweep"
       mapfile -t args < "$HOME_DIR/sweep.args"
@@ -522,5 +620,5 @@ for new, old in done['duplicates']: print('already filed, byte for byte, as', ol
 for path in done['parity']: print('the GPU parity check, for the protocol chapter:', path)" "$dest"
     ;;
 
-  *) die "unknown step '$step'; steps: prepare split manifest calls stash setup bench block start progress wait stop pack unpack" ;;
+  *) die "unknown step '$step'; steps: prepare split manifest calls stash setup bench mps block start progress wait stop pack unpack" ;;
 esac

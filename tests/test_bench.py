@@ -311,3 +311,33 @@ def test_sigkill_mid_bench_leaves_the_finished_variants_in_out(tmp_path):
     r = json.loads(out.read_text())
     assert [row["variant"] for row in r["rows"]] == ["eager"] and r["interrupted"] == "after res2net29 / eager"
     assert "interrupted after res2net29 / eager: the rows above are all that was measured" in format_table(r)
+
+
+def test_mps_is_recorded_only_where_a_daemon_answers_and_the_workers_ran_on_a_gpu(monkeypatch, tmp_path, capsys):
+    """--sharing mps labels the result; it needs the control daemon's pipe (without one the processes would take
+    turns as usual, and the label would be wrong) and a CUDA device (checked again from what the workers report)."""
+    from se_res2net.cli import main
+    from se_res2net.training import bench as bench_mod
+
+    level = lambda n, *args: ({"processes": n, "aggregate_images_per_s": 100.0 * n,  # noqa: E731
+                               "per_process_images_per_s": [100.0] * n}, WORKER)
+    monkeypatch.setattr(bench_mod, "_concurrent_level", level)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "pipe"))
+    with pytest.raises(ValueError, match=r"no CUDA MPS control daemon answers at .*pipe/control: start one"):
+        bench_concurrency(model="res2net29", variant="eager", counts=[1], device="cuda", sharing="mps")
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "control").touch()
+    r = bench_concurrency(model="res2net29", variant="eager", counts=[1, 2], device="cuda", sharing="mps")
+    assert r["sharing"] == "mps" and [row["processes"] for row in r["rows"]] == [1, 2]
+    assert "on cuda, mps, batch 128" in format_concurrency(r)
+    assert bench_concurrency(model="res2net29", variant="eager", counts=[1], device="cuda")["sharing"] == "time-slicing"
+    with pytest.raises(ValueError, match="on --device cpu there is nothing to share"):
+        bench_concurrency(model="res2net29", variant="eager", counts=[1], device="cpu", sharing="mps")
+    cpu_worker = lambda n, *args: (level(n)[0], {**WORKER, "device": "cpu"})  # noqa: E731
+    monkeypatch.setattr(bench_mod, "_concurrent_level", cpu_worker)
+    with pytest.raises(ValueError, match="needs a CUDA device; the workers ran on cpu"):
+        bench_concurrency(model="res2net29", variant="eager", counts=[1], device="auto", sharing="mps")
+    with pytest.raises(ValueError, match="sharing must be one of"):
+        bench_concurrency(model="res2net29", variant="eager", counts=[1], device="cuda", sharing="mig")
+    assert main(["bench", "--variants", "eager", "--sharing", "mps", "--device", "cuda"]) == 2
+    assert "give --concurrency N ... too" in capsys.readouterr().err

@@ -25,10 +25,14 @@ def bench_result(model="se_res2net29", variants=VARIANTS, speeds=(900.0, 1000.0,
 
 
 def concurrency_result(variant="compile", levels=((1, 3000.0), (2, 5200.0), (4, 4800.0)), *, at=H100,
-                       measured_at="2026-12-01T10:05:00Z", interrupted=None):
-    return {"model": "se_res2net29", "variant": variant, **at, "measured_at": measured_at, "batch_size": 128,
-            "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": interrupted,
-            "rows": [{"processes": n, "aggregate_images_per_s": s} for n, s in levels]}
+                       measured_at="2026-12-01T10:05:00Z", interrupted=None, sharing=None):
+    """A concurrency result; ``sharing=None``: one written before MPS was measured (no ``sharing`` key)."""
+    result = {"model": "se_res2net29", "variant": variant, **at, "measured_at": measured_at, "batch_size": 128,
+              "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": interrupted,
+              "rows": [{"processes": n, "aggregate_images_per_s": s} for n, s in levels]}
+    if sharing is not None:
+        result["sharing"] = sharing
+    return result
 
 
 def parity_result(variants=("eager_fp32", "cuda_defaults", "cuda_defaults_cudagraphs"), *, at=H100, epochs=4,
@@ -70,6 +74,13 @@ def test_a_result_is_known_by_its_keys_not_its_name():
     (concurrency_result(), {"kind": "concurrency", "variants": ["cudagraphs"]}, "not se_res2net29 / cudagraphs"),
     (concurrency_result(interrupted="during 4 process(es)"), {"kind": "concurrency", "variants": ["compile"]}, "cut short"),
     (concurrency_result(levels=()), {"kind": "concurrency", "variants": ["compile"]}, "no level measured"),
+    # processes taking turns and processes under MPS are two measurements; one that does not say took turns
+    (concurrency_result(), {"kind": "concurrency", "sharing": "time-slicing"}, None),
+    (concurrency_result(), {"kind": "concurrency", "sharing": "mps"}, "by time-slicing, not mps"),
+    (concurrency_result(sharing="mps"), {"kind": "concurrency", "sharing": "mps"}, None),
+    (concurrency_result(sharing="mps"), {"kind": "concurrency", "sharing": "time-slicing"}, "by mps, not time-slicing"),
+    (dict(concurrency_result(sharing="mps"), rejected="no process reached the MPS daemon"),
+     {"kind": "concurrency", "sharing": "mps"}, "rejected by its block: no process reached"),
     (parity_result(), {"kind": "parity", "variants": ["eager_fp32", "cuda_defaults"], "epochs": 4}, None),
     (parity_result(epochs=2), {"kind": "parity", "variants": ["cuda_defaults"], "epochs": 4}, "2 epochs, not 4"),
     (parity_result(("eager_fp32",)), {"kind": "parity", "variants": ["cuda_defaults"]}, "lacks the variant(s) cuda_defaults"),
@@ -112,7 +123,8 @@ def test_the_last_measured_result_of_this_machine_is_found_wherever_it_lies(tmp_
 
 def test_the_rule_takes_the_fastest_trainer_variant_and_the_best_process_count():
     d = decide(bench_result(speeds=(9999.0, 1000.0, 3000.0, 2000.0)), concurrency_result())
-    assert d == {"variant": "compile", "jobs": 2, "args": ["--jobs", "2", "--compile", "default"]}  # plain never counts
+    assert d == {"variant": "compile", "jobs": 2, "sharing": "time-slicing",
+                 "args": ["--jobs", "2", "--compile", "default"]}  # plain never counts
     assert decided_line(d) == "decided: --jobs 2 --compile default (fastest variant: compile)"
     # the fewest processes within JOBS_SLACK of the best aggregate (the H200's 1/2/4/8 levels, measured)
     h200 = concurrency_result("cudagraphs", ((1, 15987.4), (2, 22400.0), (4, 22114.1), (8, 22579.1)))
@@ -125,6 +137,22 @@ def test_the_rule_takes_the_fastest_trainer_variant_and_the_best_process_count()
     assert nothing["args"] == ["--jobs", "1"] and decided_line(nothing).startswith("decided: --jobs 1 (eager)")
     only_plain = decide(bench_result(variants=["plain"], speeds=(5.0,)), None)
     assert only_plain["variant"] == "eager"
+
+
+def test_the_rule_takes_mps_only_when_it_beats_taking_turns_by_more_than_the_slack():
+    """Over both concurrency results: the fewest processes within JOBS_SLACK of the best aggregate, taking turns
+    rather than MPS at a tie (MPS adds a daemon the whole sweep depends on)."""
+    turns = concurrency_result("cudagraphs", ((1, 15987.4), (2, 22400.0), (4, 22114.1), (8, 22579.1)))
+    faster = concurrency_result("cudagraphs", ((1, 15500.0), (2, 26000.0), (4, 41000.0), (8, 42000.0)), sharing="mps")
+    d = decide(None, [turns, faster])
+    assert (d["jobs"], d["sharing"]) == (4, "mps") and d["args"] == ["--jobs", "4"]
+    assert decided_line(d) == "decided: --jobs 4 (eager) (fastest variant: eager, under CUDA MPS)"
+    tie = concurrency_result("cudagraphs", ((1, 15000.0), (2, 22600.0), (4, 23000.0)), sharing="mps")
+    assert decide(None, [tie, turns])["sharing"] == "time-slicing"  # within 5 %: turns, 2 processes
+    assert decide(None, [tie, turns])["jobs"] == 2
+    assert decide(None, [None, faster])["sharing"] == "mps"  # MPS alone measured
+    assert decide(None, [turns, None]) == decide(None, turns)
+    assert decide(None, [turns, dict(faster, rejected="no process reached the MPS daemon")]) == decide(None, turns)
 
 
 def test_cli_find_copies_what_it_found_and_exits_1_when_nothing_fits(tmp_path, capsys):
@@ -185,6 +213,15 @@ def test_cli_rule_keeps_the_decision_with_what_it_was_decided_from(tmp_path, cap
     assert kept["from"]["concurrency"]["file"] == str((tmp_path / "conc.json").resolve())
     assert main(["decide", "rule", "--bench", str(tmp_path / "none.json")]) == 0
     assert capsys.readouterr().out.strip() == "decided: --jobs 1 (eager) (fastest variant: eager)"
+    # with the MPS result beside it (and one not measured): MPS, named in the decision and where it came from
+    (tmp_path / "mps.json").write_text(json.dumps(concurrency_result(levels=((1, 3000.0), (2, 9000.0)), sharing="mps")))
+    files = [str(tmp_path / n) for n in ("conc.json", "mps.json", "absent.json")]
+    assert main(["decide", "rule", "--bench", str(tmp_path / "bench.json"), "--concurrency", *files, "--out", str(out),
+                 "--print", "sharing"]) == 0
+    assert capsys.readouterr().out.strip() == "mps"
+    kept = json.loads(out.read_text())
+    assert kept["sharing"] == "mps" and kept["jobs"] == 2
+    assert set(kept["from"]) == {"bench", "concurrency", "concurrency (mps)"}
 
 
 def test_machine_names_this_device_as_a_bench_result_does():

@@ -99,6 +99,32 @@ CPU_PARITY = dict(PARITY_DEVICE="cpu", PARITY_VARIANTS="cuda_defaults", PARITY_E
                   PARITY_TEST_SUBSET="32", PARITY_ARGS="--batch-size 16", PARITY_NOISE_SEEDS="2")
 
 
+FAKE_MPS = r"""#!/usr/bin/env bash
+# a stand-in for nvidia-cuda-mps-control: -d makes the control pipe; commands come on stdin
+pipe=${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps}; logs=${CUDA_MPS_LOG_DIRECTORY:-/var/log/nvidia-mps}
+if [ "${1:-}" = -d ]; then
+  [ -e "$pipe/control" ] && exit 1
+  mkdir -p "$pipe" "$logs"; : > "$pipe/control"; echo "control daemon started" >> "$logs/control.log"; exit 0
+fi
+[ -e "$pipe/control" ] || { echo "Cannot find MPS control daemon process" >&2; exit 1; }
+while read -r cmd; do
+  case $cmd in
+    quit) rm -f "$pipe/control" ;;
+    get_server_list) cat "$pipe/servers" 2> /dev/null || true ;;
+  esac
+done
+"""
+
+
+def _fake_mps(rb: Runbook, tmp: Path) -> None:
+    """Put the stand-in daemon first on the runbook's PATH."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "nvidia-cuda-mps-control").write_text(FAKE_MPS)
+    (bin_dir / "nvidia-cuda-mps-control").chmod(0o755)
+    rb.env["PATH"] = f"{bin_dir}:{rb.env['PATH']}"
+
+
 def _run_block(rb: Runbook, *sweep: str) -> str:
     """`block` (it returns at once: the work is detached) until it is done, then `stop` the sweep it started.
     Returns what this block wrote to its log (an earlier block's lines are in the same file)."""
@@ -321,6 +347,11 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
         "model": "se_res2net29", "variant": "cudagraphs", **here, "measured_at": "2026-12-01T10:04:00Z",
         "batch_size": 128, "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": None,
         "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 3000.0), (2, 5000.0), (4, 5600.0))]}))
+    # under MPS: taken too (it is another measurement than taking turns), and slower here: the rule keeps turns
+    (prior / "concurrency-mps.json").write_text(json.dumps({
+        "model": "se_res2net29", "variant": "cudagraphs", "sharing": "mps", **here, "measured_at": "2026-12-01T10:05:00Z",
+        "batch_size": 128, "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": None,
+        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 2900.0), (2, 4000.0), (4, 5500.0))]}))
     # measured later and faster, but on another GPU: never taken
     other = {**here, "device": "cuda", "device_name": "NVIDIA H200", "cuda": "13.0"}
     (prior / "bench-se_res2net29-h200.json").write_text(json.dumps(
@@ -342,11 +373,14 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
                          rf"{re.escape(str(prior / f'bench-{m}.json'))}", text), text
         assert (results / f"bench-{m}.json").read_bytes() == (prior / f"bench-{m}.json").read_bytes()
     assert "concurrency of se_res2net29: measured before on this machine" in text
+    assert "concurrency under CUDA MPS of se_res2net29: measured before on this machine" in text
+    assert (results / "concurrency-mps.json").read_bytes() == (prior / "concurrency-mps.json").read_bytes()
     assert "not measured" not in text and "at most" not in text  # nothing was benched
     assert "decided: --jobs 4 --compile reduce-overhead (fastest variant: cudagraphs)" in text
     assert (rb.home / "sweep.args").read_text().split("\n")[-5:-1] == ["--jobs", "4", "--compile", "reduce-overhead"]
     decision = json.loads((results / "decision.json").read_text())
     assert decision["machine"] == here and decision["from"]["bench"]["measured_at"] == "2026-12-01T10:01:00Z"
+    assert decision["sharing"] == "time-slicing" and decision["from"]["concurrency (mps)"]["measured_at"].startswith("2026")
     assert "parity of se_res2net29: measured before on this machine" in text and "not run again" in text
     assert "2026-12-01T10:09:00Z: " + str(parity_dir / "parity-cpu-block-20261201T100000Z.json") in text
     assert (rb.home / "parity.exit").read_text().strip() == "0" and not (results / "parity-cuda.json").exists()
@@ -479,3 +513,128 @@ def test_prepare_makes_everything_the_calls_carry_and_refuses_an_uncommitted_che
     want = {p.relative_to(SAMPLE): p.read_bytes() for p in SAMPLE.rglob("*") if p.is_file()}
     got = {p.relative_to(joined / SAMPLE.name): p.read_bytes() for p in (joined / SAMPLE.name).rglob("*") if p.is_file()}
     assert got == want and len(want) > 100
+
+
+def test_mps_step_starts_a_daemon_of_its_own_that_later_steps_use_and_stops_it(tmp_path):
+    """`mps start` runs the control daemon in the runbook's own folders and writes mps.env, which every later
+    step sources (its CUDA processes are the daemon's clients); `status --clients` tells whether one connected;
+    `stop` ends it and removes mps.env first. A machine without MPS gets one clear error."""
+    rb = Runbook(tmp_path)
+    rb.env["PATH"] = "/usr/bin:/bin"  # no nvidia-cuda-mps-control here
+    said = rb("mps", "start", check=False)
+    assert said.returncode == 2 and "nvidia-cuda-mps-control is not on this machine's PATH" in said.stderr
+    assert not (rb.home / "mps.env").exists()
+    _fake_mps(rb, tmp_path)
+    assert rb("mps", "status", check=False).returncode == 1
+    assert "MPS control daemon started" in rb("mps", "start").stdout
+    pipe = rb.home / "mps" / "pipe"
+    assert (pipe / "control").exists()
+    env = (rb.home / "mps.env").read_text()
+    assert f"CUDA_MPS_PIPE_DIRECTORY={pipe}" in env and "CUDA_MPS_LOG_DIRECTORY=" in env
+    assert "already running" in rb("mps", "start").stdout  # a second start is no second daemon
+    # a later step runs with the daemon's pipe folder in its environment, and says the sweep is its client
+    rb.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE))
+    started = rb("start", *TINY_SWEEP).stdout
+    assert f"under CUDA MPS ({pipe})" in started
+    rb("wait", "300")
+    # no client has connected (nothing here runs CUDA): --clients says so; a logged client or a server counts
+    status = rb("mps", "status", "--clients", check=False)
+    assert status.returncode == 3 and "client connections logged: 0" in status.stdout
+    with open(rb.home / "mps" / "log" / "control.log", "a") as f:
+        f.write("[2026-12-04 10:00:00.000 Control  4242] NEW CLIENT 4343 from user 0: Server is not ready\n")
+    assert "client connections logged: 1" in rb("mps", "status", "--clients").stdout
+    (pipe / "servers").write_text("4444\n")
+    assert "server(s): 4444" in rb("mps", "status").stdout
+    assert "MPS control daemon stopped" in rb("mps", "stop").stdout
+    assert not (pipe / "control").exists() and not (rb.home / "mps.env").exists()
+    assert "under CUDA MPS" not in rb("start", *TINY_SWEEP).stdout
+    rb("wait", "300")
+    assert "no MPS control daemon running" in rb("mps", "stop").stdout
+
+
+@pytest.mark.slow
+def test_block_runs_the_sweep_under_mps_when_the_rule_takes_it(tmp_path):
+    """Concurrency under MPS beats taking turns by more than the slack: the block starts the daemon and then the
+    sweep, as its client, and says so in its decision."""
+    rb = Runbook(tmp_path)
+    _fake_mps(rb, tmp_path)
+    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
+    results = rb.home / "results"
+    results.mkdir(parents=True)
+    (results / "bench-se_res2net29.json").write_text(json.dumps({"rows": [
+        {"model": "se_res2net29", "variant": v, "images_per_s": x} for v, x in (("eager", 100.0), ("cudagraphs", 400.0))]}))
+
+    def conc(levels, **extra):
+        return json.dumps({"rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in levels], **extra})
+
+    (results / "concurrency.json").write_text(conc(((1, 300.0), (2, 400.0), (4, 400.0))))
+    (results / "concurrency-mps.json").write_text(conc(((1, 290.0), (2, 500.0), (4, 700.0)), sharing="mps"))
+    text = _run_block(rb, *TINY_SWEEP)
+    assert "bench budget spent: concurrency under CUDA MPS not measured" in text
+    assert "decided: --jobs 4 --compile reduce-overhead (fastest variant: cudagraphs, under CUDA MPS)" in text
+    assert "MPS control daemon started" in text
+    assert f"under CUDA MPS ({rb.home / 'mps' / 'pipe'})" in text  # the sweep is its client
+    assert json.loads((results / "decision.json").read_text())["sharing"] == "mps"
+    rb("mps", "stop")
+
+
+@pytest.mark.slow
+def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_it(tmp_path):
+    """Everything else measured before: the block starts the daemon, runs the concurrency bench under it and stops
+    it, whatever the bench did. Here (a CPU) the bench refuses to label CPU processes as MPS clients: nothing is
+    kept and the rule decides from turns alone. results/mps.txt keeps what happened, for the notes."""
+    from se_res2net.training.decision import machine
+
+    here = machine("cpu")
+    rb = Runbook(tmp_path)
+    _fake_mps(rb, tmp_path)
+    rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
+    results = rb.home / "results"
+    results.mkdir(parents=True)
+    for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
+        (results / f"bench-{m}.json").write_text(json.dumps({
+            **here, "measured_at": "2026-12-01T10:01:00Z", "batch_size": 128, "warmup_steps": 0, "timed_steps": 1,
+            "floor": None, "failed": [], "interrupted": None,
+            "rows": [{"model": m, "variant": v, "images_per_s": x}
+                     for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
+    (results / "concurrency.json").write_text(json.dumps({
+        "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
+        "warmup_steps_per_process": 0, "timed_steps": 1, "failed": [], "interrupted": None,
+        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
+    text = _run_block(rb, *TINY_SWEEP)
+    assert "concurrency of se_res2net29: measured before on this machine" in text
+    assert "concurrency of se_res2net29 eager under CUDA MPS (at most" in text
+    assert "concurrency bench under MPS measured nothing (exit 2)" in text  # workers on a CPU: refused
+    assert "MPS control daemon stopped" in text and not (rb.home / "mps" / "pipe" / "control").exists()
+    assert not (results / "concurrency-mps.json").exists()
+    assert "decided: --jobs 2 (eager) (fastest variant: eager)" in text
+    assert "under CUDA MPS" not in text.split("decided:")[1]
+    assert "MPS control daemon started" in (results / "mps.txt").read_text()
+
+    # A bench that does write a result under the MPS label (a stand-in for the GPU's, via PY) is kept only when a
+    # client reached the daemon: a server listed or a client logged; else it is no result under MPS.
+    wrapper = tmp_path / "bin" / "py-mps"
+    wrapper.write_text(f"""#!/usr/bin/env bash
+if [ "$1 $2 $3" = "-m se_res2net bench" ] && [[ " $* " == *" --sharing mps "* ]]; then
+  out=$(printf '%s\\n' "$@" | grep -A1 -x -- --out | tail -n 1)
+  [ -n "${{LOG_A_CLIENT:-}}" ] && echo "NEW CLIENT 77 from user 0" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
+  printf '%s' '{json.dumps({"model": "se_res2net29", "variant": "eager", "sharing": "mps", **here,
+                             "measured_at": "2026-12-04T10:00:00Z", "batch_size": 128, "warmup_steps_per_process": 0,
+                             "timed_steps": 1, "failed": [], "interrupted": None,
+                             "rows": [{"processes": 4, "aggregate_images_per_s": 40.0}]})}' > "$out"
+  exit 0
+fi
+exec {sys.executable} "$@"
+""")
+    wrapper.chmod(0o755)
+    rb.env["PY"] = str(wrapper)
+    text = _run_block(rb, *TINY_SWEEP)
+    assert "no process reached the MPS daemon: that result is not one under MPS" in text
+    rejected = json.loads((results / "concurrency-mps-rejected.json").read_text())
+    assert rejected["rejected"] == "no process reached the MPS daemon" and not (results / "concurrency-mps.json").exists()
+    assert "decided: --jobs 2 (eager) (fastest variant: eager)" in text
+    rb.env["LOG_A_CLIENT"] = "1"
+    text = _run_block(rb, *TINY_SWEEP)
+    assert json.loads((results / "concurrency-mps.json").read_text())["sharing"] == "mps"
+    assert "decided: --jobs 4 (eager) (fastest variant: eager, under CUDA MPS)" in text
+    rb("mps", "stop")

@@ -24,7 +24,9 @@ batch size, SGD with the report's hyper-parameters, on the same device, in one p
 Each variant runs ``warmup`` untimed steps (compilation happens there), then ``steps`` timed steps.
 ``images/s = steps × batch / seconds``; ratios are against ``plain`` (and ``eager``) of the same model in the
 same run. ``achieved TFLOP/s`` counts 3 × 2 × thop MACs per image (forward, and a backward of about twice
-the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device.
+the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device,
+either taking turns on it (``time-slicing``, CUDA's default) or through CUDA MPS (``mps``: the processes' kernels
+run side by side; a control daemon must be running, see ``scripts/gpu-runbook.sh mps``).
 Nothing here asserts a speed: the numbers depend on the machine (see ``benchmarks/NOTES.md``).
 
 An interrupt (Ctrl-C, or ``timeout -s INT`` when a time budget runs out) keeps what was measured: the result
@@ -60,6 +62,29 @@ INTERRUPTED_EXIT = 130
 # a variant that raised (listed under `failed`): the others were measured, the command still says it went wrong
 FAILED_EXIT = 1
 _COMPILE = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead"}
+# How concurrent processes share one GPU: taking turns (CUDA's default: one context's kernels at a time) or
+# through the CUDA Multi-Process Service, whose server runs the kernels of all its clients side by side.
+SHARING = ("time-slicing", "mps")
+
+
+def mps_pipe_directory() -> Path:
+    """Where CUDA clients look for the MPS control daemon (``CUDA_MPS_PIPE_DIRECTORY``, default /tmp/nvidia-mps)."""
+    return Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps")
+
+
+def _check_sharing(sharing: str, device: str) -> None:
+    if sharing not in SHARING:
+        raise ValueError(f"sharing must be one of {', '.join(SHARING)}, got {sharing!r}")
+    if sharing != "mps":
+        return
+    if device == "cpu":
+        raise ValueError("--sharing mps shares a CUDA GPU; on --device cpu there is nothing to share: drop --sharing")
+    control = mps_pipe_directory() / "control"
+    if not control.exists():
+        # without a daemon the processes would take turns as usual, and the result would be labelled wrongly
+        raise ValueError(f"no CUDA MPS control daemon answers at {control}: start one first "
+                         "(scripts/gpu-runbook.sh mps start, or nvidia-cuda-mps-control -d with the same "
+                         "CUDA_MPS_PIPE_DIRECTORY)")
 
 
 def _sync(device: Any) -> None:
@@ -399,13 +424,17 @@ def bench_concurrency(
     data: str = "sample",
     data_dir: Optional[str] = None,
     on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
+    sharing: str = "time-slicing",
 ) -> Dict[str, Any]:
     """Aggregate training images/s of ``n`` concurrent ``se-res2net bench`` processes, for each ``n``.
 
     The processes warm up (and compile) independently, then start their timed steps together (a file
-    barrier); aggregate images/s = all timed images / (last end - first start).
+    barrier); aggregate images/s = all timed images / (last end - first start). ``sharing`` (:data:`SHARING`)
+    says how they share the GPU and goes into the result; ``mps`` needs a running MPS control daemon (checked
+    here; its clients are the workers, which inherit ``CUDA_MPS_PIPE_DIRECTORY``) and a CUDA device.
     """
     _check_variants([variant])
+    _check_sharing(sharing, device)
     if variant == "plain":
         raise ValueError("concurrency is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
     _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
@@ -424,13 +453,15 @@ def bench_concurrency(
     def result(pending: Optional[str]) -> Dict[str, Any]:
         for r in rows:
             r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
-        return {"model": model, "variant": variant, **machine, "measured_at": measured_at,
+        return {"model": model, "variant": variant, "sharing": sharing, **machine, "measured_at": measured_at,
                 "batch_size": batch_size, "warmup_steps_per_process": warmup, "timed_steps": steps, "rows": rows,
                 "failed": failed, "interrupted": pending}
 
     for i, n in enumerate(counts):
         try:
             row, worker = _concurrent_level(n, model, variant, device, batch_size, steps, warmup, data, data_dir)
+            if sharing == "mps" and worker["device"] != "cuda":  # --device auto found no GPU
+                raise ValueError(f"--sharing mps needs a CUDA device; the workers ran on {worker['device']}")
             rows.append(row)
             machine.update({k: worker[k] for k in machine})
         except KeyboardInterrupt:
@@ -530,8 +561,9 @@ def format_table(result: Dict[str, Any]) -> str:
 
 
 def format_concurrency(result: Dict[str, Any]) -> str:
-    lines = [f"concurrency: {result['model']} / {result['variant']} on {result['device']}, batch "
-             f"{result['batch_size']}, {result['timed_steps']} timed steps per process",
+    lines = [f"concurrency: {result['model']} / {result['variant']} on {result['device']}, "
+             f"{result.get('sharing') or 'time-slicing'}, batch {result['batch_size']}, {result['timed_steps']} timed "
+             "steps per process",
              f"{'processes':>9} {'aggregate images/s':>19} {'vs 1st':>7}  per process"]
     for r in result["rows"]:
         per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
@@ -558,6 +590,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="plain loop DataLoader workers (default 4 on CUDA, 0 on CPU)")
     p.add_argument("--concurrency", type=int, nargs="+", default=None, metavar="N",
                    help="instead: aggregate images/s of N concurrent processes (first model, first trainer variant)")
+    p.add_argument("--sharing", choices=SHARING, default="time-slicing",
+                   help="with --concurrency: how the processes share the GPU, as recorded with the result; mps "
+                        "needs a running CUDA MPS control daemon (scripts/gpu-runbook.sh mps start)")
     p.add_argument("--floor", action="store_true",
                    help="also count FLOPs, bytes and launches per step and measure the device's rates (see 'floor')")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -574,12 +609,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
         ensure_writable_dir(Path(args.out).resolve().parent)
         on_update = lambda result: atomic_write_json(args.out, result)  # noqa: E731
+    if args.sharing != "time-slicing" and not args.concurrency:
+        raise ValueError(f"--sharing {args.sharing} describes concurrent processes: give --concurrency N ... too")
     if args.concurrency:
         variant = next((v for v in args.variants if v != "plain"), "eager")
         result = bench_concurrency(
             model=args.models[0], variant=variant, counts=args.concurrency, device=args.device,
             batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, data=args.data, data_dir=args.data_dir,
-            on_update=on_update,
+            on_update=on_update, sharing=args.sharing,
         )
         # flushed now: after an interrupt, compile workers can hold up the exit until a `timeout -k` kills it
         print(json.dumps(result, indent=2) if args.json else format_concurrency(result), flush=True)

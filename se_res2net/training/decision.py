@@ -11,7 +11,9 @@ instead of measuring again, when the result itself says it fits (:func:`find_pri
   never taken, whatever its file is called or wherever it lies;
 * it is complete: a bench not cut by its budget (``interrupted`` is ``None``) that has every asked-for variant of
   the model as a row or under ``failed`` (a variant that failed on this machine fails again), at the same batch
-  size, warm-up and timed steps; a concurrency bench of the same model and variant, not cut; a parity check of
+  size, warm-up and timed steps; a concurrency bench of the same model, variant and way of sharing the GPU
+  (``time-slicing`` for a result that does not say, or ``mps``), not cut, and not ``rejected`` by its block (an MPS
+  result no process reached the daemon for); a parity check of
   the same model with every asked-for variant, run for the same number of epochs and with the same number of noise
   seeds (extra seeds of the reference; a result without a ``noise`` block has 0).
 
@@ -25,7 +27,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .atomic import PathLike
 
@@ -59,6 +61,11 @@ def kind_of(result: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def sharing_of(result: Mapping[str, Any]) -> str:
+    """How a concurrency result's processes shared the GPU; results from before MPS was measured took turns."""
+    return str(result.get("sharing") or "time-slicing")
+
+
 def same_machine(result: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
     return all(result.get(k) == here.get(k) for k in MACHINE_FIELDS)
 
@@ -66,15 +73,19 @@ def same_machine(result: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
 def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, model: str,
             variants: Sequence[str] = (), batch_size: Optional[int] = None, steps: Optional[int] = None,
             warmup: Optional[int] = None, epochs: Optional[int] = None,
-            noise_seeds: Optional[int] = None) -> Optional[str]:
+            noise_seeds: Optional[int] = None, sharing: Optional[str] = None) -> Optional[str]:
     """Why ``result`` cannot stand for a measurement of ``kind`` asked of this machine; ``None`` when it can.
 
     ``noise_seeds`` (parity): a parity result judged by seed noise is another check than one with fewer noise
-    seeds or judged by fixed tolerances only, so it stands only for the same count (``None``: not compared)."""
+    seeds or judged by fixed tolerances only, so it stands only for the same count (``None``: not compared).
+    ``sharing`` (concurrency): processes taking turns on the GPU and processes under CUDA MPS are two
+    measurements; a result that does not say was measured taking turns."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind_of(result) != kind:
         return f"not a {kind} result"
+    if result.get("rejected"):  # a result its block found not to be what it says (e.g. MPS that no process reached)
+        return f"rejected by its block: {result['rejected']}"
     if not same_machine(result, here):
         theirs = ", ".join(f"{k}={result.get(k)!r}" for k in MACHINE_FIELDS)
         return f"measured on another machine ({theirs})"
@@ -99,6 +110,8 @@ def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, mo
     if kind == "concurrency":
         if result.get("model") != model or (variants and result.get("variant") not in variants):
             return f"of {result.get('model')} / {result.get('variant')}, not {model} / {' or '.join(variants)}"
+        if sharing is not None and sharing_of(result) != sharing:
+            return f"processes sharing the GPU by {sharing_of(result)}, not {sharing}"
         if warmup is not None and result.get("warmup_steps_per_process") != warmup:
             return f"{result.get('warmup_steps_per_process')} warm-up steps, not {warmup}"
         if not result["rows"]:
@@ -146,31 +159,39 @@ def find_prior(roots: Iterable[PathLike], kind: str, here: Mapping[str, Any], **
 JOBS_SLACK = 0.05
 
 
-def decide(bench: Optional[Mapping[str, Any]], concurrency: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def decide(bench: Optional[Mapping[str, Any]],
+           concurrency: Union[None, Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]]]) -> Dict[str, Any]:
     """The rule: the fastest trainer variant of se_res2net29 measured in ``bench`` (``plain`` never counts;
-    ``eager`` when none was measured), and the fewest processes whose aggregate images/s in ``concurrency`` is
-    within :data:`JOBS_SLACK` of the most (1 when none was measured). Returns ``variant``, ``jobs`` and the
-    sweep's ``args``.
+    ``eager`` when none was measured), and, over every level of the ``concurrency`` results (one, or several:
+    taking turns on the GPU and under CUDA MPS), the fewest processes whose aggregate images/s is within
+    :data:`JOBS_SLACK` of the most, taking turns rather than MPS when both are (1 process taking turns when
+    nothing was measured). Returns ``variant``, ``jobs``, ``sharing`` and the sweep's ``args``.
 
     Why the fewest, not the fastest: on the H200 the aggregate was flat from 2 to 8 processes (within 1 %,
     ``benchmarks/gpu/block-20261204T144617Z``), the old rule took 8, and all six runs of that block advanced
     together and none finished in it. At the same aggregate, fewer runs at once finish sooner, leave fewer
     unfinished checkpoints at the end of a short block and compile fewer copies of the model at once (eight
-    concurrent compiles made the first epoch take 140 s)."""
+    concurrent compiles made the first epoch take 140 s). Why turns before MPS at a tie: MPS adds a daemon the
+    sweep depends on for its whole length; it has to earn that by more than the slack."""
     rows = [r for r in (bench or {}).get("rows") or [] if r.get("variant") != "plain"
             and r.get("model", RULE_MODEL) == RULE_MODEL]
     variant = max(rows, key=lambda r: r["images_per_s"])["variant"] if rows else "eager"
-    levels = (concurrency or {}).get("rows") or []
-    jobs = 1
+    results = [concurrency] if concurrency is None or isinstance(concurrency, Mapping) else list(concurrency)
+    levels = [(sharing_of(c), r) for c in results if c and not c.get("rejected") for r in c.get("rows") or []]
+    jobs, sharing = 1, "time-slicing"
     if levels:
-        best = max(r["aggregate_images_per_s"] for r in levels)
-        jobs = min(r["processes"] for r in levels if r["aggregate_images_per_s"] >= (1 - JOBS_SLACK) * best)
-    return {"variant": variant, "jobs": int(jobs), "args": ["--jobs", str(jobs), *COMPILE_ARGS[variant]]}
+        best = max(r["aggregate_images_per_s"] for _, r in levels)
+        near = [(how != "time-slicing", r["processes"], how) for how, r in levels
+                if r["aggregate_images_per_s"] >= (1 - JOBS_SLACK) * best]
+        _, jobs, sharing = min(near)
+    return {"variant": variant, "jobs": int(jobs), "sharing": sharing,
+            "args": ["--jobs", str(jobs), *COMPILE_ARGS[variant]]}
 
 
 def decided_line(decision: Mapping[str, Any]) -> str:
     compile_args = " ".join(decision["args"][2:]) or "(eager)"
-    return f"decided: --jobs {decision['jobs']} {compile_args} (fastest variant: {decision['variant']})"
+    mps = ", under CUDA MPS" if decision.get("sharing") == "mps" else ""
+    return f"decided: --jobs {decision['jobs']} {compile_args} (fastest variant: {decision['variant']}{mps})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +232,8 @@ def add_decide_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--steps", type=int, default=None, help="timed steps (bench, concurrency)")
     f.add_argument("--warmup", type=int, default=None, help="warm-up steps (bench, concurrency)")
     f.add_argument("--epochs", type=int, default=None, help="epochs (parity)")
+    f.add_argument("--sharing", choices=("time-slicing", "mps"), default="time-slicing",
+                   help="how the processes shared the GPU (concurrency; default time-slicing)")
     from .parity import noise_seeds_arg  # the parity CLI's own check: the same N means the same there and here
 
     f.add_argument("--noise-seeds", type=noise_seeds_arg, default=1, metavar="N",
@@ -220,11 +243,13 @@ def add_decide_arguments(p: argparse.ArgumentParser) -> None:
                    help="also copy it there (where this block's results are), unless it is that file")
     r = sub.add_parser("rule", help="decide --jobs and --compile from this block's results; print the sweep's args")
     r.add_argument("--bench", required=True, metavar="FILE", help=f"the bench of {RULE_MODEL} (absent: not measured)")
-    r.add_argument("--concurrency", default=None, metavar="FILE", help="the concurrency bench (absent: not measured)")
+    r.add_argument("--concurrency", nargs="*", default=[], metavar="FILE",
+                   help="the concurrency benches, taking turns and under MPS (an absent file: not measured)")
     r.add_argument("--here", default=None, metavar="FILE", help="this machine, kept with the decision")
     r.add_argument("--out", default=None, metavar="FILE", help="keep the decision as JSON (what decided it, from what)")
-    r.add_argument("--print", dest="show", choices=("line", "args", "variant"), default="line",
-                   help="line: 'decided: ...' (default); args: the sweep's --jobs/--compile; variant: the fastest")
+    r.add_argument("--print", dest="show", choices=("line", "args", "variant", "sharing"), default="line",
+                   help="line: 'decided: ...' (default); args: the sweep's --jobs/--compile; variant: the fastest; "
+                        "sharing: time-slicing or mps (start the MPS daemon before the sweep)")
 
 
 def run_decide(args: argparse.Namespace) -> int:
@@ -238,26 +263,33 @@ def run_decide(args: argparse.Namespace) -> int:
         here = _here(args.here)
         found = find_prior(args.roots, args.kind, here, model=args.model, variants=args.variants,
                            **({"epochs": args.epochs, "noise_seeds": args.noise_seeds} if args.kind == "parity" else
-                              {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup}))
+                              {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+                               **({"sharing": args.sharing} if args.kind == "concurrency" else {})}))
         if found is None:
             return 1
         measured_at = json.loads(found.read_text(encoding="utf-8")).get("measured_at") or "at an unrecorded time"
         target = Path(args.copy_to) if args.copy_to else None
         if target is not None and (not target.exists() or not target.samefile(found)):
             atomic_write_bytes(target, found.read_bytes())
-        print(f"{args.kind} of {args.model}: measured before on this machine ({here['device_name']}, torch "
+        what = "concurrency under CUDA MPS" if args.kind == "concurrency" and args.sharing == "mps" else args.kind
+        print(f"{what} of {args.model}: measured before on this machine ({here['device_name']}, torch "
               f"{here['torch']}), {measured_at}: {found}")
         return 0
-    bench, concurrency = _load(args.bench), _load(args.concurrency)
-    decision = decide(bench, concurrency)
-    sources = {name: {"file": str(Path(path).resolve()), "measured_at": result.get("measured_at")}
-               for name, path, result in (("bench", args.bench, bench), ("concurrency", args.concurrency, concurrency))
-               if result is not None}
+    bench = _load(args.bench)
+    loaded = [(path, _load(path)) for path in args.concurrency]
+    decision = decide(bench, [c for _, c in loaded])
+    sources = {"bench": {"file": str(Path(args.bench).resolve()), "measured_at": bench.get("measured_at")}} if bench else {}
+    for path, result in loaded:
+        if result is not None:
+            name = "concurrency" if sharing_of(result) == "time-slicing" else f"concurrency ({sharing_of(result)})"
+            sources[name] = {"file": str(Path(path).resolve()), "measured_at": result.get("measured_at")}
     if args.out:
         atomic_write_json(args.out, {**decision, "decided_at": utc_now(), "rule_model": RULE_MODEL,
                                      "machine": _load(args.here) if args.here else None, "from": sources})
-    print({"line": decided_line(decision), "args": " ".join(decision["args"]), "variant": decision["variant"]}[args.show])
+    print({"line": decided_line(decision), "args": " ".join(decision["args"]), "variant": decision["variant"],
+           "sharing": decision["sharing"]}[args.show])
     return 0
 
 
-__all__ = ["KINDS", "decide", "decided_line", "find_prior", "kind_of", "machine", "same_machine", "why_not"]
+__all__ = ["KINDS", "decide", "decided_line", "find_prior", "kind_of", "machine", "same_machine", "sharing_of",
+           "why_not"]
