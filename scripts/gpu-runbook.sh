@@ -14,8 +14,9 @@
 #   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
 #   scripts/gpu-runbook.sh calls [PATH...]      (here) which device calls carry what (default: .xfer's data parts,
 #                                               meta, wheels or wheel-bundles, resume checkpoints), within 64 MiB with the tree
-#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/, resume/) into
-#                                               $RUNBOOK_HOME/stage; `start` puts resume/ checkpoints in place
+#   scripts/gpu-runbook.sh stash DIR...         copy carried folders (data/, wheels/, meta/, resume/, compile-cache/)
+#                                               into $RUNBOOK_HOME/stage; `start` puts resume/ checkpoints in place
+#                                               and seeds the sweep's torch.compile cache from compile-cache/
 #   scripts/gpu-runbook.sh setup                join + verify the data, install wheels offline, print versions
 #   scripts/gpu-runbook.sh bench [BENCH ARGS]   se-res2net bench ...   -> $RUNBOOK_HOME/results/
 #   scripts/gpu-runbook.sh mps start|stop|status  the CUDA MPS control daemon (its folders under $RUNBOOK_HOME/mps):
@@ -31,7 +32,8 @@
 #                                               then progress, then wait up to SECONDS for it to end
 #   scripts/gpu-runbook.sh wait [SECONDS]       until the detached sweep ends (or SECONDS pass; exit 124)
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
-#   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack)
+#   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack), the sweep's
+#                                               compile cache last (unpack puts it in .xfer/compile-cache/)
 #   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
 #                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume;
 #                                               file results/ and logs/ in benchmarks/gpu/block-<time>/
@@ -45,7 +47,8 @@
 # PARITY_NOISE_SEEDS (extra seeds of the eager fp32 reference whose seed-to-seed difference is the noise a switch
 # may stay within; default 2; 0: fixed tolerances only; an earlier result is taken only with the same count),
 # PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
-# REBENCH (non-empty: take nothing measured before); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes).
+# REBENCH (non-empty: take nothing measured before), MPS (0: never measure under CUDA MPS); `start`: NO_COMPILE_CACHE
+# (non-empty: do not seed the compile cache); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -81,8 +84,22 @@ sweep_profile() {
   echo "$profile"
 }
 
+# seed_compile_cache DIR: the compile cache an earlier block brought back (stashed compile-cache/), into DIR (a
+# TORCHINDUCTOR_CACHE_DIR) when DIR is empty and the cache was compiled on this very machine; NO_COMPILE_CACHE=1: never
+seed_compile_cache() {
+  [ -f "$STAGE/compile-cache/inductor.tar.gz" ] && [ -z "${NO_COMPILE_CACHE:-}" ] || return 0
+  [ -f "$HOME_DIR/machine-now.json" ] || se decide machine --out "$HOME_DIR/machine-now.json" \
+    || { say "this machine could not be named (above): the carried compile cache is not used"; return 0; }
+  "$PY" -c "
+import json, sys
+from se_res2net.training.transfer import seed_compile_cache
+print(seed_compile_cache(sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))))" \
+    "$STAGE/compile-cache/inductor.tar.gz" "$1" "$HOME_DIR/machine-now.json" | while read -r line; do say "$line"; done \
+    || { rm -rf "$1.partial"; say "the carried compile cache could not be used (above): compiling without it"; }
+}
+
 step=${1:-}
-[ -n "$step" ] || { sed -n '2,34p' "$0"; exit 2; }
+[ -n "$step" ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2; }
 shift
 
 case "$step" in
@@ -122,6 +139,8 @@ from se_res2net.training.transfer import carried_folder
 print("\n".join(map(str, carried_folder(".", sys.argv[1], sys.argv[2]))))' "$xfer/wheels" "$xfer/wheel-bundles") \
       || die "the wheels cannot travel (see above)"
     [ "${#wheels[@]}" -eq 1 ] || say "wheels: $(du -sh "$xfer/wheels" | cut -f1) do not fit beside the tree in one call: ${#wheels[@]} bundles in $xfer/wheel-bundles"
+    # the compile cache an earlier block brought back (`unpack`), kept: the sweep's first epochs load it
+    cache=(); [ -f "$xfer/compile-cache/inductor.tar.gz" ] && cache=("$xfer/compile-cache")
     mkdir -p "$xfer/stream" "$xfer/data"
     # the format of `split` (and shared/tools/split-for-transfer.sh): tar | gzip -1, cut into parts
     tar -C "$(dirname "$src")" -cf - "$(basename "$src")" | gzip -1 > "$xfer/stream/data.tar.gz"
@@ -129,12 +148,12 @@ print("\n".join(map(str, carried_folder(".", sys.argv[1], sys.argv[2]))))' "$xfe
 import sys
 from se_res2net.training.transfer import part_size_for, path_bytes, working_tree_bytes
 size, n = part_size_for(working_tree_bytes("."), path_bytes(sys.argv[1]), [(p, path_bytes(p)) for p in sys.argv[2:]])
-print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "${wheels[@]}") || die "no part size fits (see above)"
+print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "${wheels[@]}" "${cache[@]}") || die "no part size fits (see above)"
     split -b "$size" -d -a 2 "$xfer/stream/data.tar.gz" "$xfer/data/part-"
     rm -rf "$xfer/stream"
     (cd "$xfer/data" && sha256sum part-* > SHA256SUMS)
     say "split $src into $(ls "$xfer"/data/part-* | wc -l) part(s) of $((size / 1048576)) MiB in $xfer/data: $ncalls carrying call(s)"
-    bash "$0" calls "$xfer"/data/* "$xfer/meta" "${wheels[@]}"
+    bash "$0" calls "$xfer"/data/* "$xfer/meta" "${wheels[@]}" "${cache[@]}"
     ;;
 
   wheels)
@@ -178,17 +197,18 @@ for item in json.load(open(sys.argv[1]))["install"]:
       set -- .xfer/data/* .xfer/meta
       if [ -d .xfer/wheel-bundles ]; then set -- "$@" .xfer/wheel-bundles/*/wheels; else set -- "$@" .xfer/wheels; fi
       [ -d .xfer/resume ] && mapfile -t resume < <(find .xfer/resume -type f -name "*.pt" | sort) && set -- "$@" "${resume[@]}"
+      [ -f .xfer/compile-cache/inductor.tar.gz ] && set -- "$@" .xfer/compile-cache
     fi
     "$PY" -c "import sys; from se_res2net.training.transfer import carry_plan_text as f; print(f('.', sys.argv[1:]))" "$@"
     ;;
 
   stash)
-    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/, wheels/, meta/ or resume/, e.g. .xfer/data)"
+    [ $# -ge 1 ] || die "usage: $0 stash DIR... (folders named data/, wheels/, meta/, resume/ or compile-cache/, e.g. .xfer/data)"
     mkdir -p "$STAGE"
     for d in "$@"; do
       [ -d "$d" ] || die "$d is not a folder"
       name=$(basename "$d")
-      case "$name" in data|wheels|meta|resume) ;; *) die "stash folders named data/ (split parts), wheels/ (*.whl), meta/ (manifest.json) or resume/ (checkpoints), not $name/" ;; esac
+      case "$name" in data|wheels|meta|resume|compile-cache) ;; *) die "stash folders named data/ (split parts), wheels/ (*.whl), meta/ (manifest.json), resume/ (checkpoints) or compile-cache/ (inductor.tar.gz), not $name/" ;; esac
       mkdir -p "$STAGE/$name"
       cp -pR "$d"/. "$STAGE/$name/"
       say "stashed $(find "$d" -type f | wc -l) file(s) of $d into $STAGE/$name ($(du -sh "$STAGE/$name" | cut -f1))"
@@ -229,7 +249,8 @@ for item in json.load(open(sys.argv[1]))["install"]:
       # with requirements.txt (written by `wheels`): only what is missing is installed, its dependencies
       # taken from the stashed wheels; without: every stashed wheel
       if [ -f "$STAGE/wheels/requirements.txt" ]; then what=(-r "$STAGE/wheels/requirements.txt"); else what=("$STAGE"/wheels/*.whl); fi
-      pip_in() { "$PY" -m pip install -q --no-index --find-links "$STAGE/wheels" "$@" "${what[@]}"; }
+      # --no-compile: no byte-compiling of ~50 packages at install (seconds of the block); imports compile what they use
+      pip_in() { "$PY" -m pip install -q --no-index --no-compile --find-links "$STAGE/wheels" "$@" "${what[@]}"; }
       if ! pip_in 2> "$LOGS/pip.err"; then
         grep -q externally-managed "$LOGS/pip.err" || { cat "$LOGS/pip.err" >&2; die "offline pip install failed (a wheel missing? see above)"; }
         pip_in --break-system-packages
@@ -347,6 +368,9 @@ EOF
         else mkdir -p "$(dirname "$target")"; cp -p "$f" "$target"; say "resume from $target (carried)"; fi
       done < <(find "$STAGE/resume" -type f -name '*.pt' | sort)
     fi
+    # the compile cache of an earlier block, carried: used when compiled on this very machine (NO_COMPILE_CACHE=1:
+    # never); the sweep's compiles then load kernels instead of generating them
+    seed_compile_cache "$HOME_DIR/inductor-sweep"
     # setsid + nohup: the sweep outlives this call (and the machine's command limit); its workers die with it.
     # The wrapper writes sweep.exit when the sweep ends by itself; one ended from outside leaves none (`poll`)
     rm -f "$HOME_DIR/sweep.exit" "$HOME_DIR/sweep.stopped"
@@ -379,7 +403,9 @@ EOF
     # the benches compile into a cache of their own: a compile cut by the budget can leave a truncated artifact
     # behind (seen on CPU: "main.so: file too short" in the next compile), and it must not reach the sweep's
     bench_cache=$HOME_DIR/inductor-bench
-    cut() { rm -rf "$bench_cache"; }
+    # the benches compile se_res2net29 as the sweep does: from the carried cache when there is one, seeded anew
+    # after every cut (which deletes what the cut bench wrote)
+    cut() { rm -rf "$bench_cache"; seed_compile_cache "$bench_cache"; }
     cut  # a block ended from outside before may have left one behind
     # keep PARTIAL as FINAL when it is a bench result with at least one row: a bench rewrites it (--out) after
     # every row, and one cut by the budget (SIGINT, or SIGKILL 20 s later) leaves there what it measured before
@@ -591,6 +617,11 @@ EOF
     out=${1:-}; [ -n "$out" ] || die "usage: $0 pack OUT_DIR [se-res2net pack args]"; shift
     extras=()
     for d in "$RESULTS" "$LOGS"; do [ -d "$d" ] && extras+=(--extra "$d"); done
+    # the sweep's compile cache, for the next block (optional: left out, not failing, when it does not fit)
+    if [ -d "$HOME_DIR/inductor-sweep" ]; then
+      extras+=(--compile-cache "$HOME_DIR/inductor-sweep")
+      [ -f "$RESULTS/machine.json" ] && extras+=(--compile-cache-machine "$RESULTS/machine.json")
+    fi
     se pack "$out" --runs-root "$RUNS_ROOT" --prefix "$ARCHIVE_RUNS" "${extras[@]}" "$@"
     ls -l "$out"
     ;;
@@ -618,6 +649,9 @@ done = file_block_results(sys.argv[1])
 if done['block']: print(f\"filed {len(done['filed'])} file(s) of the block's results and logs in {done['block']}\")
 for new, old in done['duplicates']: print('already filed, byte for byte, as', old)
 for path in done['parity']: print('the GPU parity check, for the protocol chapter:', path)" "$dest"
+    if [ -f "$dest/.xfer/compile-cache/inductor.tar.gz" ]; then
+      echo "the sweep's compile cache, for the next block: $dest/.xfer/compile-cache ($(du -h "$dest/.xfer/compile-cache/inductor.tar.gz" | cut -f1); 'calls' carries it, 'start' seeds from it)"
+    fi
     ;;
 
   *) die "unknown step '$step'; steps: prepare split manifest calls stash setup bench mps block start progress wait stop pack unpack" ;;

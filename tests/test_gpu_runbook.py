@@ -638,3 +638,38 @@ exec {sys.executable} "$@"
     assert json.loads((results / "concurrency-mps.json").read_text())["sharing"] == "mps"
     assert "decided: --jobs 4 (eager) (fastest variant: eager, under CUDA MPS)" in text
     rb("mps", "stop")
+
+
+@pytest.mark.slow
+def test_the_sweeps_compile_cache_comes_back_and_the_next_block_compiles_from_it(tmp_path):
+    """A compiled run's first epoch generates its kernels; `pack` brings the sweep's compile cache back, `unpack`
+    puts it in .xfer/compile-cache/, and on the next machine (here: a fresh runbook home and runs root) `start`
+    seeds the sweep's cache from the stashed copy: the same run compiles from it, every graph a cache hit."""
+    from se_res2net.training.transfer import COMPILE_CACHE_MEMBER
+
+    sweep = [*TINY_SWEEP, "--compile", "default"]
+    first = Runbook(tmp_path / "one")
+    first.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE))
+    assert "seeded with" not in first("start", *sweep).stdout  # nothing carried
+    first("wait", "900", timeout=1000)
+    log = (first.runs / "smoke" / "res2net29_seed0.ipynb").read_text()  # the trainer logs into the run's notebook
+    misses = re.search(r"first epoch with torch.compile\(default\) took [\d.]+ s; compile cache: FX graph 0 hit\(s\) / "
+                       r"(\d+) miss\(es\), AOTAutograd 0 hit\(s\) / (\d+) miss\(es\)", log)
+    assert misses and int(misses[1]) > 0, log[-3000:]
+    out = tmp_path / "out"
+    first("pack", str(out))
+    assert COMPILE_CACHE_MEMBER in _archives(out)
+    checkout = tmp_path / "checkout"
+    first.env["UNPACK_DEST"] = str(checkout)
+    first("unpack", str(out))
+    carried = checkout / COMPILE_CACHE_MEMBER
+    assert carried.is_file()
+
+    second = Runbook(tmp_path / "two")
+    second.env.update(SE_RES2NET_DATA_DIR=str(SAMPLE))
+    second("stash", str(carried.parent))
+    said = second("start", *sweep).stdout
+    assert re.search(r"compile cache .*inductor-sweep seeded with \d+ file\(s\) compiled on this machine before", said)
+    second("wait", "900", timeout=1000)
+    log = (second.runs / "smoke" / "res2net29_seed0.ipynb").read_text()
+    assert f"FX graph {misses[1]} hit(s) / 0 miss(es), AOTAutograd {misses[2]} hit(s) / 0 miss(es)" in log, log[-3000:]

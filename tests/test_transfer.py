@@ -112,6 +112,11 @@ def test_calls_step_prints_the_plan_for_this_checkout(tmp_path):
     out = subprocess.run(["bash", str(root / "scripts" / "gpu-runbook.sh"), "calls", str(data / "part-00")],
                          cwd=root, capture_output=True, text=True, check=True).stdout
     assert "1 call(s)" in out and f"carry: {data / 'part-00'}" in out
+    # a compile cache brought back by an earlier block travels in its own folder, which `stash` takes
+    cache = tmp_path / ".xfer" / "compile-cache"
+    _ckpt(cache / "inductor.tar.gz", 1000)
+    text = carry_plan_text(root, [data / "part-02", cache / "inductor.tar.gz"])
+    assert f"stash {data} {cache} && scripts/gpu-runbook.sh setup" in text
     with pytest.raises(FileNotFoundError, match="does not exist"):
         carry_plan_text(root, [tmp_path / "nope"])
 
@@ -304,3 +309,73 @@ def test_a_folder_too_big_for_the_room_beside_the_tree_travels_as_bundles_that_m
     assert carried_folder(root, wheels, tmp_path / "bundles") == [wheels] and not (tmp_path / "bundles").exists()
     with pytest.raises(ValueError, match="alone is over"):
         bundle_folder(wheels, tmp_path / "b2", 50)
+
+
+CPU_MACHINE = {"device": "cpu", "device_name": "x86_64 CPU", "cuda": None, "torch": "2.11.0+cu130"}
+
+
+def _cache_dir(root: Path) -> Path:
+    """A stand-in TORCHINDUCTOR_CACHE_DIR: entries, a lock and a write in progress."""
+    for rel, data in {"fxgraph/ab/entry": b"graph" * 100, "aotautograd/cd/entry": b"aot", "xy/kernel.py": b"k" * 50,
+                      "locks/fxgraph.lock": b"", "fxgraph/ab/.entry.123.tmp": b"half"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def test_the_compile_cache_travels_last_and_optional_and_seeds_only_the_machine_that_compiled_it(tmp_path, capsys):
+    """`pack --compile-cache` adds torch.compile's cache after everything else, left out without failing when it
+    does not fit; unpack puts it under .xfer/ (ignored by git); it seeds a cache folder only on the machine that
+    compiled it (its own record of that machine), only an absent or empty one, and whole (no lock, no temporary)."""
+    from se_res2net.cli import main
+    from se_res2net.training.transfer import COMPILE_CACHE_MEMBER, collect, plan_archives, seed_compile_cache
+
+    runs = tmp_path / "runs"
+    write_record(runs, make_record("res2net29", 0, None, status="running", logged=3))
+    _ckpt(runs / "full" / "checkpoints" / "res2net29_seed0.pt", 100)
+    cache = _cache_dir(tmp_path / "inductor")
+    items, _ = collect(runs, "book/runs", compile_cache=(cache, CPU_MACHINE))
+    assert [it.kind for it in items] == ["record", "checkpoint", "cache"] and items[-1].member == COMPILE_CACHE_MEMBER
+    # too big for what is left: left out, and the pack still succeeds
+    bins, left = plan_archives(items, max_files=1, max_bytes=items[0].size + items[1].size + 64 * 1024 + 2100)
+    assert [it.kind for it in left] == ["cache"]
+    machine_file = tmp_path / "machine.json"
+    machine_file.write_text(__import__("json").dumps(CPU_MACHINE))
+    argv = ["pack", str(tmp_path / "out"), "--runs-root", str(runs), "--compile-cache", str(cache),
+            "--compile-cache-machine", str(machine_file)]
+    small = str(items[0].size + items[1].size + 64 * 1024 + 2100)
+    assert main([*argv, "--max-files", "1", "--max-bytes", small]) == 0
+    assert "(cache, 0.00 MiB) (optional: the next block compiles again)" in capsys.readouterr().out
+    assert main([*argv[:1], str(tmp_path / "out2"), *argv[2:]]) == 0
+    dest = tmp_path / "checkout"
+    assert main(["unpack", str(tmp_path / "out2"), "--dest", str(dest)]) == 0
+    carried = dest / COMPILE_CACHE_MEMBER
+    assert carried.is_file() and COMPILE_CACHE_MEMBER.startswith(".xfer/")
+
+    here = tmp_path / "seeded"
+    other = {**CPU_MACHINE, "torch": "2.12.0"}
+    assert "compiled on another machine (" in seed_compile_cache(carried, here, other) and not here.exists()
+    said = seed_compile_cache(carried, here, CPU_MACHINE)
+    assert said == f"compile cache {here} seeded with 3 file(s) compiled on this machine before"
+    assert sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.is_file()) == [
+        "aotautograd/cd/entry", "fxgraph/ab/entry", "xy/kernel.py"]
+    assert (here / "fxgraph/ab/entry").read_bytes() == b"graph" * 100
+    (here / "xy/kernel.py").write_bytes(b"newer")
+    assert "exists already: kept" in seed_compile_cache(carried, here, CPU_MACHINE)
+    assert (here / "xy/kernel.py").read_bytes() == b"newer"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "seeded with 3 file(s)" in seed_compile_cache(carried, empty, CPU_MACHINE)
+    not_a_cache = tmp_path / "other.tar.gz"
+    import tarfile
+
+    with tarfile.open(not_a_cache, "w:gz") as tar:
+        tar.add(machine_file, arcname="something.json")
+    assert "is no compile cache" in seed_compile_cache(not_a_cache, tmp_path / "x", CPU_MACHINE)
+    cut_short = tmp_path / "cut.tar.gz"  # a carried copy that lost its end
+    cut_short.write_bytes(carried.read_bytes()[: carried.stat().st_size // 2])
+    said = seed_compile_cache(cut_short, tmp_path / "y", CPU_MACHINE)
+    assert "could not be read" in said and "not used" in said
+    assert not (tmp_path / "y").exists() and not (tmp_path / "y.partial").exists()
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        collect(runs, "book/runs", compile_cache=(tmp_path / "nope", CPU_MACHINE))

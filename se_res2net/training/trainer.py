@@ -734,6 +734,9 @@ def _train_locked(
                     _save_checkpoint(run, record, ckpt_path, ckpt_path.relative_to(out).as_posix(), done)
                 write_record(rec_path, record)
                 _report_epoch(bar, record["epochs"][-1], name, config.epochs, progress)
+                if epoch == start_epoch and run.fast.compile_mode:  # the compile happened in this epoch
+                    log.info("%s: first epoch with torch.compile(%s) took %.1f s; %s", name, run.fast.compile_mode,
+                             train_time, compile_cache_summary())
             if record["status"] != "complete":  # resumed from the final checkpoint: no epoch left to run
                 _mark_complete(record)
                 stamp()
@@ -925,6 +928,22 @@ def _run_epoch(run: _Run) -> Tuple[Any, Any]:
                                     run.config.batch_size, run.fast, run.config.augment)
     run.scheduler.step()
     return loss_sum, correct
+
+
+def compile_cache_summary() -> str:
+    """This process's hits and misses of inductor's FX graph cache and AOTAutograd's cache, as one phrase.
+
+    A compile that hits both caches loads compiled kernels instead of generating them (seconds instead of most
+    of a minute per graph); the GPU runbook carries the cache from one block to the next for that. These are
+    torch's own counters (``torch._dynamo.utils.counters``), read, never reset."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return "compile cache counters unavailable"
+    fx, aot = counters.get("inductor", {}), counters.get("aot_autograd", {})
+    return (f"compile cache: FX graph {fx.get('fxgraph_cache_hit', 0)} hit(s) / {fx.get('fxgraph_cache_miss', 0)} "
+            f"miss(es), AOTAutograd {aot.get('autograd_cache_hit', 0)} hit(s) / {aot.get('autograd_cache_miss', 0)} "
+            "miss(es)")
 
 
 def _check_finite(split: str, loss: float, epoch: int, lr: float) -> None:

@@ -4,7 +4,9 @@
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
 (benchmark results, versions, the sweep's log), model-only weights of the named runs that are complete (one
 not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not**
-complete (so they resume elsewhere; a complete run's checkpoint stays behind). It packs them into
+complete (so they resume elsewhere; a complete run's checkpoint stays behind), and last, optionally, the
+sweep's torch.compile cache (``--compile-cache``; the next block's compiles load it, :func:`seed_compile_cache`;
+left out without failing when it does not fit). It packs them into
 ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and no more
 than ``max_total`` bytes together (defaults 8, 16 MiB and 64 MiB: the GPU machine's limits).
 Unfinished checkpoints come last, the furthest trained first: what is left out costs the least to redo.
@@ -26,9 +28,10 @@ import io
 import json
 import logging
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .atomic import PathLike, atomic_save, atomic_write_bytes, ensure_writable_dir, is_atomic_temp
 
@@ -46,7 +49,13 @@ MANIFEST_SCHEMA = "se_res2net.transfer/1"
 CALL_LIMIT = 64 * 1024 * 1024
 MAX_CARRY = 8
 COMMIT_LIMIT = 6_000_000
-STASH_FOLDERS = ("data", "wheels", "meta", "resume")  # what scripts/gpu-runbook.sh stash takes
+STASH_FOLDERS = ("data", "wheels", "meta", "resume", "compile-cache")  # what scripts/gpu-runbook.sh stash takes
+# torch.compile's on-disk cache (inductor's FX graphs and kernels, AOTAutograd's entries) of one block, packed as
+# one archive member for the next: there a compile that hits it loads kernels instead of generating them
+# (seconds instead of most of a minute per graph, on every run's first epoch). Where `unpack` puts it (ignored by
+# git), and the machine it was compiled on, read before it is used (a cache of another GPU or torch is no use).
+COMPILE_CACHE_MEMBER = ".xfer/compile-cache/inductor.tar.gz"
+COMPILE_CACHE_MACHINE = "CACHE-MACHINE.json"
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,15 @@ class Item:
 
     source: Path
     member: str
-    kind: str  # record | notebook | log | extra | weights | checkpoint
+    kind: str  # record | plan | notebook | log | extra | weights | checkpoint | cache
     size: int
     data: Optional[bytes] = None  # generated content (model-only weights), else read from source
     epochs_done: int = 0  # checkpoints: epochs their run has logged (the furthest trained are packed first)
 
 
-_PRIORITY = ("record", "plan", "notebook", "log", "extra", "weights", "checkpoint")
+_PRIORITY = ("record", "plan", "notebook", "log", "extra", "weights", "checkpoint", "cache")
+# what may be left out without failing the pack: it saves time in the next block, it is no result
+OPTIONAL_KINDS = ("cache",)
 
 
 def _sha256(data: bytes) -> str:
@@ -83,11 +94,83 @@ def _model_weights(checkpoint: Path) -> bytes:
     return buf.getvalue()
 
 
+def compile_cache_archive(cache_dir: PathLike, machine: Mapping[str, Any]) -> bytes:
+    """``cache_dir`` (a ``TORCHINDUCTOR_CACHE_DIR``) as tar.gz bytes, with ``machine`` (:func:`decision.machine`
+    of the machine that compiled it) as :data:`COMPILE_CACHE_MACHINE`. Lock files and the temporaries of a
+    write in progress are left out (they are no entries)."""
+    root = Path(cache_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"compile cache {root} is not a folder; pass the sweep's TORCHINDUCTOR_CACHE_DIR")
+    missing = [k for k in ("device", "device_name", "torch", "cuda") if k not in machine]
+    if missing:
+        raise ValueError(f"the compile cache's machine lacks {missing}; write it with 'se-res2net decide machine'")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        info = tarfile.TarInfo(COMPILE_CACHE_MACHINE)
+        data = json.dumps(dict(machine), indent=1).encode()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if not path.is_file() or rel.parts[0] == "locks" or path.suffix in (".lock", ".tmp") or is_atomic_temp(path):
+                continue
+            tar.add(path, arcname=f"cache/{rel.as_posix()}", recursive=False)
+    return buf.getvalue()
+
+
+def seed_compile_cache(archive: PathLike, cache_dir: PathLike, here: Mapping[str, Any]) -> str:
+    """Extract a carried compile cache (:func:`compile_cache_archive`) into ``cache_dir``, when it was compiled on
+    this very machine (:func:`decision.same_machine`) and ``cache_dir`` is absent or empty; say what was done."""
+    target = Path(cache_dir)
+    if target.is_dir() and any(target.iterdir()):
+        return f"compile cache {target} exists already: kept, the carried one not used"
+    partial = target.with_name(target.name + ".partial")
+    try:
+        return _seed_compile_cache(Path(archive), target, partial, here)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # a copy cut short, say: it costs a compile
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+        return f"the carried compile cache {archive} could not be read ({type(exc).__name__}: {exc}): not used"
+
+
+def _seed_compile_cache(archive: Path, target: Path, partial: Path, here: Mapping[str, Any]) -> str:
+    from .decision import MACHINE_FIELDS, same_machine
+
+    with tarfile.open(archive, "r:gz") as tar:
+        try:
+            theirs = json.loads(tar.extractfile(COMPILE_CACHE_MACHINE).read())
+        except (KeyError, AttributeError, ValueError):
+            return f"{archive} is no compile cache written by 'se-res2net pack --compile-cache': not used"
+        if not same_machine(theirs, here):
+            named = ", ".join(f"{k}={theirs.get(k)!r}" for k in MACHINE_FIELDS)
+            return f"the carried compile cache was compiled on another machine ({named}): not used"
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith("cache/")]
+        for m in members:
+            rel = PurePosixPath(m.name).relative_to("cache")
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ValueError(f"{archive}: refusing the path {m.name} (outside the cache)")
+        if partial.exists():
+            import shutil
+
+            shutil.rmtree(partial)
+        for m in members:
+            out = partial / Path(*PurePosixPath(m.name).relative_to("cache").parts)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(tar.extractfile(m).read())
+        partial.mkdir(exist_ok=True)
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        partial.rename(target)  # whole or not at all: a half-seeded cache is never what a compile reads
+    return f"compile cache {target} seeded with {len(members)} file(s) compiled on this machine before"
+
+
 def collect(
     runs_root: PathLike,
     prefix: str,
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
+    compile_cache: Optional[Tuple[PathLike, Mapping[str, Any]]] = None,
 ) -> Tuple[List[Item], Dict[str, str]]:
     """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority, and the
     ``weights`` runs whose final weights cannot be packed yet (run → why).
@@ -149,6 +232,9 @@ def collect(
         for path in files:
             rel = path.name if e.is_file() else f"{e.name}/{path.relative_to(e).as_posix()}"
             add(path, f"extra/{rel}", "extra")
+    if compile_cache is not None:
+        data = compile_cache_archive(*compile_cache)
+        items.append(Item(Path(compile_cache[0]), COMPILE_CACHE_MEMBER, "cache", len(data), data))
     order = {k: i for i, k in enumerate(_PRIORITY)}
     # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
     return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done)), pending
@@ -188,6 +274,7 @@ def pack_results(
     prefix: Optional[str] = None,
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
+    compile_cache: Optional[Tuple[PathLike, Mapping[str, Any]]] = None,
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     max_total: int = MAX_TOTAL,
@@ -198,7 +285,7 @@ def pack_results(
     if stale:
         raise FileExistsError(f"{out} already holds {stale}; pack into an empty folder (results are never overwritten)")
     prefix = prefix if prefix is not None else Path(runs_root).as_posix().strip("/")
-    items, weights_pending = collect(runs_root, prefix, extras, weights)
+    items, weights_pending = collect(runs_root, prefix, extras, weights, compile_cache)
     bins, left = plan_archives(items, max_files, max_bytes, max_total)
     written = []
     for k, members in enumerate(bins, start=1):
@@ -564,6 +651,11 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", nargs="+", default=[], metavar="RUN",
                    help="add model-only final weights of these runs, e.g. se_res2net29_seed0 (a run not complete yet is "
                         "listed as WEIGHTS NOT PACKED; its checkpoint travels to resume)")
+    p.add_argument("--compile-cache", default=None, metavar="DIR",
+                   help="also torch.compile's cache folder (TORCHINDUCTOR_CACHE_DIR), last of all and optional: "
+                        "left out without failing when it does not fit; unpack puts it in " + COMPILE_CACHE_MEMBER)
+    p.add_argument("--compile-cache-machine", default=None, metavar="FILE",
+                   help="the machine that compiled it, as 'se-res2net decide machine' writes it (default: this one)")
     p.add_argument("--max-files", type=int, default=MAX_FILES, help=f"at most this many archives (default {MAX_FILES})")
     p.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"bytes per archive (default {MAX_BYTES})")
     p.add_argument("--max-total", type=int, default=MAX_TOTAL, help=f"bytes of all archives (default {MAX_TOTAL})")
@@ -571,8 +663,18 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    cache = None
+    if args.compile_cache:
+        if args.compile_cache_machine:
+            machine = json.loads(Path(args.compile_cache_machine).read_text(encoding="utf-8"))
+        else:
+            from .decision import machine as this_machine
+
+            machine = this_machine()
+        cache = (args.compile_cache, machine)
     s = pack_results(args.out, args.runs_root, prefix=args.prefix, extras=args.extra, weights=args.weights,
-                     max_files=args.max_files, max_bytes=args.max_bytes, max_total=args.max_total)
+                     compile_cache=cache, max_files=args.max_files, max_bytes=args.max_bytes,
+                     max_total=args.max_total)
     if args.json:
         print(json.dumps(s, indent=2))
     else:
@@ -580,10 +682,11 @@ def run_pack(args: argparse.Namespace) -> int:
             print(f"{a['archive']}: {a['files']} files, {a['bytes'] / 2**20:.2f} MiB")
         print("packed " + ", ".join(f"{n} {k}(s)" for k, n in s["by_kind"].items() if n))
         for it in s["left_out"]:
-            print(f"LEFT OUT (does not fit): {it['path']} ({it['kind']}, {it['bytes'] / 2**20:.2f} MiB)")
+            optional = " (optional: the next block compiles again)" if it["kind"] in OPTIONAL_KINDS else ""
+            print(f"LEFT OUT (does not fit): {it['path']} ({it['kind']}, {it['bytes'] / 2**20:.2f} MiB){optional}")
         for name, why in s["weights_pending"].items():
             print(f"WEIGHTS NOT PACKED: {why}")
-    return 3 if s["left_out"] else 0
+    return 3 if any(it["kind"] not in OPTIONAL_KINDS for it in s["left_out"]) else 0
 
 
 def add_unpack_arguments(p: argparse.ArgumentParser) -> None:
