@@ -42,7 +42,8 @@
 # PY (default .venv/bin/python if present, else python3), RUNS_ROOT (the sweep's runs; default $RUNBOOK_HOME/runs),
 # SEED_RUNS (what `start` seeds RUNS_ROOT from; default the checkout's book/runs),
 # PIP_* variables pass through to pip (CI installs into PIP_TARGET); `unpack`: UNPACK_DEST (default the checkout),
-# COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS,
+# COMMIT_LIMIT (bytes; default 6 MB); `block`: BENCH_SECONDS, BENCH_STEPS, CONC_STEPS (timed steps per process of
+# the concurrency benches, default 200: 50 gave windows of 0.3-2.3 s on the H200, too short for a steady reading),
 # BENCH_WARMUP, PARITY_DEVICE, PARITY_VARIANTS, PARITY_EPOCHS, PARITY_SUBSET, PARITY_TEST_SUBSET, PARITY_ARGS,
 # PARITY_NOISE_SEEDS (extra seeds of the eager fp32 reference whose seed-to-seed difference is the noise a switch
 # may stay within; default 2; 0: fixed tolerances only; an earlier result is taken only with the same count),
@@ -399,7 +400,7 @@ EOF
     #    both), then the other report models while the bench budget lasts (BENCH_SECONDS, default 390).
     deadline=$(( $(date +%s) + ${BENCH_SECONDS:-390} ))
     left() { echo $(( deadline - $(date +%s) )); }
-    BENCH_STEPS=${BENCH_STEPS:-50}; BENCH_WARMUP=${BENCH_WARMUP:-10}
+    BENCH_STEPS=${BENCH_STEPS:-50}; BENCH_WARMUP=${BENCH_WARMUP:-10}; CONC_STEPS=${CONC_STEPS:-200}
     # the benches compile into a cache of their own: a compile cut by the budget can leave a truncated artifact
     # behind (seen on CPU: "main.so: file too short" in the next compile), and it must not reach the sweep's
     bench_cache=$HOME_DIR/inductor-bench
@@ -460,16 +461,17 @@ EOF
     # the rule (se_res2net.training.decision.decide): the fastest trainer variant of se_res2net29 ...
     variant=$(se decide rule --bench "$RESULTS/bench-se_res2net29.json" --print variant)
     if ! measured concurrency concurrency --model se_res2net29 --variants "$variant" --batch-size 128 \
-         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP"; then
+         --steps "$CONC_STEPS" --warmup "$BENCH_WARMUP"; then
       t=$(left)
       if [ "$t" -gt 15 ]; then
         say "concurrency of se_res2net29 $variant (at most ${t}s)"
-        timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8
+        timed "concurrency bench" concurrency "$t" --models se_res2net29 --variants "$variant" --concurrency 1 2 4 8 \
+          --steps "$CONC_STEPS"
       fi
     fi
     # the same under CUDA MPS, where this machine has it (MPS=0: never); why not, if not, goes to results/mps.txt
     if ! measured concurrency concurrency-mps --model se_res2net29 --variants "$variant" --batch-size 128 \
-         --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --sharing mps; then
+         --steps "$CONC_STEPS" --warmup "$BENCH_WARMUP" --sharing mps; then
       t=$(left)
       if [ "${MPS:-1}" = 0 ]; then
         say "concurrency under CUDA MPS not measured (MPS=0)"
@@ -480,7 +482,7 @@ EOF
       elif "$0" mps start 2>&1 | tee -a "$RESULTS/mps.txt" && [ "${PIPESTATUS[0]}" -eq 0 ]; then
         say "concurrency of se_res2net29 $variant under CUDA MPS (at most ${t}s)"
         (. "$HOME_DIR/mps.env" && timed "concurrency bench under MPS" concurrency-mps "$t" --models se_res2net29 \
-           --variants "$variant" --concurrency 1 2 4 8 --sharing mps)
+           --variants "$variant" --concurrency 1 2 4 8 --sharing mps --steps "$CONC_STEPS")
         # a result labelled mps whose processes never reached the daemon would be a time-slicing result
         if [ -f "$RESULTS/concurrency-mps.json" ] && ! "$0" mps status --clients 2>&1 | tee -a "$RESULTS/mps.txt"; then
           why="no process reached the MPS daemon"

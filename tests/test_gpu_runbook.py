@@ -331,7 +331,7 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     rb = Runbook(tmp_path)
     prior = tmp_path / "benchmarks" / "gpu" / "block-20261201T100000Z" / "results"
     prior.mkdir(parents=True)
-    rb.env.update(BENCH_SECONDS="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY,
+    rb.env.update(BENCH_SECONDS="0", CONC_STEPS="50", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY,
                   PRIOR_RESULTS=f"{tmp_path / 'benchmarks' / 'gpu'}:{tmp_path / 'book' / 'parity'}")
 
     def bench(model, speeds, at=here, measured_at="2026-12-01T10:01:00Z"):
@@ -588,7 +588,8 @@ def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_i
     here = machine("cpu")
     rb = Runbook(tmp_path)
     _fake_mps(rb, tmp_path)
-    rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
+    rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", CONC_STEPS="2", SE_RES2NET_DATA_DIR=str(SAMPLE),
+                  **CPU_PARITY)
     results = rb.home / "results"
     results.mkdir(parents=True)
     for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
@@ -599,7 +600,7 @@ def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_i
                      for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
     (results / "concurrency.json").write_text(json.dumps({
         "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
-        "warmup_steps_per_process": 0, "timed_steps": 1, "failed": [], "interrupted": None,
+        "warmup_steps_per_process": 0, "timed_steps": 2, "failed": [], "interrupted": None,
         "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
     text = _run_block(rb, *TINY_SWEEP)
     assert "concurrency of se_res2net29: measured before on this machine" in text
@@ -617,10 +618,11 @@ def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_i
     wrapper.write_text(f"""#!/usr/bin/env bash
 if [ "$1 $2 $3" = "-m se_res2net bench" ] && [[ " $* " == *" --sharing mps "* ]]; then
   out=$(printf '%s\\n' "$@" | grep -A1 -x -- --out | tail -n 1)
+  printf '%s\\n' "$@" > "$out.args"
   [ -n "${{LOG_A_CLIENT:-}}" ] && echo "NEW CLIENT 77 from user 0" >> "$CUDA_MPS_LOG_DIRECTORY/control.log"
   printf '%s' '{json.dumps({"model": "se_res2net29", "variant": "eager", "sharing": "mps", **here,
                              "measured_at": "2026-12-04T10:00:00Z", "batch_size": 128, "warmup_steps_per_process": 0,
-                             "timed_steps": 1, "failed": [], "interrupted": None,
+                             "timed_steps": 2, "failed": [], "interrupted": None,
                              "rows": [{"processes": 4, "aggregate_images_per_s": 40.0}]})}' > "$out"
   exit 0
 fi
@@ -630,6 +632,9 @@ exec {sys.executable} "$@"
     rb.env["PY"] = str(wrapper)
     text = _run_block(rb, *TINY_SWEEP)
     assert "no process reached the MPS daemon: that result is not one under MPS" in text
+    args = (results / "concurrency-mps.json.partial.args").read_text().split("\n")
+    steps = [args[i + 1] for i, a in enumerate(args) if a == "--steps"]
+    assert steps[-1] == "2" and args[args.index("--concurrency") + 1:][:4] == ["1", "2", "4", "8"]  # CONC_STEPS wins
     rejected = json.loads((results / "concurrency-mps-rejected.json").read_text())
     assert rejected["rejected"] == "no process reached the MPS daemon" and not (results / "concurrency-mps.json").exists()
     assert "decided: --jobs 2 (eager) (fastest variant: eager)" in text
