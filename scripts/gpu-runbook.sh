@@ -99,6 +99,17 @@ print(seed_compile_cache(sys.argv[1], sys.argv[2], json.load(open(sys.argv[3])))
     || { rm -rf "$1.partial"; say "the carried compile cache could not be used (above): compiling without it"; }
 }
 
+# the MPS control program: on the PATH, or in the driver's folders (the GPU machine mounts the driver's tools in
+# /usr/local/nvidia, whose bin/ need not be on the PATH); its folder goes on the PATH for the server it starts
+find_mps_control() {
+  local d
+  command -v nvidia-cuda-mps-control 2> /dev/null && return 0
+  for d in /usr/local/nvidia/bin /usr/local/cuda/bin /usr/bin; do
+    [ -x "$d/nvidia-cuda-mps-control" ] && { echo "$d/nvidia-cuda-mps-control"; return 0; }
+  done
+  return 1
+}
+
 step=${1:-}
 [ -n "$step" ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2; }
 shift
@@ -303,11 +314,14 @@ EOF
     # The daemon's pipe and log folders are the runbook's own, so only processes started with mps.env (every
     # runbook step after `mps start`) are its clients, never another program on the machine.
     pipe=$HOME_DIR/mps/pipe; mlog=$HOME_DIR/mps/log
-    ctl() { CUDA_MPS_PIPE_DIRECTORY=$pipe CUDA_MPS_LOG_DIRECTORY=$mlog timeout 20 nvidia-cuda-mps-control "$@"; }
+    control=$(find_mps_control) || control=""
+    ctl() {
+      PATH="$(dirname "$control"):$PATH" CUDA_MPS_PIPE_DIRECTORY=$pipe CUDA_MPS_LOG_DIRECTORY=$mlog timeout 20 "$control" "$@"
+    }
     answers() { [ -e "$pipe/control" ] && echo get_server_list | ctl > /dev/null 2>&1; }
     case ${1:-status} in
       start)
-        command -v nvidia-cuda-mps-control > /dev/null || die "nvidia-cuda-mps-control is not on this machine's PATH: no CUDA MPS here"
+        [ -n "$control" ] || die "no nvidia-cuda-mps-control on this machine (PATH, /usr/local/nvidia/bin, /usr/local/cuda/bin, /usr/bin): no CUDA MPS here"
         if answers; then
           say "MPS control daemon already running ($pipe)"
         else
@@ -475,7 +489,7 @@ EOF
       t=$(left)
       if [ "${MPS:-1}" = 0 ]; then
         say "concurrency under CUDA MPS not measured (MPS=0)"
-      elif ! command -v nvidia-cuda-mps-control > /dev/null; then
+      elif ! find_mps_control > /dev/null; then
         say "concurrency under CUDA MPS not measured: no nvidia-cuda-mps-control on this machine" | tee -a "$RESULTS/mps.txt"
       elif [ "$t" -le 15 ]; then
         say "bench budget spent: concurrency under CUDA MPS not measured"

@@ -522,7 +522,7 @@ def test_mps_step_starts_a_daemon_of_its_own_that_later_steps_use_and_stops_it(t
     rb = Runbook(tmp_path)
     rb.env["PATH"] = "/usr/bin:/bin"  # no nvidia-cuda-mps-control here
     said = rb("mps", "start", check=False)
-    assert said.returncode == 2 and "nvidia-cuda-mps-control is not on this machine's PATH" in said.stderr
+    assert said.returncode == 2 and "no nvidia-cuda-mps-control on this machine (PATH, /usr/local/nvidia/bin" in said.stderr
     assert not (rb.home / "mps.env").exists()
     _fake_mps(rb, tmp_path)
     assert rb("mps", "status", check=False).returncode == 1
