@@ -232,7 +232,9 @@ def add_decide_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--steps", type=int, default=None, help="timed steps (bench, concurrency)")
     f.add_argument("--warmup", type=int, default=None, help="warm-up steps (bench, concurrency)")
     f.add_argument("--epochs", type=int, default=None, help="epochs (parity)")
-    f.add_argument("--sharing", choices=("time-slicing", "mps"), default="time-slicing",
+    from .bench import SHARING  # the bench's own names for how processes share the GPU
+
+    f.add_argument("--sharing", choices=SHARING, default="time-slicing",
                    help="how the processes shared the GPU (concurrency; default time-slicing)")
     from .parity import noise_seeds_arg  # the parity CLI's own check: the same N means the same there and here
 

@@ -128,10 +128,11 @@ def seed_compile_cache(archive: PathLike, cache_dir: PathLike, here: Mapping[str
     try:
         return _seed_compile_cache(Path(archive), target, partial, here)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # a copy cut short, say: it costs a compile
+        return f"the carried compile cache {archive} could not be read ({type(exc).__name__}: {exc}): not used"
+    finally:  # renamed into place when it worked: what is left is a seeding that failed half way
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)
-        return f"the carried compile cache {archive} could not be read ({type(exc).__name__}: {exc}): not used"
 
 
 def _seed_compile_cache(archive: Path, target: Path, partial: Path, here: Mapping[str, Any]) -> str:
@@ -146,19 +147,18 @@ def _seed_compile_cache(archive: Path, target: Path, partial: Path, here: Mappin
             named = ", ".join(f"{k}={theirs.get(k)!r}" for k in MACHINE_FIELDS)
             return f"the carried compile cache was compiled on another machine ({named}): not used"
         members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith("cache/")]
-        for m in members:
-            rel = PurePosixPath(m.name).relative_to("cache")
-            if rel.is_absolute() or ".." in rel.parts:
-                raise ValueError(f"{archive}: refusing the path {m.name} (outside the cache)")
         if partial.exists():
             import shutil
 
             shutil.rmtree(partial)
+        partial.mkdir(parents=True)
         for m in members:
-            out = partial / Path(*PurePosixPath(m.name).relative_to("cache").parts)
+            rel = PurePosixPath(m.name).relative_to("cache")
+            if ".." in rel.parts:
+                raise ValueError(f"{archive}: refusing the path {m.name} (outside the cache)")
+            out = partial / Path(*rel.parts)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(tar.extractfile(m).read())
-        partial.mkdir(exist_ok=True)
         if target.exists():
             target.rmdir()  # empty (checked above)
         partial.rename(target)  # whole or not at all: a half-seeded cache is never what a compile reads
