@@ -9,7 +9,11 @@
 #
 #   scripts/gpu-runbook.sh prepare DATA_DIR [XFER]  (here, committed tree) all that the calls carry, in XFER
 #                                               (default .xfer): data parts sized to travel in the fewest calls
-#                                               beside this tree, wheels (kept if there), manifest; then `calls`
+#                                               beside this tree, wheels (kept if there), manifest, the committed
+#                                               checkpoints lifted out of the tree into .xfer/lifted/resume (they
+#                                               travel once, not with every call); then `calls`
+#   scripts/gpu-runbook.sh restore [CHECKOUT]   (here) put the lifted checkpoints back in git, but for those that
+#                                               came back newer or whose run is complete (`unpack` does it too)
 #   scripts/gpu-runbook.sh split SRC_DIR PARTS_DIR [PART_SIZE]  (here) a folder -> part-NN + SHA256SUMS (50M parts)
 #   scripts/gpu-runbook.sh manifest DIR         (here) DIR/manifest.json: the commit + blob ids of the checkout
 #   scripts/gpu-runbook.sh calls [PATH...]      (here) which device calls carry what (default: .xfer's data parts,
@@ -49,7 +53,8 @@
 # may stay within; default 2; 0: fixed tolerances only; an earlier result is taken only with the same count),
 # PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
 # REBENCH (non-empty: take nothing measured before), MPS (0: never measure under CUDA MPS); `start`: NO_COMPILE_CACHE
-# (non-empty: do not seed the compile cache); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes).
+# (non-empty: do not seed the compile cache); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes), LIFT (0:
+# leave the committed checkpoints in the tree).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -67,6 +72,9 @@ fi
 RUNS_ROOT=${RUNS_ROOT:-$HOME_DIR/runs}
 SEED_RUNS=${SEED_RUNS:-$REPO/book/runs}  # where `start` seeds from (tests point it elsewhere)
 ARCHIVE_RUNS=book/runs  # the runs folder of the checkout: the path in the archives, where `unpack` puts them
+# where `prepare` lifts the committed checkpoints to, so that they travel once (transfer.LIFTED_DIR)
+LIFTED_REL=.xfer/lifted
+LIFTED=$REPO/$LIFTED_REL
 # where `block` looks for results measured in earlier blocks (':'-separated; `unpack` files them there)
 PRIOR_RESULTS=${PRIOR_RESULTS-$REPO/benchmarks/gpu:$REPO/book/parity}
 # The checkout is the package: no install needed (the sweep's workers and kernels inherit this).
@@ -132,6 +140,8 @@ case "$step" in
     # unfinished checkpoints are committed). The wheels take a minute of network: kept when already there.
     src=${1:-}; xfer=${2:-.xfer}
     [ -d "$src" ] || die "usage: $0 prepare CIFAR10_DIR [XFER_DIR] (the class folders: train/ and test/)"
+    # an earlier `prepare` whose block never came back: its lifted checkpoints go back first (see below)
+    [ -f "$LIFTED/LIFTED.json" ] && bash "$0" restore
     if [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null)" ] && [ -z "${PREPARE_DIRTY_OK:-}" ]; then
       die "the checkout has uncommitted changes: commit them first (the manifest names the commit, and every record of the block would say git_dirty); PREPARE_DIRTY_OK=1 to go on anyway"
     fi
@@ -143,6 +153,21 @@ case "$step" in
       bash "$0" wheels "$xfer/wheels"
     fi
     bash "$0" manifest "$xfer/meta"
+    # the committed checkpoints of unfinished runs travel once, as carried files, not with every call as part of
+    # the tree (8 of them were 44 of its 47 MiB after the first block): `git rm`'d here, put back by `unpack`
+    # (or `restore`) unless a newer one came back. LIFT=0 leaves them in the tree.
+    lifted=()
+    if [ "${LIFT:-1}" != 0 ]; then
+      "$PY" -c '
+import sys
+from se_res2net.training.transfer import lift_checkpoints
+s = lift_checkpoints(".", lifted=sys.argv[1])["lifted"]
+mib = sum(e["bytes"] for e in s) / 2**20
+if s: print(f"[runbook] lifted {len(s)} committed checkpoint(s), {mib:.1f} MiB, out of the tree into "
+            f"{sys.argv[1]}/resume: they travel once (git shows them deleted until unpack or restore)")' "$LIFTED_REL" \
+        || die "could not lift the committed checkpoints (see above); LIFT=0 leaves them in the tree"
+      [ -d "$LIFTED_REL/resume" ] && mapfile -t lifted < <(find "$LIFTED_REL/resume" -type f -name '*.pt' | sort)
+    fi
     # the wheels as one folder, or, when the tree leaves too little room for that in any call (committed
     # checkpoints), as bundles of wheels/ folders that `stash` merges on the device
     mapfile -t wheels < <("$PY" -c '
@@ -160,12 +185,26 @@ print("\n".join(map(str, carried_folder(".", sys.argv[1], sys.argv[2]))))' "$xfe
 import sys
 from se_res2net.training.transfer import part_size_for, path_bytes, working_tree_bytes
 size, n = part_size_for(working_tree_bytes("."), path_bytes(sys.argv[1]), [(p, path_bytes(p)) for p in sys.argv[2:]])
-print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "${wheels[@]}" "${cache[@]}") || die "no part size fits (see above)"
+print(size, n)' "$xfer/stream/data.tar.gz" "$xfer/meta" "${wheels[@]}" "${cache[@]}" "${lifted[@]}") || die "no part size fits (see above)"
     split -b "$size" -d -a 2 "$xfer/stream/data.tar.gz" "$xfer/data/part-"
     rm -rf "$xfer/stream"
     (cd "$xfer/data" && sha256sum part-* > SHA256SUMS)
     say "split $src into $(ls "$xfer"/data/part-* | wc -l) part(s) of $((size / 1048576)) MiB in $xfer/data: $ncalls carrying call(s)"
-    bash "$0" calls "$xfer"/data/* "$xfer/meta" "${wheels[@]}" "${cache[@]}"
+    bash "$0" calls "$xfer"/data/* "$xfer/meta" "${wheels[@]}" "${cache[@]}" "${lifted[@]}"
+    ;;
+
+  restore)
+    # put back what `prepare` lifted out of the tree, for every checkpoint that did not come back newer (`unpack`
+    # does this itself; run it by hand when a block brought nothing back, or before working on without a block)
+    checkout=${1:-$REPO}
+    "$PY" -c '
+import sys
+from se_res2net.training.transfer import restore_lifted
+done = restore_lifted(sys.argv[1])
+for p in done["restored"]: print("put back as committed:", p)
+for p in done["newer"]: print("kept the newer checkpoint that came back (commit it):", p)
+for p in done["complete"]: print("its run is complete: stays deleted (commit that):", p)
+for p in done["carried"]: print("a newer copy waits in .xfer/resume: stays deleted here (commit that):", p)' "$checkout"
     ;;
 
   wheels)
@@ -209,6 +248,7 @@ for item in json.load(open(sys.argv[1]))["install"]:
       set -- .xfer/data/* .xfer/meta
       if [ -d .xfer/wheel-bundles ]; then set -- "$@" .xfer/wheel-bundles/*/wheels; else set -- "$@" .xfer/wheels; fi
       [ -d .xfer/resume ] && mapfile -t resume < <(find .xfer/resume -type f -name "*.pt" | sort) && set -- "$@" "${resume[@]}"
+      [ -d "$LIFTED_REL/resume" ] && mapfile -t resume < <(find "$LIFTED_REL/resume" -type f -name "*.pt" | sort) && set -- "$@" "${resume[@]}"
       [ -f .xfer/compile-cache/inductor.tar.gz ] && set -- "$@" .xfer/compile-cache
     fi
     "$PY" -c "import sys; from se_res2net.training.transfer import carry_plan_text as f; print(f('.', sys.argv[1:]))" "$@"
@@ -656,6 +696,8 @@ for path in done['removed']: print('removed the checkpoint of a complete run:', 
 for path in done['moved']: print('too big for git; carry it to resume:', path)
 for path in done['kept']: print('to resume from (commit it):', path)
 for path in done['carried']: print('to resume from (carry it):', path)" "$dest/$ARCHIVE_RUNS" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
+    # what `prepare` lifted out of this checkout: back in git, unless a newer checkpoint came back
+    if [ -f "$dest/$LIFTED_REL/LIFTED.json" ]; then bash "$0" restore "$dest"; fi
     # the block's results/ and logs/ (extracted under extra/): filed as benchmarks/gpu/block-<time>/, where the
     # next block finds what it need not measure again; a GPU parity check also goes to book/parity/
     "$PY" -c "
@@ -670,5 +712,5 @@ for path in done['parity']: print('the GPU parity check, for the protocol chapte
     fi
     ;;
 
-  *) die "unknown step '$step'; steps: prepare split manifest calls stash setup bench mps block start progress wait stop pack unpack" ;;
+  *) die "unknown step '$step'; steps: prepare restore split manifest calls stash setup bench mps block start progress wait stop pack unpack" ;;
 esac

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -263,7 +264,8 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
         rec = read_record(smoke / f"{m}_seed0.json")
         assert rec["status"] == "complete" and len(rec["epochs"]) == 4
         assert rec["provenance"]["data_source"] == "folder" and rec["provenance"]["data_is_sample"] is True
-    assert any(read_record(smoke / f"{m}_seed0.json").get("resumes") for m in ("res2net29", "resnet56"))
+    resumed = [r for m in ("res2net29", "resnet56") for r in read_record(smoke / f"{m}_seed0.json").get("resumes", [])]
+    assert resumed and all(r["sharing"] == {"jobs_per_device": 2, "cuda_mps": False} for r in resumed)
 
     second = tmp_path / "out2"
     rb("pack", str(second), "--weights", "res2net29_seed0")
@@ -495,6 +497,7 @@ def test_prepare_makes_everything_the_calls_carry_and_refuses_an_uncommitted_che
     del rb.env["GIT_INDEX_FILE"]
 
     rb.env["PREPARE_DIRTY_OK"] = "1"  # the checkout under test may be a developer's, with changes
+    rb.env["LIFT"] = "0"  # never `git rm` the real checkout's checkpoints (lifting: the test below, in a copy)
     out = rb("prepare", str(SAMPLE), str(xfer)).stdout
     assert "kept 1 in" in out and probe.read_bytes() == (xfer / "wheels" / probe.name).read_bytes()
     parts = sorted((xfer / "data").glob("part-*"))
@@ -513,6 +516,120 @@ def test_prepare_makes_everything_the_calls_carry_and_refuses_an_uncommitted_che
     want = {p.relative_to(SAMPLE): p.read_bytes() for p in SAMPLE.rglob("*") if p.is_file()}
     got = {p.relative_to(joined / SAMPLE.name): p.read_bytes() for p in (joined / SAMPLE.name).rglob("*") if p.is_file()}
     assert got == want and len(want) > 100
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def _checkout_with_checkpoints(tmp: Path, runs: dict) -> Path:
+    """A git checkout of its own holding this runbook and package, and committed budget runs: ``runs`` maps a run
+    name to its checkpoint's bytes (each run's record is an unfinished one, as the first GPU block left them)."""
+    repo = tmp / "checkout"
+    shutil.copytree(ROOT / "se_res2net", repo / "se_res2net", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "scripts").mkdir()
+    shutil.copy2(RUNBOOK, repo / "scripts" / "gpu-runbook.sh")
+    shutil.copy2(ROOT / ".gitignore", repo / ".gitignore")
+    budget = repo / "book" / "runs" / "budget"
+    (budget / "checkpoints").mkdir(parents=True)
+    record = json.loads((ROOT / "book" / "runs" / "budget" / "res2net29_seed1.json").read_text())
+    assert record["status"] != "complete"
+    for name, data in runs.items():
+        (budget / f"{name}.json").write_text(json.dumps(dict(record, name=name)))
+        (budget / "checkpoints" / f"{name}.pt").write_bytes(data)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "runs")
+    return repo
+
+
+def test_prepare_lifts_the_committed_checkpoints_out_of_the_tree_and_unpack_puts_back_what_is_not_newer(tmp_path):
+    """Every call sends the working tree, and the committed checkpoints of unfinished runs were most of it: they
+    went with each of the 10 calls the second block needed. `prepare` takes them out of the tree (a staged `git rm`)
+    into .xfer/lifted/resume, which travels once; `unpack` puts each back unless something newer stands for it:
+    a checkpoint that came back, a complete run, or a copy too big for git waiting in .xfer/resume."""
+    from se_res2net.training.transfer import working_tree_bytes
+
+    rng = __import__("random").Random(0)
+    blob = lambda n: bytes(rng.getrandbits(8) for _ in range(n))  # noqa: E731
+    old = {"newer": blob(60_000), "done": blob(50_000), "stays": blob(40_000), "big": blob(30_000)}
+    repo = _checkout_with_checkpoints(tmp_path, old)
+    ckpts = repo / "book" / "runs" / "budget" / "checkpoints"
+    tree_before = working_tree_bytes(repo)
+    rb = Runbook(tmp_path)
+    rb.env.update(PYTHONPATH=str(repo))
+    run = lambda *a, check=True: subprocess.run(  # noqa: E731
+        ["bash", str(repo / "scripts" / "gpu-runbook.sh"), *a], cwd=repo, env=rb.env, capture_output=True,
+        text=True, check=False, timeout=300)
+    xfer = repo / ".xfer"
+    _probe_wheel(xfer / "wheels")
+    (xfer / "wheels" / "requirements.txt").write_text("runbook_probe\n")
+
+    for attempt in range(2):  # a second `prepare` (its block never came back) first puts back what the first lifted
+        out = run("prepare", str(SAMPLE))
+        assert out.returncode == 0, out.stderr
+        assert "lifted 4 committed checkpoint(s)" in out.stdout
+        status = sorted(_git(repo, "status", "--porcelain").splitlines())
+        assert status == sorted(f"D  book/runs/budget/checkpoints/{n}.pt" for n in old)
+        assert not list(ckpts.glob("*.pt"))
+        lifted = xfer / "lifted" / "resume" / "budget" / "checkpoints"
+        assert {p.stem: p.read_bytes() for p in lifted.glob("*.pt")} == old
+        assert working_tree_bytes(repo) == tree_before - sum(map(len, old.values()))
+        # the plan carries each once, and the device's `stash` takes their folder like .xfer/resume
+        for name in old:
+            assert f".xfer/lifted/resume/budget/checkpoints/{name}.pt" in out.stdout
+        assert re.search(r"run: scripts/gpu-runbook.sh stash .*\.xfer/lifted/resume", out.stdout)
+
+    # on the device: stashed as resume/, where `start` resumes from (test_gpu_runbook_rehearsed_on_cpu)
+    assert run("stash", str(xfer / "lifted" / "resume")).returncode == 0
+    assert {p.name for p in (rb.home / "stage" / "resume" / "budget" / "checkpoints").iterdir()} == {
+        f"{n}.pt" for n in old}
+
+    # what the block brings back: "newer" trained on, "done" completed, "big" came back too big for git, and
+    # nothing of "stays" (its run never got the GPU)
+    device = tmp_path / "device_runs" / "budget"
+    (device / "checkpoints").mkdir(parents=True)
+    record = json.loads((repo / "book" / "runs" / "budget" / "newer.json").read_text())
+    (device / "newer.json").write_text(json.dumps(dict(record, name="newer")))
+    (device / "checkpoints" / "newer.pt").write_bytes(b"trained on" + old["newer"])
+    (device / "done.json").write_text(json.dumps(dict(record, name="done", status="complete", final_test_error=9.5)))
+    (device / "big.json").write_text(json.dumps(dict(record, name="big")))
+    (device / "checkpoints" / "big.pt").write_bytes(blob(300_000))
+    packed = subprocess.run([sys.executable, "-m", "se_res2net", "pack", str(tmp_path / "out"), "--runs-root",
+                             str(device.parent), "--prefix", "book/runs"], env=rb.env, capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr
+    rb.env["COMMIT_LIMIT"] = "200000"
+    out = run("unpack", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    assert not (xfer / "lifted").exists()
+    status = dict((line[3:], line[:2]) for line in _git(repo, "status", "--porcelain").splitlines())
+    assert status == {"book/runs/budget/checkpoints/newer.pt": " M", "book/runs/budget/done.json": " M",
+                      "book/runs/budget/checkpoints/done.pt": " D", "book/runs/budget/checkpoints/big.pt": " D"}
+    assert (ckpts / "newer.pt").read_bytes() == b"trained on" + old["newer"]
+    assert (ckpts / "stays.pt").read_bytes() == old["stays"]  # as committed: nothing lost
+    assert (xfer / "resume" / "budget" / "checkpoints" / "big.pt").stat().st_size == 300_000
+    assert "put back as committed: book/runs/budget/checkpoints/stays.pt" in out.stdout
+    assert "kept the newer checkpoint that came back (commit it): book/runs/budget/checkpoints/newer.pt" in out.stdout
+
+    # a block that brought nothing back: `restore` gives back the commit exactly
+    _git(repo, "checkout", "-q", "HEAD", "--", ".")
+    shutil.rmtree(xfer / "resume")
+    assert run("prepare", str(SAMPLE)).returncode == 0 and _git(repo, "status", "--porcelain")
+    out = run("restore")
+    assert out.returncode == 0 and out.stdout.count("put back as committed") == 4
+    assert _git(repo, "status", "--porcelain") == "" and not (xfer / "lifted").exists()
+    assert {p.stem: p.read_bytes() for p in ckpts.glob("*.pt")} == old
+
+
+def test_lifting_refuses_a_checkpoint_that_differs_from_its_commit_and_removes_nothing(tmp_path):
+    from se_res2net.training.transfer import lift_checkpoints
+
+    repo = _checkout_with_checkpoints(tmp_path, {"a": b"committed", "b": b"committed too"})
+    (repo / "book" / "runs" / "budget" / "checkpoints" / "b.pt").write_bytes(b"trained on, not committed")
+    with pytest.raises(RuntimeError, match="differs from what is committed"):
+        lift_checkpoints(repo)
+    assert _git(repo, "status", "--porcelain") == " M book/runs/budget/checkpoints/b.pt\n"
+    assert not (repo / ".xfer" / "lifted").exists()
 
 
 def test_mps_step_starts_a_daemon_of_its_own_that_later_steps_use_and_stops_it(tmp_path):

@@ -406,6 +406,112 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
     return done
 
 
+# Where `prepare` puts the committed checkpoints while the device calls run (below), and its list of them. The
+# folder's last part is `resume`, so `scripts/gpu-runbook.sh stash` takes it like `.xfer/resume`.
+LIFTED_DIR = ".xfer/lifted"
+LIFTED_LIST = "LIFTED.json"
+
+
+def _git_out(repo: Path, *args: str) -> str:
+    import subprocess
+
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args[:2])} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def lift_checkpoints(repo: PathLike = ".", runs_dir: str = "book/runs", lifted: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Take the committed checkpoints out of the working tree for the GPU block, so that each travels once.
+
+    Every device call sends the whole working tree (tracked and untracked-not-ignored files). The checkpoints of
+    unfinished runs are committed (so that any clone can resume them), and they went with *every* call: after the
+    first block, 8 of them were 44 MB of the 47 MiB tree, and the data and wheels needed 10 calls instead of 3. With
+    a few more in flight the tree alone would pass the 64 MiB a call takes, and no call could carry anything.
+
+    So this copies each tracked ``<runs_dir>/<profile>/checkpoints/*.pt`` to ``<lifted>/resume/<profile>/
+    checkpoints/`` (a carried path: ``calls`` plans it, ``stash`` and ``start`` put it where the sweep resumes
+    from), checks the copy byte for byte, and removes the original from the index and the working tree (``git rm``:
+    a staged deletion, nothing committed). :func:`restore_lifted` (``unpack`` calls it; also
+    ``scripts/gpu-runbook.sh restore``) undoes it for every checkpoint that did not come back newer.
+    ``<lifted>/LIFTED.json`` lists them with their blob ids. Returns that list's content."""
+    import shutil
+
+    root = Path(repo).resolve()
+    dest = Path(lifted) if lifted is not None else root / LIFTED_DIR
+    if (dest / LIFTED_LIST).exists():
+        raise FileExistsError(f"{dest / LIFTED_LIST} exists: checkpoints were lifted already and not put back; "
+                              "run scripts/gpu-runbook.sh restore first")
+    listing = _git_out(root, "ls-files", "-s", "--", f"{runs_dir}/*/checkpoints/*.pt")
+    entries = []
+    for line in listing.splitlines():
+        meta, rel = line.split("\t", 1)
+        blob = meta.split()[1]
+        src = root / rel
+        if not src.is_file() or _git_blob(src) != blob:
+            raise RuntimeError(f"{rel} differs from what is committed; commit or restore it before lifting")
+        entries.append({"path": rel, "blob": blob, "bytes": src.stat().st_size})
+    shutil.rmtree(dest, ignore_errors=True)
+    for e in entries:
+        rel = PurePosixPath(e["path"])
+        target = dest / "resume" / rel.parent.parent.name / "checkpoints" / rel.name
+        ensure_writable_dir(target.parent)
+        shutil.copy2(root / rel, target)
+        if _git_blob(target) != e["blob"]:
+            raise RuntimeError(f"the copy {target} of {rel} differs from it; nothing was removed")
+        e["copy"] = str(target.relative_to(root)) if target.is_relative_to(root) else str(target)
+    summary = {"runs_dir": runs_dir, "lifted": entries}
+    atomic_write_bytes(dest / LIFTED_LIST, json.dumps(summary, indent=2).encode())
+    if entries:  # the list is written first: an interrupted `git rm` is undone by restore_lifted
+        _git_out(root, "rm", "-q", "--", *(e["path"] for e in entries))
+    return summary
+
+
+def restore_lifted(repo: PathLike = ".", lifted: Optional[PathLike] = None) -> Dict[str, List[str]]:
+    """Undo :func:`lift_checkpoints` after a block: the index gets each lifted path back from ``HEAD``; its file is
+    restored from ``HEAD`` unless something newer stands for it: a checkpoint ``unpack`` brought back (kept), a
+    complete record of its run (its checkpoint is not needed: the deletion stays, to be committed), or a carried
+    copy in ``.xfer/resume`` (too big for git). Then the lifted copies are removed. Returns the paths ``restored``,
+    ``newer`` (kept as they came back), ``complete`` and ``carried``; ``{}``-like lists when nothing was lifted."""
+    import shutil
+
+    from .records import read_record
+
+    root = Path(repo).resolve()
+    dest = Path(lifted) if lifted is not None else root / LIFTED_DIR
+    done: Dict[str, List[str]] = {"restored": [], "newer": [], "complete": [], "carried": []}
+    try:
+        summary = json.loads((dest / LIFTED_LIST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return done
+    runs_dir = summary["runs_dir"]
+    for e in summary["lifted"]:
+        rel = PurePosixPath(e["path"])
+        _git_out(root, "reset", "-q", "HEAD", "--", str(rel))
+        profile, name = rel.parent.parent.name, rel.stem
+        try:
+            complete = read_record(root / runs_dir / profile / f"{name}.json")["status"] == "complete"
+        except (FileNotFoundError, ValueError):
+            complete = False
+        if (root / rel).exists():
+            done["newer" if _git_blob(root / rel) != e["blob"] else "restored"].append(str(rel))
+        elif complete:
+            done["complete"].append(str(rel))
+        elif (root / ".xfer" / "resume" / profile / "checkpoints" / rel.name).exists():
+            done["carried"].append(str(rel))
+        else:
+            _git_out(root, "checkout", "HEAD", "--", str(rel))
+            done["restored"].append(str(rel))
+    shutil.rmtree(dest)
+    return done
+
+
+def _git_blob(path: Path) -> str:
+    from .records import _blob_id
+
+    return _blob_id(path)
+
+
 def _block_name(results: Path) -> str:
     """``block-<UTC time>`` of a GPU block: when it decided (``decision.json``), else when its setup ran
     (``versions.txt``), else now."""
