@@ -36,6 +36,10 @@ def test_describe_run_full_data_on_a_gpu():
     assert "30 of 30; batch 128, lr 0.1, x0.1 at epochs 15, 22" in text
     assert "`cuda` (NVIDIA H100), bf16 autocast, torch.compile `max-autotune`" in text
     assert "sample" not in text.lower()
+    assert "at once" not in text  # a record older than the sharing field says nothing of it
+    shared = copy.deepcopy(RECORD)
+    shared["provenance"]["sharing"] = {"jobs_per_device": 4, "cuda_mps": True}
+    assert "`max-autotune`, up to 4 run(s) at once on it under CUDA MPS" in describe_run(shared)
 
 
 def test_describe_run_sample_subset_and_failure():

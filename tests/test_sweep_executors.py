@@ -54,6 +54,8 @@ def test_each_worker_gets_its_own_gpu_and_the_sweep_reports_throughput(tmp_path)
         assert f"CUDA_VISIBLE_DEVICES={o.device}" in log
         rec = read_record(o.record)
         assert o.images_trained == rec["provenance"]["train_size"] * len(rec["epochs"]) == 64
+        # one run per fake GPU at a time, and no GPU here: no MPS
+        assert rec["provenance"]["sharing"] == {"jobs_per_device": 1, "cuda_mps": False}
     assert report.images_per_s == pytest.approx(128 / report.wall_time_s)
     assert "training images/s" in report.summary()
     assert not list(out.rglob("*.lock"))  # released locks leave no file
@@ -139,3 +141,28 @@ def test_trainer_refuses_a_run_another_process_trains(tmp_path):
         with pytest.raises(RuntimeError, match="being trained by another process.*another trainer"):
             train(cfg, tmp_path, progress=False, lock_timeout_s=0.3)
     assert not (tmp_path / "res2net29_seed0.json").exists()
+
+
+def test_a_run_records_how_many_runs_its_sweep_let_share_its_device_and_whether_under_mps(monkeypatch):
+    from se_res2net.training.executors import _worker_env
+    from se_res2net.training.records import JOBS_PER_DEVICE_ENV, sharing_info
+
+    monkeypatch.delenv(JOBS_PER_DEVICE_ENV, raising=False)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/tmp/mps-pipe")
+    assert sharing_info("cpu") == {"jobs_per_device": None, "cuda_mps": False}  # alone; MPS is CUDA's alone
+    assert sharing_info("cuda") == {"jobs_per_device": None, "cuda_mps": True}  # (no CUDA call is made)
+    for slots, slot, want in ((["0", "1", "0", "1"], "0", "2"), ([None] * 3, None, "3")):
+        env = _worker_env(1, slot, slots.count(slot))
+        assert env[JOBS_PER_DEVICE_ENV] == want
+        monkeypatch.setenv(JOBS_PER_DEVICE_ENV, env[JOBS_PER_DEVICE_ENV])
+        assert sharing_info("cpu")["jobs_per_device"] == int(want)
+    monkeypatch.setenv(JOBS_PER_DEVICE_ENV, "lots")
+    assert sharing_info("cpu")["jobs_per_device"] is None
+    # and the sweep counts the slots of each device: 2 runs per GPU on 2 GPUs
+    from se_res2net.training import executors
+
+    seen = []
+    monkeypatch.setattr(executors, "_spawn_worker",
+                        lambda run, force, slot, threads, per_device=1: seen.append((slot, per_device)) or run)
+    executors.execute_local(["a", "b", "c"], False, executors.device_slots(2, ["0", "1"]), 1, lambda o: None)
+    assert len(seen) == 3 and all(n == 2 for _, n in seen)

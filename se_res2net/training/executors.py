@@ -72,12 +72,14 @@ def device_slots(jobs: int, gpus: Sequence[str]) -> List[Optional[str]]:
     return [g for _ in range(jobs) for g in gpus]
 
 
-def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
+def _worker_env(threads: int, slot: Optional[str], per_device: int) -> Dict[str, str]:
+    from .records import JOBS_PER_DEVICE_ENV
     from .sweep import REPO_ROOT, jupyter_path
 
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "JUPYTER_PATH": jupyter_path(),
-                "SE_RES2NET_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"})
+                "SE_RES2NET_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+                JOBS_PER_DEVICE_ENV: str(per_device)})  # recorded with the run: its wall time depends on it
     if slot is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot
     # the worker must import this very package, also when it is not installed (a plain checkout)
@@ -85,7 +87,7 @@ def _worker_env(threads: int, slot: Optional[str]) -> Dict[str, str]:
     return env
 
 
-def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -> "RunOutcome":
+def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int, per_device: int = 1) -> "RunOutcome":
     """Run :func:`se_res2net.training.sweep.run_one` in a fresh worker process (its output appended to the run's log)."""
     from .sweep import RunOutcome
 
@@ -98,7 +100,7 @@ def _spawn_worker(run: "_Run", force: bool, slot: Optional[str], threads: int) -
             fh.write(f"\n==== {utc_now()} worker for {run.name} (CUDA_VISIBLE_DEVICES={slot}, {threads} thread(s))\n")
             fh.flush()
             proc = subprocess.Popen([sys.executable, "-m", "se_res2net.training._worker", str(spec), str(result)],
-                                    stdout=fh, stderr=subprocess.STDOUT, env=_worker_env(threads, slot),
+                                    stdout=fh, stderr=subprocess.STDOUT, env=_worker_env(threads, slot, per_device),
                                     cwd=str(run.out_dir))
             rc = proc.wait()
         if result.exists():
@@ -129,7 +131,7 @@ def execute_local(plan: Sequence["_Run"], force: bool, slots: Sequence[Optional[
     def work(run: "_Run") -> "RunOutcome":
         slot = free.get()
         try:
-            return _spawn_worker(run, force, slot, threads)
+            return _spawn_worker(run, force, slot, threads, per_device=list(slots).count(slot))
         finally:
             free.put(slot)
 

@@ -267,6 +267,26 @@ def device_info(device: Any) -> Dict[str, Any]:
     return {"device": dev.type, "device_name": cpu_name(), "cuda": None}
 
 
+# set by the sweep for its local workers: how many of its runs may train on one device at once
+JOBS_PER_DEVICE_ENV = "SE_RES2NET_JOBS_PER_DEVICE"
+
+
+def sharing_info(device: Any) -> Dict[str, Any]:
+    """How this process shared its device, for a run's wall time to be read right: ``jobs_per_device``, the runs
+    its sweep let train on the device at once (``None``: started alone, or by a scheduler that does not say; the
+    tail of a sweep runs fewer), and ``cuda_mps``, whether it ran on CUDA as a client of a CUDA MPS daemon
+    (``CUDA_MPS_PIPE_DIRECTORY`` set, as ``scripts/gpu-runbook.sh mps start`` sets it: kernels of several runs then
+    run side by side instead of taking turns)."""
+    import os
+
+    import torch
+
+    raw = os.environ.get(JOBS_PER_DEVICE_ENV, "")
+    jobs = int(raw) if raw.isdigit() and int(raw) > 0 else None
+    cuda = torch.device(device).type == "cuda"
+    return {"jobs_per_device": jobs, "cuda_mps": bool(cuda and os.environ.get("CUDA_MPS_PIPE_DIRECTORY"))}
+
+
 def provenance(device: Any, data: Any = None, *, start_time: Optional[str] = None) -> Dict[str, Any]:
     """The provenance block of a record (end time / wall time are filled in by the trainer).
 
@@ -284,6 +304,7 @@ def provenance(device: Any, data: Any = None, *, start_time: Optional[str] = Non
     )
     prov.update(device_info(device))
     prov["torch_threads"] = torch.get_num_threads()
+    prov["sharing"] = sharing_info(device)
     prov["platform"] = platform.platform()
     prov["executable"] = sys.executable
     if data is not None:
@@ -343,7 +364,10 @@ def describe_run(record: Mapping[str, Any]) -> str:
         name = f" ({prov['device_name']})" if prov.get("device_name") else ""
         bf16 = "bf16 autocast" if prov.get("bf16") else "fp32"
         compiled = f", torch.compile `{prov.get('compile_mode') or 'default'}`" if prov.get("compile") else ""
-        device_line = f"`{device}`{name}, {bf16}{compiled}"
+        sharing = prov.get("sharing") or {}
+        shared = (f", up to {sharing['jobs_per_device']} run(s) at once on it" if sharing.get("jobs_per_device") else "")
+        shared += " under CUDA MPS" if sharing.get("cuda_mps") else ""
+        device_line = f"`{device}`{name}, {bf16}{compiled}{shared}"
     status = record.get("status")
     if status == "failed" and record.get("failure"):
         failure = record["failure"]

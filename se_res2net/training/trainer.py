@@ -70,6 +70,7 @@ from .records import (
     read_record,
     record_path,
     run_name,
+    sharing_info,
     utc_now,
     write_record,
 )
@@ -896,7 +897,7 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     info = device_info(device)
     record.setdefault("resumes", []).append(
         {"epoch": start_epoch, "time": utc_now(), "device_name": info["device_name"], "torch": torch.__version__,
-         "cuda": info["cuda"], "code": code}
+         "cuda": info["cuda"], "code": code, "sharing": sharing_info(device)}
     )
     if record.get("code", {}).get("sha256") != code["sha256"]:
         log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
