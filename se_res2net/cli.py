@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "complexity": ("se_res2net.models.complexity", "complexity", "parameters, thop MACs and FLOPs of every model"),
     "train": ("se_res2net.training.trainer", "train", "train one model on CIFAR-10 and write its run record"),
-    "test": ("se_res2net.training.trainer", "test", "print the test error of a checkpoint"),
+    "test": ("se_res2net.training.trainer", "test", "print the test error of checkpoints, against their records"),
     "sweep": ("se_res2net.training.sweep", "sweep", "run the papermill notebook once per (model, seed) of a profile"),
     "progress": ("se_res2net.training.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
     "pack": ("se_res2net.training.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),

@@ -664,3 +664,29 @@ def test_a_parity_record_says_what_it_trained_on_as_resolved_or_that_it_does_not
     assert parity_data_text({"config": {"data_source": "sample"}}) == "the embedded CIFAR-10 sample"
     assert parity_data_text({"config": {"data_source": "auto"}}) == \
         "CIFAR-10 (asked for as source 'auto'; this record does not say what that resolved to)"
+
+
+def test_checkpoint_checks_are_read_shown_and_summed_up_from_what_se_res2net_test_printed(tmp_path):
+    import json
+
+    from se_res2net.audit import results
+
+    def line(name, here_error, here_loss, same):
+        return json.dumps({"checkpoint": f"book/runs/budget/checkpoints/{name}.pt", "epoch": 14,
+                           "test_error": here_error, "test_loss": here_loss, "reproduces_record": same,
+                           "evaluated_on": {"device_name": "AMD EPYC", "torch": "2.14"},
+                           "record": {"test_error": 15.05, "test_loss": 0.4444, "evaluated_on": "NVIDIA H200"}})
+
+    path = tmp_path / "checks.jsonl"
+    assert results.load_checkpoint_checks(path) == []
+    assert "No checkpoint has been checked" in results.checkpoint_checks_text([])
+    path.write_text(line("a_seed1", 15.05, 0.4444 + 3e-8, True) + "\n" + line("b_seed1", 15.06, 0.4450, False) + "\n")
+    rows = results.load_checkpoint_checks(path)
+    df = results.checkpoint_checks_display(rows)
+    assert df["run"].tolist() == ["a_seed1", "b_seed1"] and df["same error"].tolist() == ["yes", "NO"]
+    assert df["checked on"].iloc[0] == "AMD EPYC (torch 2.14)" and df["recorded on"].iloc[0] == "NVIDIA H200"
+    text = results.checkpoint_checks_text(rows)
+    assert "**1 of 2**" in text and "on NVIDIA H200" in text and "on AMD EPYC" in text and "6.0e-04" in text
+    path.write_text(json.dumps({"checkpoint": "x.pt", "test_error": 1.0}) + "\n")  # an older `test --json`
+    with pytest.raises(ValueError, match="se-res2net test CHECKPOINT... --json"):
+        results.load_checkpoint_checks(path)

@@ -215,6 +215,36 @@ def test_checkpoint_reloads_to_the_recorded_test_error(tmp_path):
     assert result["test_error"] == rec["final_test_error"]
     assert result["test_loss"] == pytest.approx(rec["epochs"][-1]["test_loss"], rel=1e-6)
     assert result["data_is_sample"] is True and result["test_size"] == 40
+    # the checkpoint's own record holds what training measured at this epoch, and where: compared here
+    assert result["reproduces_record"] is True and result["record"]["test_error"] == rec["final_test_error"]
+    assert result["record"]["evaluated_on"] == rec["provenance"]["device_name"]
+    assert result["evaluated_on"]["device_name"] == rec["provenance"]["device_name"]
+    assert len(result["checkpoint_sha256"]) == 64
+    other = evaluate_checkpoint(tmp_path / rec["checkpoint"], "sample", test_subset=30, device="cpu")
+    assert other["reproduces_record"] is None  # not the images the record was measured on: no verdict
+
+
+def test_se_res2net_test_says_when_a_checkpoint_does_not_reproduce_its_record(tmp_path, capsys):
+    import torch
+
+    rec = train(tiny_config(epochs=1, milestones=()), tmp_path, progress=False)
+    ck = torch.load(tmp_path / rec["checkpoint"], weights_only=False)
+    assert main(["test", str(tmp_path / rec["checkpoint"]), "--device", "cpu"]) == 0
+    assert "reproduces the record's test error at epoch 1" in capsys.readouterr().out
+    ck["record"]["epochs"][-1]["test_error"] += 2.5  # a record that does not belong to these weights
+    doctored = tmp_path / "doctored.pt"
+    torch.save(ck, doctored)
+    assert main(["test", str(doctored), "--device", "cpu"]) == 0
+    assert "DOES NOT reproduce the record's test error" in capsys.readouterr().out
+
+
+def test_the_device_of_an_epoch_is_the_one_that_trained_it_across_resumes():
+    from se_res2net.training.trainer import epoch_device
+
+    record = {"provenance": {"device_name": "AMD EPYC"},
+              "resumes": [{"epoch": 7, "device_name": "NVIDIA H200"}, {"epoch": 19, "device_name": "NVIDIA H100"}]}
+    assert [epoch_device(record, e) for e in (1, 7, 8, 19, 20, 30)] == [
+        "AMD EPYC", "AMD EPYC", "NVIDIA H200", "NVIDIA H200", "NVIDIA H100", "NVIDIA H100"]
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1160,3 +1160,55 @@ def plot_parity(record: Mapping[str, Any]) -> "Figure":
                  f"({device_kind(record.get('device'))})", fontsize=11)
     fig.legend(loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
     return fig
+
+
+def load_checkpoint_checks(path: PathLike) -> List[Dict[str, Any]]:
+    """The JSON lines ``se-res2net test CHECKPOINT... --json`` printed (one per checkpoint), each of which compares a
+    checkpoint's test error here with the one its own record measured where it trained; ``[]`` when no file."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in rows:
+        if "reproduces_record" not in r or "evaluated_on" not in r:
+            raise ValueError(f"{p}: a line lacks reproduces_record / evaluated_on; write it with "
+                             "'se-res2net test CHECKPOINT... --json' of this version")
+    return rows
+
+
+def checkpoint_checks_display(rows: Sequence[Mapping[str, Any]]) -> "pd.DataFrame":
+    """One row per checked checkpoint: the run (from the checkpoint's name), its epoch, the device its record
+    evaluated it on and the error there, the device of the check and the error there, the test losses' difference
+    and whether the error is the same (yes / NO; — when the check had other data than the record)."""
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        rec = r.get("record") or {}
+        same = r.get("reproduces_record")
+        out.append({"run": Path(r["checkpoint"]).stem, "epoch": r["epoch"],
+                    "recorded on": rec.get("evaluated_on"), "recorded error (%)": rec.get("test_error"),
+                    "checked on": f"{r['evaluated_on']['device_name']} (torch {r['evaluated_on']['torch']})",
+                    "checked error (%)": r["test_error"],
+                    "|Δ test loss|": abs(r["test_loss"] - rec["test_loss"]) if rec else float("nan"),
+                    "same error": "—" if same is None else ("yes" if same else "NO")})
+    return pd.DataFrame(out)
+
+
+CHECKPOINT_CHECK_FORMATS = {"recorded error (%)": "{:.2f}", "checked error (%)": "{:.2f}", "|Δ test loss|": "{:.1e}"}
+
+
+def checkpoint_checks_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence (markdown) summing up :func:`checkpoint_checks_display`: how many checkpoints give their
+    record's test error again on which device(s), against which recorded device(s), and the largest loss
+    difference."""
+    judged = [r for r in rows if r.get("reproduces_record") is not None]
+    if not judged:
+        return "No checkpoint has been checked against its record on another device yet."
+    same = sum(bool(r["reproduces_record"]) for r in judged)
+    here = ", ".join(sorted({r["evaluated_on"]["device_name"] for r in judged}))
+    there = ", ".join(sorted({str(r["record"]["evaluated_on"]) for r in judged}))
+    worst = max(abs(r["test_loss"] - r["record"]["test_loss"]) for r in judged)
+    return (f"**{same} of {len(judged)}** checkpoints trained and evaluated on {there} give their record's test "
+            f"error again on {here}, to the last digit; their test losses differ by at most {worst:.1e} nats "
+            "(another device's fp32 kernels round differently).")

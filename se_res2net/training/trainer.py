@@ -1094,8 +1094,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_test_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint_path", nargs="?", default=None, metavar="CHECKPOINT",
-                   help="a .pt file written by 'se-res2net train' (or give it with --checkpoint)")
+    p.add_argument("checkpoint_path", nargs="*", default=[], metavar="CHECKPOINT",
+                   help="one or more .pt files written by 'se-res2net train' (with --json: one JSON line each); "
+                        "each is compared with the test error its own record measured at its epoch")
     p.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", choices=DATA_SOURCES, default=None,
                    help="CIFAR-10 source (default: the checkpoint's own, else auto)")
@@ -1125,6 +1126,8 @@ def evaluate_checkpoint(
     result says whether the data matched (``same_data_as_run``). A checkpoint's data source ``folder`` /
     ``torchvision`` becomes ``auto`` here (the folder may live elsewhere on this machine).
     """
+    import torch
+
     from .checkpoint import load_model_from_checkpoint
     from .data import load_cifar10
 
@@ -1148,8 +1151,14 @@ def evaluate_checkpoint(
         # the trainer subsets train and test together with seed 0; the test part does not depend on the train part
         data = data.subset(train=cfg.get("train_subset"), test=test_subset, seed=0)
     loss, error = evaluate(model, data.test.images, data.test.labels, dev, batch_size)
+    same_data = cfg.get("data_fingerprint") == data.fingerprint if cfg.get("data_fingerprint") else None
+    # the record inside the checkpoint holds what training measured after this epoch: compare, on the same data
+    record = ck.get("record") or {}
+    entry = next((e for e in record.get("epochs") or [] if e.get("epoch") == ck["epoch"]), None)
+    comparable = entry is not None and same_data is not False and test_subset == cfg.get("test_subset")
     return {
         "checkpoint": str(checkpoint),
+        "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
         "model": ck["model"],
         "model_kwargs": ck.get("model_kwargs", {}),
         "epoch": ck["epoch"],
@@ -1160,26 +1169,53 @@ def evaluate_checkpoint(
         "data_source": data.source,
         "data_is_sample": data.is_sample,
         "data_fingerprint": data.fingerprint,
-        "same_data_as_run": cfg.get("data_fingerprint") == data.fingerprint if cfg.get("data_fingerprint") else None,
+        "same_data_as_run": same_data,
+        "evaluated_on": {"device_name": device_info(dev)["device_name"], "torch": torch.__version__},
+        "record": None if entry is None else {"test_error": entry["test_error"], "test_loss": entry["test_loss"],
+                                              "evaluated_on": epoch_device(record, int(ck["epoch"]))},
+        # the record's error again, to the digit: fp32 evaluation makes this hold across machines (rounding moves
+        # the loss in its last digits, almost never a prediction); None when the data or subset differ
+        "reproduces_record": (entry["test_error"] == error) if comparable else None,
     }
 
 
+def epoch_device(record: Mapping[str, Any], epoch: int) -> Optional[str]:
+    """The device that trained and evaluated ``epoch`` (1-based) of a run: the last resume before it, else the
+    device the run started on (a run may resume on other hardware)."""
+    device = (record.get("provenance") or {}).get("device_name")
+    for r in record.get("resumes") or []:
+        if int(r.get("epoch", 0)) < epoch:
+            device = r.get("device_name", device)
+    return device
+
+
 def run_test(args: argparse.Namespace) -> int:
-    path = args.checkpoint_path or args.checkpoint
-    if path is None:
+    paths = list(args.checkpoint_path) or ([args.checkpoint] if args.checkpoint else [])
+    if not paths:
         raise ValueError("give the checkpoint to evaluate: se-res2net test PATH.pt")
-    if args.checkpoint_path and args.checkpoint and args.checkpoint_path != args.checkpoint:
-        raise ValueError("two checkpoints given (positional and --checkpoint); give one")
+    if args.checkpoint_path and args.checkpoint and args.checkpoint_path != [args.checkpoint]:
+        raise ValueError("checkpoints given both as arguments and with --checkpoint; give them as arguments")
+    for path in paths:
+        _test_one(path, args)
+    return 0
+
+
+def _test_one(path: str, args: argparse.Namespace) -> None:
     result = evaluate_checkpoint(
         path, args.data, args.data_dir, test_subset=args.test_subset, device=args.device,
         batch_size=args.batch_size, download=args.download,
     )
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result), flush=True)
     else:
         sample = " [SAMPLE data]" if result["data_is_sample"] else ""
         other = "" if result["same_data_as_run"] is not False else " (NOT the data the run was evaluated on)"
         print(f"{result['model']} (epoch {result['epoch']}): test error {result['test_error']:.2f}% "
               f"(loss {result['test_loss']:.4f}) on {result['test_size']} {result['data_source']} test "
-              f"images{sample}{other}")
-    return 0
+              f"images{sample}{other}, on {result['evaluated_on']['device_name']}")
+        rec = result["record"]
+        if result["reproduces_record"] is not None:
+            verdict = "reproduces" if result["reproduces_record"] else "DOES NOT reproduce"
+            print(f"{verdict} the record's test error at epoch {result['epoch']}, {rec['test_error']:.2f}% "
+                  f"(evaluated on {rec['evaluated_on']}); test loss differs by "
+                  f"{abs(result['test_loss'] - rec['test_loss']):.1e}", flush=True)
