@@ -164,7 +164,8 @@ from se_res2net.training.transfer import lift_checkpoints
 s = lift_checkpoints(".", lifted=sys.argv[1])["lifted"]
 mib = sum(e["bytes"] for e in s) / 2**20
 if s: print(f"[runbook] lifted {len(s)} committed checkpoint(s), {mib:.1f} MiB, out of the tree into "
-            f"{sys.argv[1]}/resume: they travel once (git shows them deleted until unpack or restore)")' "$LIFTED_REL" \
+            f"{sys.argv[1]}/resume: they travel once. git shows them deleted (staged) until unpack or restore: "
+            "commit nothing before that, or the commit deletes them")' "$LIFTED_REL" \
         || die "could not lift the committed checkpoints (see above); LIFT=0 leaves them in the tree"
       [ -d "$LIFTED_REL/resume" ] && mapfile -t lifted < <(find "$LIFTED_REL/resume" -type f -name '*.pt' | sort)
     fi
@@ -204,7 +205,8 @@ done = restore_lifted(sys.argv[1])
 for p in done["restored"]: print("put back as committed:", p)
 for p in done["newer"]: print("kept the newer checkpoint that came back (commit it):", p)
 for p in done["complete"]: print("its run is complete: stays deleted (commit that):", p)
-for p in done["carried"]: print("a newer copy waits in .xfer/resume: stays deleted here (commit that):", p)' "$checkout"
+for p in done["carried"]: print("a newer copy waits in .xfer/resume: stays deleted here (commit that):", p)
+for p in done["untracked"]: print("WARNING: a commit made while it was lifted deleted it from git; git add it again:", p)' "$checkout"
     ;;
 
   wheels)

@@ -621,6 +621,23 @@ def test_prepare_lifts_the_committed_checkpoints_out_of_the_tree_and_unpack_puts
     assert {p.stem: p.read_bytes() for p in ckpts.glob("*.pt")} == old
 
 
+def test_a_commit_made_while_lifted_loses_no_checkpoint(tmp_path):
+    """Between `prepare` and `unpack` the deletions are staged, so a plain `git commit` records them. `restore`
+    puts the files back from the lifted copies (not from HEAD, which no longer has them) and says to add them."""
+    from se_res2net.training.transfer import lift_checkpoints, restore_lifted
+
+    repo = _checkout_with_checkpoints(tmp_path, {"a": b"committed a", "b": b"committed b"})
+    lift_checkpoints(repo)
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "notes, by mistake with the rest")
+    done = restore_lifted(repo)
+    ckpts = repo / "book" / "runs" / "budget" / "checkpoints"
+    assert sorted(done["untracked"]) == sorted(done["restored"]) == [
+        "book/runs/budget/checkpoints/a.pt", "book/runs/budget/checkpoints/b.pt"]
+    assert (ckpts / "a.pt").read_bytes() == b"committed a" and (ckpts / "b.pt").read_bytes() == b"committed b"
+    _git(repo, "add", "book/runs")
+    assert _git(repo, "diff", "--cached", "--name-only", "HEAD~1").strip() == ""  # as it was before the mistake
+
+
 def test_lifting_refuses_a_checkpoint_that_differs_from_its_commit_and_removes_nothing(tmp_path):
     from se_res2net.training.transfer import lift_checkpoints
 

@@ -472,14 +472,15 @@ def restore_lifted(repo: PathLike = ".", lifted: Optional[PathLike] = None) -> D
     restored from ``HEAD`` unless something newer stands for it: a checkpoint ``unpack`` brought back (kept), a
     complete record of its run (its checkpoint is not needed: the deletion stays, to be committed), or a carried
     copy in ``.xfer/resume`` (too big for git). Then the lifted copies are removed. Returns the paths ``restored``,
-    ``newer`` (kept as they came back), ``complete`` and ``carried``; ``{}``-like lists when nothing was lifted."""
+    ``newer`` (kept as they came back), ``complete``, ``carried`` and ``untracked`` (restored, but a commit made
+    while they were lifted recorded their deletion: add them again); empty lists when nothing was lifted."""
     import shutil
 
     from .records import read_record
 
     root = Path(repo).resolve()
     dest = Path(lifted) if lifted is not None else root / LIFTED_DIR
-    done: Dict[str, List[str]] = {"restored": [], "newer": [], "complete": [], "carried": []}
+    done: Dict[str, List[str]] = {"restored": [], "newer": [], "complete": [], "carried": [], "untracked": []}
     try:
         summary = json.loads((dest / LIFTED_LIST).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -500,7 +501,16 @@ def restore_lifted(repo: PathLike = ".", lifted: Optional[PathLike] = None) -> D
         elif (root / ".xfer" / "resume" / profile / "checkpoints" / rel.name).exists():
             done["carried"].append(str(rel))
         else:
-            _git_out(root, "checkout", "HEAD", "--", str(rel))
+            # from the lifted copy (checked against the blob id when lifted), not from HEAD: a commit made while
+            # lifted may have recorded the deletion, and then HEAD no longer has it
+            copy = dest / "resume" / profile / "checkpoints" / rel.name
+            if not copy.is_file() or _git_blob(copy) != e["blob"]:
+                raise RuntimeError(f"the lifted copy {copy} of {rel} is missing or changed; nothing more was put back "
+                                   f"(the committed version is blob {e['blob']}: git cat-file blob {e['blob']} > {rel})")
+            ensure_writable_dir((root / rel).parent)
+            shutil.copy2(copy, root / rel)
+            if not _git_out(root, "ls-files", "--", str(rel)).strip():
+                done["untracked"].append(str(rel))  # its deletion was committed while it was lifted
             done["restored"].append(str(rel))
     shutil.rmtree(dest)
     return done
