@@ -442,7 +442,8 @@ def lift_checkpoints(repo: PathLike = ".", runs_dir: str = "book/runs", lifted: 
     if (dest / LIFTED_LIST).exists():
         raise FileExistsError(f"{dest / LIFTED_LIST} exists: checkpoints were lifted already and not put back; "
                               "run scripts/gpu-runbook.sh restore first")
-    listing = _git_out(root, "ls-files", "-s", "--", f"{runs_dir}/*/checkpoints/*.pt")
+    # :(glob): each * stays within one folder (git's plain pathspec * would also match a/b/checkpoints)
+    listing = _git_out(root, "ls-files", "-s", "--", f":(glob){runs_dir}/*/checkpoints/*.pt")
     entries = []
     for line in listing.splitlines():
         meta, rel = line.split("\t", 1)
@@ -469,7 +470,8 @@ def lift_checkpoints(repo: PathLike = ".", runs_dir: str = "book/runs", lifted: 
 
 def restore_lifted(repo: PathLike = ".", lifted: Optional[PathLike] = None) -> Dict[str, List[str]]:
     """Undo :func:`lift_checkpoints` after a block: the index gets each lifted path back from ``HEAD``; its file is
-    restored from ``HEAD`` unless something newer stands for it: a checkpoint ``unpack`` brought back (kept), a
+    restored from its lifted copy (checked against the blob id it had when lifted) unless something newer stands
+    for it: a checkpoint ``unpack`` brought back (kept), a
     complete record of its run (its checkpoint is not needed: the deletion stays, to be committed), or a carried
     copy in ``.xfer/resume`` (too big for git). Then the lifted copies are removed. Returns the paths ``restored``,
     ``newer`` (kept as they came back), ``complete``, ``carried`` and ``untracked`` (restored, but a commit made
