@@ -114,3 +114,20 @@ def test_runs_start_seed_by_seed_so_a_stopped_block_leaves_matched_pairs(tmp_pat
     run_sweep("smoke", models=["res2net29", "se_res2net29"], seeds=[1, 2], jobs=2, out_root=tmp_path,
               overrides=TINY, progress=False)
     assert handed == ["res2net29_seed1", "se_res2net29_seed1", "res2net29_seed2", "se_res2net29_seed2"]
+
+
+def test_runs_with_a_checkpoint_to_resume_start_before_new_ones(tmp_path, monkeypatch):
+    """A block that also names new runs (so the GPU does not idle once the old ones end) finishes the half-trained
+    runs of earlier blocks first, seed by seed among themselves."""
+    from se_res2net.training import sweep
+
+    ckpts = tmp_path / "smoke" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for name in ("se_res2net29_seed2", "res2net29_seed2"):
+        (ckpts / f"{name}.pt").write_bytes(b"a checkpoint of an earlier block")  # only its presence counts here
+    handed = []
+    monkeypatch.setattr(sweep, "execute_local", lambda plan, *args: handed.extend(r.name for r in plan))
+    run_sweep("smoke", models=["res2net29", "se_res2net29", "resnet56"], seeds=[1, 2], jobs=2, out_root=tmp_path,
+              overrides=TINY, progress=False)
+    assert handed == ["res2net29_seed2", "se_res2net29_seed2", "res2net29_seed1", "se_res2net29_seed1",
+                      "resnet56_seed1", "resnet56_seed2"]
