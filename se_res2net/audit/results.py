@@ -1190,12 +1190,13 @@ def checkpoint_checks_display(rows: Sequence[Mapping[str, Any]]) -> "pd.DataFram
                     "recorded on": rec.get("evaluated_on"), "recorded error (%)": rec.get("test_error"),
                     "checked on": f"{r['evaluated_on']['device_name']} (torch {r['evaluated_on']['torch']})",
                     "checked error (%)": r["test_error"],
-                    "|Δ test loss|": abs(r["test_loss"] - rec["test_loss"]) if rec else float("nan"),
+                    "test loss difference (abs.)": abs(r["test_loss"] - rec["test_loss"]) if rec else float("nan"),
                     "same error": "—" if same is None else ("yes" if same else "NO")})
     return pd.DataFrame(out)
 
 
-CHECKPOINT_CHECK_FORMATS = {"recorded error (%)": "{:.2f}", "checked error (%)": "{:.2f}", "|Δ test loss|": "{:.1e}"}
+CHECKPOINT_CHECK_FORMATS = {"recorded error (%)": "{:.2f}", "checked error (%)": "{:.2f}",
+                            "test loss difference (abs.)": "{:.1e}"}
 
 
 def checkpoint_checks_text(rows: Sequence[Mapping[str, Any]]) -> str:
