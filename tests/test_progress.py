@@ -52,3 +52,32 @@ def test_progress_reports_states_throughput_and_eta(tmp_path, capsys):
                  "--seeds", "0", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["counts"]["complete"] == 1 and got["eta_s"] == 0.0
+
+
+def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
+    """A later sweep's plan (here: seed 0 on a CPU) must not hide the resumable runs of an earlier one (seeds 1-3
+    of a GPU block) in the same folder; they are listed apart and left out of the sweep's counts and ETA."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "book" / "runs" / "budget" / "res2net29_seed1.json"
+    rec = read_record(committed)
+    rec.update(status="running", final_test_error=None)  # unfinished, whatever the committed run has reached since
+    rec["epochs"] = rec["epochs"][:5]
+    out = tmp_path / "budget"
+    out.mkdir()
+    write_record(out / "res2net29_seed1.json", rec)
+    (out / "notes.json").write_text('{"not": "a run record"}', encoding="utf-8")
+    (out / ".sweep-plan.json").write_text(json.dumps({"models": ["res2net29"], "seeds": [0], "epochs": 30,
+                                                      "slots": ["cpu"]}), encoding="utf-8")
+    p = sweep_progress(tmp_path, "budget")
+    assert [r["run"] for r in p["runs"]] == ["res2net29_seed0"] and p["counts"]["pending"] == 1
+    assert p["counts"]["incomplete"] == 0  # the other run is not this sweep's
+    (other,) = p["other_runs"]
+    assert other["run"] == "res2net29_seed1" and other["state"] == "incomplete"
+    assert other["epochs_done"] == len(rec["epochs"])
+    assert other["eta_s"] == pytest.approx((30 - len(rec["epochs"])) * other["epoch_s"])
+    text = format_progress(p)
+    assert "1 other run(s) in this folder, not in this sweep's plan (1 resumable" in text
+    assert text.splitlines()[-1].startswith("res2net29_seed1")
+    # naming the runs asks for exactly those
+    assert sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1])["other_runs"] == []

@@ -37,13 +37,49 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
     return sum(xs) / len(xs) if xs else None
 
 
+def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optional[Dict[str, Any]] = None,
+             name: Optional[str] = None) -> Dict[str, Any]:
+    """One run's state, pace and last error, from its record (read here unless given) and its locks."""
+    name = name or run_name(model, seed)
+    row: Dict[str, Any] = {"run": name, "model": model, "seed": seed, "state": "pending", "epochs_done": 0,
+                           "epochs": planned_epochs, "epoch_s": None, "images_per_s": None,
+                           "last_test_error": None, "final_test_error": None, "device_name": None}
+    if rec is None:
+        try:
+            rec = read_record(record_path(out, model, seed, name))
+        except (FileNotFoundError, ValueError):
+            rec = None
+    if rec is not None:
+        eps = rec["epochs"]
+        train_size = rec["provenance"].get("train_size") or 0
+        recent = eps[-3:]
+        row.update(
+            epochs_done=len(eps),
+            epochs=int(rec["config"].get("epochs") or planned_epochs),
+            epoch_s=_mean([e.get("epoch_time_s") for e in recent]),
+            images_per_s=(train_size / eps[-1]["train_time_s"]) if eps and eps[-1].get("train_time_s") else None,
+            last_test_error=eps[-1]["test_error"] if eps else None,
+            final_test_error=rec.get("final_test_error"),
+            device_name=rec["provenance"].get("device_name"),
+        )
+        if rec["status"] in ("complete", "failed"):
+            row["state"] = rec["status"]
+        else:
+            live = RunLock(sweep_lock_path(out, name)).is_locked() or RunLock(train_lock_path(out, name)).is_locked()
+            row["state"] = "training" if live else "incomplete"
+    elif RunLock(sweep_lock_path(out, name)).is_locked():
+        row["state"] = "starting"
+    return row
+
+
 def sweep_progress(
     out_root: PathLike = DEFAULT_OUT_ROOT,
     profile: str = "full",
     models: Optional[Sequence[str]] = None,
     seeds: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
-    """The state of every planned run and the sweep's totals (JSON-ready)."""
+    """The state of every planned run and the sweep's totals (JSON-ready). Unless ``models`` or ``seeds`` are
+    given, the records in the folder that the plan does not name are listed too, under ``other_runs``."""
     prof = get_profile(profile)
     out = Path(out_root) / prof.name
     plan: Dict[str, Any] = {}
@@ -52,41 +88,26 @@ def sweep_progress(
             plan = json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))
         except ValueError:
             plan = {}
+    explicit_runs = models is not None or seeds is not None
     models = list(models or plan.get("models") or ALL_MODELS)
     seeds = [int(s) for s in (seeds or plan.get("seeds") or DEFAULT_SEEDS)]
     planned_epochs = int(plan.get("epochs") or prof.epochs)
-    rows: List[Dict[str, Any]] = []
-    for model in models:
-        for seed in seeds:
-            name = run_name(model, seed)
-            row: Dict[str, Any] = {"run": name, "model": model, "seed": seed, "state": "pending", "epochs_done": 0,
-                                   "epochs": planned_epochs, "epoch_s": None, "images_per_s": None,
-                                   "last_test_error": None, "final_test_error": None, "device_name": None}
+    rows = [_run_row(out, model, seed, planned_epochs) for model in models for seed in seeds]
+    # records in the folder that this plan does not name (an earlier sweep's, e.g. another device's seeds): listed
+    # apart, so that a resumable run is not hidden by a later plan, and left out of this sweep's counts and ETA
+    planned = {r["run"] for r in rows}
+    others: List[Dict[str, Any]] = []
+    if not explicit_runs:
+        for path in sorted(out.glob("*.json")):
             try:
-                rec = read_record(record_path(out, model, seed))
+                rec = read_record(path)
             except (FileNotFoundError, ValueError):
-                rec = None
-            if rec is not None:
-                eps = rec["epochs"]
-                train_size = rec["provenance"].get("train_size") or 0
-                recent = eps[-3:]
-                row.update(
-                    epochs_done=len(eps),
-                    epochs=int(rec["config"].get("epochs") or planned_epochs),
-                    epoch_s=_mean([e.get("epoch_time_s") for e in recent]),
-                    images_per_s=(train_size / eps[-1]["train_time_s"]) if eps and eps[-1].get("train_time_s") else None,
-                    last_test_error=eps[-1]["test_error"] if eps else None,
-                    final_test_error=rec.get("final_test_error"),
-                    device_name=rec["provenance"].get("device_name"),
-                )
-                if rec["status"] in ("complete", "failed"):
-                    row["state"] = rec["status"]
-                else:
-                    live = RunLock(sweep_lock_path(out, name)).is_locked() or RunLock(train_lock_path(out, name)).is_locked()
-                    row["state"] = "training" if live else "incomplete"
-            elif RunLock(sweep_lock_path(out, name)).is_locked():
-                row["state"] = "starting"
-            rows.append(row)
+                continue  # not a run record (or a broken one, which `se-res2net check` reports)
+            if path.stem not in planned:
+                other = _run_row(out, rec["model"], int(rec["seed"]), planned_epochs, rec=rec, name=path.stem)
+                left = 0 if other["state"] in ("complete", "failed") else other["epochs"] - other["epochs_done"]
+                other["eta_s"] = left * other["epoch_s"] if other["epoch_s"] else None  # at its own pace
+                others.append(other)
 
     # seconds per epoch: the run's own, else its model's, else every run's mean
     by_model = {m: _mean([r["epoch_s"] for r in rows if r["model"] == m]) for m in models}
@@ -109,6 +130,7 @@ def sweep_progress(
         "profile": prof.name,
         "out_dir": str(out),
         "runs": rows,
+        "other_runs": others,
         "counts": states,
         "concurrency": concurrency,
         "images_per_s": sum(r["images_per_s"] or 0 for r in rows if r["state"] == "training"),
@@ -132,14 +154,21 @@ def format_progress(p: Dict[str, Any]) -> str:
         f"{'run':<34} {'state':<11} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} {'ETA':>9}",
     ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    for r in p["runs"]:
+
+    def line(r: Dict[str, Any]) -> str:
         err = r["final_test_error"] if r["final_test_error"] is not None else r["last_test_error"]
-        lines.append(
-            f"{r['run']:<34} {r['state']:<11} {r['epochs_done']:>4}/{r['epochs']:<4} {fmt(r['epoch_s'], '.1f'):>8} "
-            f"{fmt(r['images_per_s'], '.0f'):>8} {fmt(err, '.2f'):>10} {_hms(r['eta_s']) if r['eta_s'] else '':>9}"
-        )
+        eta = _hms(r["eta_s"]) if r.get("eta_s") else ""
+        return (f"{r['run']:<34} {r['state']:<11} {r['epochs_done']:>4}/{r['epochs']:<4} {fmt(r['epoch_s'], '.1f'):>8} "
+                f"{fmt(r['images_per_s'], '.0f'):>8} {fmt(err, '.2f'):>10} {eta:>9}")
+
+    lines += [line(r) for r in p["runs"]]
     lines.append(f"now {p['images_per_s']:,.0f} training images/s over {c['training']} run(s); "
                  f"ETA of the sweep {_hms(p['eta_s'])} at concurrency {p['concurrency']}")
+    others = p.get("other_runs") or []
+    if others:
+        lines.append(f"{len(others)} other run(s) in this folder, not in this sweep's plan "
+                     f"({sum(r['state'] == 'incomplete' for r in others)} resumable by a sweep that names them):")
+        lines += [line(r) for r in others]
     return "\n".join(lines)
 
 
