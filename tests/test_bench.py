@@ -44,8 +44,12 @@ def test_bench_plain_and_trainer_train_on_the_same_images(probe):
 
     r = bench(models=["res2net29"], variants=["plain", "eager"], device="cpu", batch_size=16, steps=1, warmup=1)
     made, targets = probe
-    fed = [m.seen for m in made if m.seen]  # the probes that trained: plain's, then eager's
-    assert len(fed) == 2 and len(targets) == 4
+    fed = [m.seen[:2] for m in made if m.seen]  # the probes that trained: plain's, then eager's (timed steps)
+    # after its timed steps the trainer's variant issues batch 0 again, 3 times for the host time and once under
+    # the profiler; they are not timed and change no ratio
+    assert len(fed) == 2 and len(targets) == 4 + 4
+    assert all(torch.equal(y, targets[2]) for y in targets[4:])
+    targets = targets[:4]
     want = torch.bincount(torch.from_numpy(load_cifar10("sample").subset(train=32).train.labels), minlength=10)
     mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     for batches, ys in zip(fed, (targets[:2], targets[2:])):
@@ -62,6 +66,27 @@ def test_bench_plain_and_trainer_train_on_the_same_images(probe):
     assert rows["eager"]["vs_plain"] == pytest.approx(ips[1] / ips[0])
     table = format_table(r)
     assert all(f"{v:.1f}" in table for v in ips) and f"{ips[1] / ips[0]:.2f}x" in table
+    # where the trainer's step goes: its host time and what it launches (top-level ops on a CPU); none for plain
+    assert rows["plain"]["host_ms"] is None and rows["plain"]["launches"] is None
+    assert rows["eager"]["host_ms"] > 0 and rows["eager"]["launches"] > 10
+    assert f"{rows['eager']['host_ms']:.1f}" in table and str(rows["eager"]["launches"]) in table
+
+
+def test_launches_are_counted_by_the_profiler_on_the_steps_device():
+    """On a CPU the count is the step's top-level aten ops: nested ops (a matmul inside a linear) count once."""
+    import torch
+
+    from se_res2net.training.bench import _launches_per_step
+
+    x, lin = torch.randn(4, 8), torch.nn.Linear(8, 8)
+
+    def step():
+        for _ in range(3):
+            torch.add(x, x)
+        lin(x)  # one top-level aten::linear, with addmm etc. inside it
+        torch.relu(x).sum()
+
+    assert _launches_per_step(step, torch.device("cpu")) == 3 + 1 + 2
 
 
 def test_bench_cli_json(probe, capsys):
@@ -73,7 +98,8 @@ def test_bench_cli_json(probe, capsys):
     r = json.loads(capsys.readouterr().out)
     (row,) = r["rows"]
     assert (row["variant"], row["vs_plain"], r["timed_steps"], r["batch_size"]) == ("eager", None, 2, 8)
-    assert [len(m.seen) for m in probe[0] if m.seen] == [3] and math.isfinite(row["mean_loss"])
+    # 1 warm-up + 2 timed steps, then 3 + 1 untimed ones for the host time and the launch count
+    assert [len(m.seen) for m in probe[0] if m.seen] == [3 + 4] and math.isfinite(row["mean_loss"])
 
 
 def test_bench_floor_counts_the_same_models_step_and_divides_the_eager_time_by_it(probe, capsys):

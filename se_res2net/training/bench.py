@@ -21,7 +21,13 @@ batch size, SGD with the report's hyper-parameters, on the same device, in one p
     ``eager`` with ``torch.compile(model, mode="reduce-overhead")``: CUDA graphs on CUDA (on CPU it compiles
     like ``default``).
 
-Each variant runs ``warmup`` untimed steps (compilation happens there), then ``steps`` timed steps.
+Each variant runs ``warmup`` untimed steps (compilation happens there), then ``steps`` timed steps; then the
+trainer's variants issue one more step three times from an idle queue (``host_ms``, the median: the host's
+Python and launch cost alone, since CUDA runs kernels asynchronously) and once under ``torch.profiler``
+(``launches``: the device events of the step on CUDA, the top-level ops on a CPU). A step whose ``host_ms`` is
+close to its ``step_ms`` is bound by launches; a variant that launches fewer kernels at a higher ``host_ms``
+pays more per launch (Inductor's Triton launches cost more host time than eager ATen ones:
+pytorch/pytorch#93803).
 ``images/s = steps × batch / seconds``; ratios are against ``plain`` (and ``eager``) of the same model in the
 same run. ``achieved TFLOP/s`` counts 3 × 2 × thop MACs per image (forward, and a backward of about twice
 the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device,
@@ -102,6 +108,39 @@ def _check_variants(variants: Sequence[str]) -> List[str]:
     return out
 
 
+def _host_ms_per_step(step: Callable[[], None], device: Any, repeats: int = 3) -> float:
+    """Milliseconds the host takes to issue one step from an idle device queue (the median of ``repeats``): on
+    CUDA, kernels run asynchronously, so this is the Python and launch cost alone, and a step is bound by
+    launches when it is close to the step's measured time; on CPU the step runs as it is issued (the two match)."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        times.append(1000.0 * (time.perf_counter() - t0))
+        _sync(device)
+    return sorted(times)[len(times) // 2]
+
+
+def _launches_per_step(step: Callable[[], None], device: Any) -> int:
+    """What one step launches, counted by ``torch.profiler``: on CUDA, the events the device ran (kernels,
+    memcpy and memset; a CUDA-graph replay counts the kernels in it); on CPU, the top-level ops it dispatched."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    if cuda:
+        return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+    return sum(1 for e in prof.events() if e.device_type == DeviceType.CPU and e.cpu_parent is None
+               and e.name.startswith("aten::"))
+
+
 def _time_trainer_path(
     model_name: str, data: Any, device: Any, batch_size: int, steps: int, warmup: int, seed: int, variant: str,
     barrier: Optional[Path] = None,
@@ -147,9 +186,21 @@ def _time_trainer_path(
             step(i)
         _sync(device)
         elapsed = time.perf_counter() - t0
-    mean_loss = loss_sum.item() / (warmup + steps)
+        mean_loss = loss_sum.item() / (warmup + steps)
+        # where the step's time goes (not in the timed window; concurrency workers skip it): the host's time to
+        # issue one step from an idle queue, and the kernels it launches. A step whose host time is its whole time
+        # is bound by launches; fewer kernels at a higher host time means each launch costs more
+        host_ms = launches = None
+        if barrier is None:
+            host_ms = _host_ms_per_step(lambda: step(0), device)
+            try:
+                launches = _launches_per_step(lambda: step(0), device)
+            except Exception as exc:  # noqa: BLE001 -- a profiler that fails here costs the count, not the row
+                log.warning("could not count the launches of %s / %s: %s", model_name, variant, exc)
     return {
         "images_per_s": steps * batch_size / elapsed,
+        "host_ms": host_ms,
+        "launches": launches,
         "step_ms": 1000.0 * elapsed / steps,
         "elapsed_s": elapsed,
         "start_unix": t_start,
@@ -242,6 +293,8 @@ def _time_plain_path(
     del it, loader  # stop the workers
     return {
         "images_per_s": steps * batch_size / elapsed,
+        "host_ms": None,  # the plain loop reads its loss every step: the host waits for the device anyway
+        "launches": None,
         "step_ms": 1000.0 * elapsed / steps,
         "elapsed_s": elapsed,
         "start_unix": t_start,
@@ -540,13 +593,16 @@ def format_table(result: Dict[str, Any]) -> str:
         f"bench on {result['device']} ({result['device_name']}), torch {result['torch']}, "
         f"{result['torch_threads']} thread(s), batch {result['batch_size']}, {result['warmup_steps']} warm-up + "
         f"{result['timed_steps']} timed steps, data {result['data_source']}{sample}",
-        f"{'model':<16} {'variant':<10} {'images/s':>10} {'ms/step':>9} {'TFLOP/s':>8} {'vs plain':>9} "
-        f"{'vs eager':>9}  setup",
+        f"{'model':<16} {'variant':<10} {'images/s':>10} {'ms/step':>9} {'host ms':>8} {'launches':>8} "
+        f"{'TFLOP/s':>8} {'vs plain':>9} {'vs eager':>9}  setup",
     ]
     ratio = lambda v: "—" if v is None else f"{v:.2f}x"  # noqa: E731
     for r in result["rows"]:
+        host = "—" if r.get("host_ms") is None else f"{r['host_ms']:.1f}"
+        launches = "—" if r.get("launches") is None else str(r["launches"])
         lines.append(f"{r['model']:<16} {r['variant']:<10} {r['images_per_s']:>10.1f} {r['step_ms']:>9.1f} "
-                     f"{r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} {ratio(r['vs_eager']):>9}  {r['setup']}")
+                     f"{host:>8} {launches:>8} {r['tflops']:>8.3f} {ratio(r['vs_plain']):>9} "
+                     f"{ratio(r['vs_eager']):>9}  {r['setup']}")
     for f in result.get("failed") or []:
         lines.append(f"FAILED {f['model']} / {f['variant']}: {f['error']}")
     if result.get("interrupted"):
