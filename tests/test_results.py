@@ -690,3 +690,44 @@ def test_checkpoint_checks_are_read_shown_and_summed_up_from_what_se_res2net_tes
     path.write_text(json.dumps({"checkpoint": "x.pt", "test_error": 1.0}) + "\n")  # an older `test --json`
     with pytest.raises(ValueError, match="se-res2net test CHECKPOINT... --json"):
         results.load_checkpoint_checks(path)
+
+
+def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path):
+    """Budget seed 0 trains on this CPU in fp32, seeds 1-3 on a GPU in bf16: while one model's seed 0 is complete
+    and the other's is not, the two sides' device mixes differ and the significance and ablation rows say so;
+    once they match again (or for a run resumed from a CPU onto a GPU, on both sides) the note goes."""
+    from se_res2net.audit.results import ablation_table, hardware_mix_note, training_device_kinds
+
+    root = tmp_path / "runs"
+    errs = {"res2net29": [7.1, 7.3, 7.2, 7.0], "se_res2net29": [6.9, 6.8, 7.0, 6.7]}
+    for model, values in errs.items():
+        for seed, err in enumerate(values):
+            rec = record(model, seed, err)
+            rec["provenance"]["device"] = "cpu" if seed == 0 else "cuda"
+            if seed == 0 and model == "se_res2net29":
+                continue  # not finished yet
+            write(root, rec)
+    df = load_records(root)
+    assert sorted(df["device_kinds"]) == ["CPU"] + ["GPU"] * 6
+    note = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200).iloc[0]["note"]
+    assert "Res2Net-29: 1 on CPU, 3 on GPU; SE-Res2Net-29: 3 on GPU" in note
+    assert note == hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
+    abl = ablation_table(df, variants=[("se_res2net29", "SE on the fused output")], baseline="res2net29")
+    assert "different hardware" in abl.set_index("model").at["se_res2net29", "note"]
+
+    # the other seed 0 lands, resumed from the CPU onto a GPU: both sides hold one CPU-trained run and three GPU ones
+    # by kind of start, but this one is "CPU + GPU", so the mixes still differ
+    late = record("se_res2net29", 0, 6.9)
+    late["provenance"]["device"] = "cpu"
+    late["resumes"] = [{"epoch": 10, "device_name": "NVIDIA H200", "cuda": "13.0"}]
+    assert training_device_kinds(late) == "CPU + GPU"
+    write(root, late)
+    df = load_records(root)
+    assert "CPU + GPU" in hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
+    # trained on the CPU alone, as its pair was: the same mix on both sides, and no note
+    late["resumes"] = [{"epoch": 10, "device_name": "Intel Xeon", "cuda": None}, {"epoch": 31, "device": "cuda"}]
+    assert training_device_kinds(late) == "CPU"  # a resume that trained no epoch does not count
+    write(root, late)
+    df = load_records(root)
+    assert hardware_mix_note(df, "budget", "res2net29", "se_res2net29") == ""
+    assert significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200).iloc[0]["note"] == ""

@@ -79,7 +79,7 @@ RECORD_COLUMNS = [
     "profile", "model", "seed", "status", "state", "final_test_error", "params", "macs", "epochs",
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
-    "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices",
+    "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices", "device_kinds",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -196,6 +196,28 @@ def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
     return spans
 
 
+def _resume_device(entry: Mapping[str, Any]) -> str:
+    """The device type (``cpu`` / ``cuda``) a resume entry trained on: its ``device`` where it names one, else
+    from its ``cuda`` version (``None`` on a CPU); entries from before either was recorded name only the device,
+    and ``torch.cuda.get_device_name`` names every CUDA device of this project's machines ``NVIDIA ...``."""
+    if entry.get("device"):
+        return str(entry["device"])
+    if "cuda" in entry:
+        return "cuda" if entry["cuda"] else "cpu"
+    return "cuda" if str(entry.get("device_name") or "").startswith("NVIDIA") else "cpu"
+
+
+def training_device_kinds(rec: Mapping[str, Any]) -> str:
+    """The kinds of device that trained a run's epochs, ``"CPU"``, ``"GPU"`` or ``"CPU + GPU"`` (a run resumed on
+    another kind of machine): its start's ``provenance.device`` and each resume that trained an epoch."""
+    done = len(rec.get("epochs") or [])
+    marks = [(0, (rec.get("provenance") or {}).get("device"))]
+    marks += [(int(r.get("epoch", 0)), _resume_device(r)) for r in rec.get("resumes") or []]
+    kinds = {device_kind(d) for i, (start, d) in enumerate(marks)
+             if (marks[i + 1][0] if i + 1 < len(marks) else done) > start}
+    return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
+
+
 def _trained_on(spans: Sequence[Tuple[str, int, int]]) -> str:
     """``"AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–9)"``; one device's name alone when it trained them all."""
     if len(spans) == 1:
@@ -254,6 +276,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             **{k: prov.get(k) for k in ("start_time", "end_time", "torch", "python", "platform", "git_commit")},
             "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
             "devices": len(names),
+            "device_kinds": training_device_kinds(rec),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
@@ -345,6 +368,35 @@ def _errors(df: "pd.DataFrame", profile: str, model: str) -> List[float]:
     return sel[(sel["profile"] == profile) & (sel["model"] == model)]["final_test_error"].tolist()
 
 
+def _hardware_mix(df: "pd.DataFrame", profile: str, model: str) -> Dict[str, int]:
+    """How many complete runs of ``model`` in ``profile`` trained on each kind of device (``CPU``, ``GPU``; a
+    run resumed on another machine counts as the kinds of all its devices joined, e.g. ``CPU + GPU``)."""
+    if "device_kinds" not in df.columns:  # a frame built by hand, without the records: nothing to tell
+        return {}
+    sel = _complete(df)
+    sel = sel[(sel["profile"] == profile) & (sel["model"] == model)]
+    mix: Dict[str, int] = {}
+    for key in sel["device_kinds"]:
+        mix[key] = mix.get(key, 0) + 1
+    return dict(sorted(mix.items()))
+
+
+def hardware_mix_note(df: "pd.DataFrame", profile: str, baseline: str, candidate: str) -> str:
+    """A note when the two sides of a comparison were trained on different mixes of device kinds (say one
+    model's seed 0 on a CPU in fp32 and the other's on a GPU in bf16): Δ then holds the devices' difference
+    too. Empty when the mixes match (or a side has no complete run)."""
+    a, b = _hardware_mix(df, profile, baseline), _hardware_mix(df, profile, candidate)
+    if not a or not b or a == b:
+        return ""
+    say = lambda mix: ", ".join(f"{n} on {k}" for k, n in mix.items())  # noqa: E731
+    return (f"the sides trained on different hardware ({model_label(baseline)}: {say(a)}; "
+            f"{model_label(candidate)}: {say(b)}), so Δ may hold the devices' difference too")
+
+
+def _join_notes(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 def _fmt_pm(mean: float, std: float) -> str:
     return "" if math.isnan(mean) else f"{mean:.2f} ± " + ("n/a" if math.isnan(std) else f"{std:.2f}")
 
@@ -375,7 +427,7 @@ def ablation_table(df: "pd.DataFrame", variants: Sequence[Tuple[str, str]] = ABL
             params = _first_param(g["params"], "params", model) / 1e6
             c = compare(base, errs, names=(baseline, model), seed=seed, n_resamples=2000)
             is_base = model == baseline
-            note = "reference" if is_base else c.as_row()["note"]
+            note = "reference" if is_base else _join_notes(c.as_row()["note"], hardware_mix_note(df, prof, baseline, model))
             if not is_base and not base:
                 note = f"no complete {baseline} runs in this profile"
             rows.append({
@@ -403,7 +455,9 @@ def significance_table(df: "pd.DataFrame", pairs: Iterable[Tuple[str, str]], see
             if (prof, a) not in present or (prof, b) not in present:
                 continue
             c = compare(_errors(df, prof, a), _errors(df, prof, b), names=(a, b), seed=seed, n_resamples=n_resamples)
-            rows.append({"profile": prof, **c.as_row()})
+            row = c.as_row()
+            row["note"] = _join_notes(row["note"], hardware_mix_note(df, prof, a, b))
+            rows.append({"profile": prof, **row})
     cols = ["profile", *compare([], [], names=("a", "b"), n_resamples=10).as_row().keys()]
     return pd.DataFrame(rows, columns=cols)
 

@@ -896,8 +896,8 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     # the device, torch and CUDA that train on from here: a run may resume on other hardware than it started on
     info = device_info(device)
     record.setdefault("resumes", []).append(
-        {"epoch": start_epoch, "time": utc_now(), "device_name": info["device_name"], "torch": torch.__version__,
-         "cuda": info["cuda"], "code": code, "sharing": sharing_info(device)}
+        {"epoch": start_epoch, "time": utc_now(), "device": info["device"], "device_name": info["device_name"],
+         "torch": torch.__version__, "cuda": info["cuda"], "code": code, "sharing": sharing_info(device)}
     )
     if record.get("code", {}).get("sha256") != code["sha256"]:
         log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
