@@ -731,3 +731,20 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     df = load_records(root)
     assert hardware_mix_note(df, "budget", "res2net29", "se_res2net29") == ""
     assert significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200).iloc[0]["note"] == ""
+
+
+def test_the_hardware_mix_is_said_in_prose_under_the_table_not_only_in_a_folded_note(tmp_path):
+    from se_res2net.audit.results import hardware_mix_text
+
+    root = tmp_path / "runs"
+    for model, kinds in {"res2net29": ["cpu", "cuda"], "se_res2net29": ["cuda", "cuda"]}.items():
+        for seed, kind in enumerate(kinds):
+            rec = record(model, seed, 7.0 - seed * 0.1)
+            rec["provenance"]["device"] = kind
+            write(root, rec)
+    df = load_records(root)
+    pairs = [("res2net29", "se_res2net29"), ("resnet56", "se_resnet110")]
+    text = hardware_mix_text(df, "budget", pairs)
+    assert text.startswith("**The two sides trained on different hardware** in 1 comparison(s): Res2Net-29 → "
+                           "SE-Res2Net-29 (Res2Net-29: 1 on CPU, 1 on GPU; SE-Res2Net-29: 2 on GPU)")
+    assert hardware_mix_text(df, "budget", pairs[1:]) == ""

@@ -393,6 +393,22 @@ def hardware_mix_note(df: "pd.DataFrame", profile: str, baseline: str, candidate
             f"{model_label(candidate)}: {say(b)}), so Δ may hold the devices' difference too")
 
 
+def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[str, str]]) -> str:
+    """One markdown sentence, shown under a profile's comparison table, naming the comparisons whose two sides
+    trained on different kinds of device (:func:`hardware_mix_note`, which the table only folds); ``""`` when none."""
+    def mix(model: str) -> str:
+        return ", ".join(f"{n} on {k}" for k, n in _hardware_mix(df, profile, model).items())
+
+    bad = [(a, b) for a, b in pairs if hardware_mix_note(df, profile, a, b)]
+    if not bad:
+        return ""
+    listed = "; ".join(f"{model_label(a)} → {model_label(b)} ({model_label(a)}: {mix(a)}; {model_label(b)}: {mix(b)})"
+                       for a, b in bad)
+    return (f"**The two sides trained on different hardware** in {len(bad)} comparison(s): {listed}. Their Δ mixes "
+            "the models' difference with the devices' (this trainer runs fp32 on a CPU, bf16 on a GPU); it becomes a "
+            "comparison of the models alone once both sides hold the same mix of devices.")
+
+
 def _join_notes(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 
