@@ -198,10 +198,11 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert "No complete run under profile budget yet: 1 run(s) stopped between epochs or failed" in results_text
     assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
-    assert "Training so far: the full profile, on Fake GPU;" in intro, "the headline names another profile's hardware"
-    # GPU runs are counted with how many are complete (the first real block brought back only stopped ones)
-    assert re.search(r"11 runs on a GPU, 9 of them complete \(the rest are listed under What remains to run ?\)\.",
-                     intro), "the intro does not count the GPU runs with how many are complete"
+    assert ("Training so far: the most faithful profile with complete runs is full , with 9 complete run(s) of 3 "
+            "model(s), 9 on a GPU (Fake GPU).") in intro, "the headline names another profile's runs or hardware"
+    # unfinished runs are counted per profile and kind of device (the first real block brought back only stopped ones)
+    assert re.search(r"Unfinished: 2 run\(s\), 1 on a GPU under budget ; 1 on a GPU under full \(listed under What "
+                     r"remains to run ?\)\.", intro), "the intro does not count the unfinished runs"
 
 
 def test_book_config_reaches_the_top_level_files():

@@ -112,3 +112,22 @@ def test_every_table_row_quote_of_the_claims_file_finds_its_header():
     for c in claims.load_claims("book/claims.yaml"):
         if c.quote.strip().startswith("|"):
             assert "<thead>" in claims.quote_html(c, tables), c.id
+
+
+def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(tmp_path):
+    """The bottom line names every run: a CPU-trained complete run is not left out of the count beside GPU ones,
+    and unfinished runs are counted per profile and kind of device."""
+    root = tmp_path / "runs"
+    for model, seed, device, status in [("res2net29", 0, "cpu", "complete"), ("res2net29", 1, "cuda", "complete"),
+                                        ("se_res2net29", 1, "cuda", "complete"), ("se_res2net29", 0, "cpu", "running")]:
+        rec = make_record(model, seed, 7.0, profile="budget", status=status, device_name=f"Fake {device}")
+        rec["provenance"]["device"] = device
+        write_record(root, rec)
+    records = load_records(root, include_failed=True)
+    text = summary.training_so_far(records, claims.headline_profile(records))
+    assert text == ("Training so far: the most faithful profile with complete runs is **budget**, with 3 complete "
+                    "run(s) of 2 model(s), 1 on a CPU, 2 on a GPU (Fake cpu, Fake cuda). Unfinished: 1 run(s), 1 on "
+                    "a CPU under **budget** (listed under *What remains to run*).")
+    cpu_only = records[records["device"] == "cpu"]
+    assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
+    assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."
