@@ -124,8 +124,8 @@ def _host_ms_per_step(step: Callable[[], None], device: Any, repeats: int = 3) -
 
 def _launches_per_step(step: Callable[[], None], device: Any) -> int:
     """What one step launches, counted by ``torch.profiler``: on CUDA, the events the device ran (kernels,
-    memcpy and memset; a CUDA-graph replay counts the kernels in it); on CPU, the top-level ops it dispatched."""
-    import torch
+    memcpy and memset; of a CUDA-graph replay, the kernels CUPTI reports in it); on CPU, the top-level ops it
+    dispatched."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
