@@ -128,6 +128,11 @@ def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(t
     assert text == ("Training so far: the most faithful profile with complete runs is **budget**, with 3 complete "
                     "run(s) of 2 model(s), 1 on a CPU, 2 on a GPU (Fake cpu, Fake cuda). Unfinished: 1 run(s), 1 on "
                     "a CPU under **budget** (listed under *What remains to run*).")
+    failed = make_record("resnet56", 0, None, profile="budget", status="failed")
+    write_record(root, failed)
+    with_failed = load_records(root, include_failed=True)
+    assert summary.training_so_far(with_failed, "budget") == text[:-1] + (
+        "; 1 run(s) failed (their errors are listed with the runs that are not results).")
     cpu_only = records[records["device"] == "cpu"]
     assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
     assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."

@@ -155,10 +155,13 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     text = (f"Training so far: the most faithful profile with complete runs is **{head}**, with {len(done)} complete "
             f"run(s) of {done['model'].nunique()} model(s), {_on_kinds(mix(done))} "
             f"({', '.join(machines) or 'not recorded'})")
-    unfinished = records[records["status"] != "complete"]
+    unfinished = records[~records["status"].isin(["complete", "failed"])]
     if len(unfinished):
         per = "; ".join(f"{_on_kinds(mix(g))} under **{prof}**" for prof, g in unfinished.groupby("profile", sort=True))
         text += f". Unfinished: {len(unfinished)} run(s), {per} (listed under *What remains to run*)"
+    failed = int((records["status"] == "failed").sum())
+    if failed:
+        text += f"; {failed} run(s) failed (their errors are listed with the runs that are not results)"
     if not records["device_kinds"].str.contains("GPU").any():
         text += "; no GPU has trained a record yet"
     return text + "."
