@@ -710,7 +710,7 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     df = load_records(root)
     assert sorted(df["device_kinds"]) == ["CPU"] + ["GPU"] * 6
     note = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200).iloc[0]["note"]
-    assert "Res2Net-29: 1 on CPU, 3 on GPU; SE-Res2Net-29: 3 on GPU" in note
+    assert "Res2Net-29: 1 on a CPU, 3 on a GPU; SE-Res2Net-29: 3 on a GPU" in note
     assert note == hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
     abl = ablation_table(df, variants=[("se_res2net29", "SE on the fused output")], baseline="res2net29")
     assert "different hardware" in abl.set_index("model").at["se_res2net29", "note"]
@@ -723,7 +723,7 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     assert training_device_kinds(late) == "CPU + GPU"
     write(root, late)
     df = load_records(root)
-    assert "CPU + GPU" in hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
+    assert "1 on a CPU and a GPU" in hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
     # trained on the CPU alone, as its pair was: the same mix on both sides, and no note
     late["resumes"] = [{"epoch": 10, "device_name": "Intel Xeon", "cuda": None}, {"epoch": 31, "device": "cuda"}]
     assert training_device_kinds(late) == "CPU"  # a resume that trained no epoch does not count
@@ -746,5 +746,5 @@ def test_the_hardware_mix_is_said_in_prose_under_the_table_not_only_in_a_folded_
     pairs = [("res2net29", "se_res2net29"), ("resnet56", "se_resnet110")]
     text = hardware_mix_text(df, "budget", pairs)
     assert text.startswith("**The two sides trained on different hardware** in 1 comparison(s): Res2Net-29 → "
-                           "SE-Res2Net-29 (Res2Net-29: 1 on CPU, 1 on GPU; SE-Res2Net-29: 2 on GPU)")
+                           "SE-Res2Net-29 (Res2Net-29: 1 on a CPU, 1 on a GPU; SE-Res2Net-29: 2 on a GPU)")
     assert hardware_mix_text(df, "budget", pairs[1:]) == ""

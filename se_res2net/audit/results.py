@@ -388,19 +388,21 @@ def hardware_mix_note(df: "pd.DataFrame", profile: str, baseline: str, candidate
     a, b = _hardware_mix(df, profile, baseline), _hardware_mix(df, profile, candidate)
     if not a or not b or a == b:
         return ""
-    return (f"the sides trained on different hardware ({model_label(baseline)}: {_say_mix(a)}; "
-            f"{model_label(candidate)}: {_say_mix(b)}), so Δ may hold the devices' difference too")
+    return (f"the sides trained on different hardware ({model_label(baseline)}: {say_mix(a)}; "
+            f"{model_label(candidate)}: {say_mix(b)}), so Δ may hold the devices' difference too")
 
 
-def _say_mix(mix: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} on {kind}" for kind, n in mix.items())
+def say_mix(mix: Mapping[str, int]) -> str:
+    """``{"CPU": 1, "GPU": 3}`` -> ``"1 on a CPU, 3 on a GPU"``; a ``"CPU + GPU"`` run (resumed from one onto the
+    other) reads ``"on a CPU and a GPU"``."""
+    return ", ".join(f"{n} on " + " and ".join(f"a {k}" for k in kind.split(" + ")) for kind, n in mix.items())
 
 
 def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[str, str]]) -> str:
     """One markdown sentence, shown under a profile's comparison table, naming the comparisons whose two sides
     trained on different kinds of device (:func:`hardware_mix_note`, which the table only folds); ``""`` when none."""
     def mix(model: str) -> str:
-        return _say_mix(_hardware_mix(df, profile, model))
+        return say_mix(_hardware_mix(df, profile, model))
 
     bad = [(a, b) for a, b in pairs if hardware_mix_note(df, profile, a, b)]
     if not bad:

@@ -129,17 +129,12 @@ def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
     return out.sort_values("profile", key=lambda s: s.map(lambda p: -rank.get(p, -1)), kind="stable")
 
 
-def _on_kinds(mix: Mapping[str, int]) -> str:
-    """``{"CPU": 2, "GPU": 6}`` -> ``"2 on a CPU, 6 on a GPU"`` (``"CPU + GPU"``: resumed from one onto the other)."""
-    return ", ".join(f"{n} on " + " and ".join(f"a {k}" for k in kind.split(" + ")) for kind, n in mix.items())
-
-
 def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     """One markdown sentence for the bottom line: the profile that leads the result pages (``head``, see
     :func:`se_res2net.audit.claims.headline_profile`) with its complete runs, the kinds of device and the machines
     that trained them; then every unfinished run (of any profile) by profile and kind of device; and whether any
     GPU has trained a record. ``records``: :func:`~se_res2net.audit.results.load_records` with ``include_failed``."""
-    from .results import device_kind
+    from .results import device_kind, say_mix
 
     if records is None or len(records) == 0 or not head:
         return "No training run yet."
@@ -153,11 +148,11 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     done = records[(records["profile"] == head) & (records["status"] == "complete")]
     machines = sorted({n for n in done["device_name"].dropna()})
     text = (f"Training so far: the most faithful profile with complete runs is **{head}**, with {len(done)} complete "
-            f"run(s) of {done['model'].nunique()} model(s), {_on_kinds(mix(done))} "
+            f"run(s) of {done['model'].nunique()} model(s), {say_mix(mix(done))} "
             f"({', '.join(machines) or 'not recorded'})")
     unfinished = records[~records["status"].isin(["complete", "failed"])]
     if len(unfinished):
-        per = "; ".join(f"{_on_kinds(mix(g))} under **{prof}**" for prof, g in unfinished.groupby("profile", sort=True))
+        per = "; ".join(f"{say_mix(mix(g))} under **{prof}**" for prof, g in unfinished.groupby("profile", sort=True))
         text += f". Unfinished: {len(unfinished)} run(s), {per} (listed under *What remains to run*)"
     failed = int((records["status"] == "failed").sum())
     if failed:
