@@ -197,6 +197,11 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert "Profile budget:" not in results_text, "a profile with no complete run leads a table"
     assert "No complete run under profile budget yet: 1 run(s) stopped between epochs or failed" in results_text
     assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
+    # the ablation page does not call that profile empty: its stopped run is of a model the ablation compares
+    ablation_text = _text((html / "ablation.html").read_text(encoding="utf-8"))
+    assert "No runs under profile budget yet" not in ablation_text
+    assert ("No complete run under profile budget yet: 1 run(s) stopped between epochs or failed, listed on the "
+            "Results page under Runs that are not results .") in ablation_text
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
     assert ("Training so far: the most faithful profile with complete runs is full , with 9 complete run(s) of 3 "
             "model(s), 9 on a GPU (Fake GPU).") in intro, "the headline names another profile's runs or hardware"

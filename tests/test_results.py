@@ -561,6 +561,8 @@ def test_a_profile_whose_runs_are_all_unfinished_neither_leads_nor_sets_the_smok
         "No complete run under profile **budget** yet: 2 run(s) stopped between epochs or failed, listed under "
         "*Runs that are not results* below.")
     assert R.no_result_note(records, "full") == "No runs under profile **full** yet."
+    assert R.no_result_note(records, "budget", listed="listed elsewhere").endswith(
+        "2 run(s) stopped between epochs or failed, listed elsewhere.")  # another page points to where they are
     write(root, record("res2net29", 1, 7.5))  # one complete budget run: budget leads, smoke is set aside
     table = results_table(load_records(root, include_failed=True))
     assert R.profiles_with_results(table) == ["budget", "smoke"]

@@ -678,14 +678,17 @@ def profiles_with_results(table: "pd.DataFrame") -> List[str]:
     return faithful_first(table.loc[table["n"] > 0, "profile"])
 
 
-def no_result_note(df: "pd.DataFrame", profile: str) -> str:
-    """Markdown for a profile without a complete run on the results page: none at all, or only runs that are not
-    results (that page lists them under its heading "Runs that are not results")."""
+def no_result_note(df: "pd.DataFrame", profile: str,
+                   listed: str = "listed under *Runs that are not results* below") -> str:
+    """Markdown for a profile without a complete run on a results page: none at all, or only runs that are not
+    results. ``listed`` says where the reader finds those (the results page lists them under its heading "Runs that
+    are not results"; another page points there). ``df`` holds every state (``load_records(include_failed=True)``),
+    restricted by the caller to the models its page compares."""
     part = df[df["profile"] == profile]
     if part.empty:
         return f"No runs under profile **{profile}** yet."
     return (f"No complete run under profile **{profile}** yet: {len(part)} run(s) stopped between epochs or "
-            f"failed, listed under *Runs that are not results* below.")
+            f"failed, {listed}.")
 
 
 # --------------------------------------------------------------------------- tables for a reader
