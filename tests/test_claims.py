@@ -335,6 +335,26 @@ def test_gradcam_profile_comes_from_the_checkpoints_run_record():
     assert C.gradcam_run_profile({"checkpoint": None, "trained": False}, recs) == "untrained"
 
 
+def test_gradcam_hardware_and_state_are_the_checkpoints_own_run(claim_list):
+    # seed 0 trained on a CPU, seed 1 of the same model and profile on a GPU: the Grad-CAM of seed 0's
+    # checkpoint names the CPU alone, and says it is one run; an unfinished run's checkpoint says so
+    g = by_id(claim_list, "G2")
+    recs = records(rec("budget", "res2net29", 0, 9.5, device="CPU x"), rec("budget", "res2net29", 1, 9.0, device="GPU y"),
+                   rec("budget", "res2net29", 2, None, device="GPU y", status="running", epochs=19, planned=30))
+    entry = {"model": "res2net29", "checkpoint": "book/runs/budget/checkpoints/res2net29_seed0.pt", "trained": True,
+             "epoch": 30, "mean_iou": {"0.5": 0.2}, "mean_energy": 0.6}
+    metrics = {"settings": {"n_mosaics": 10, "confidence": 0.5}, "data": {"is_sample": False},
+               "models": {"res2net29": entry}}
+    r = row(C.ledger(g, recs, [], metrics), "G2")
+    assert r["hardware"] == "CPU x" and r["profile"] == "budget"
+    assert "one run (seed 0)" in r["note"] and "unfinished" not in r["note"]
+    assert C.gradcam_run(entry, recs)["seed"] == 0
+    unfinished = {**entry, "checkpoint": "book/runs/budget/checkpoints/res2net29_seed2.pt", "epoch": 19}
+    r = row(C.ledger(g, recs, [], {**metrics, "models": {"res2net29": unfinished}}), "G2")
+    assert r["hardware"] == "GPU y" and "checkpoint of an unfinished run (epoch 19 of 30)" in r["note"]
+    assert C.gradcam_run({**entry, "checkpoint": "book/runs/budget/checkpoints/res2net29_seed7.pt"}, recs) is None
+
+
 def test_gradcam_profile_from_checkpoint_path():
     assert C.gradcam_profile({"checkpoint": "book/runs/budget/checkpoints/x.pt"}) == "budget"
     assert C.gradcam_profile({"checkpoint": None, "trained": False}) == "untrained"

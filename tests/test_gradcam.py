@@ -330,6 +330,8 @@ def test_metrics_display_names_models_and_keeps_scores_numeric():
     assert t["all-zero CAMs"].tolist() == ["115 of 400", "0 of 400"]
     assert t.at[0, "IoU@0.5"] == 0.038671 and np.isnan(t.at[1, "report's IoU (protocol unknown)"])
     assert list(g.metrics_display(metrics).columns) == ["model", "IoU@0.5", "IoU@0.3", "energy", "all-zero CAMs"]
+    t = g.metrics_display(metrics, trained_on={"res2net29": "AMD EPYC"})
+    assert t["trained on"].tolist() == ["AMD EPYC", "not recorded"]
 
 
 # ---------------------------------------------------------------- CLI

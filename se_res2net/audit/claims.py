@@ -70,6 +70,7 @@ __all__ = [
     "quote_html",
     "claim_details_html",
     "gradcam_profile",
+    "gradcam_run",
     "gradcam_run_profile",
     "headline_profile",
     "profile_table",
@@ -958,19 +959,27 @@ def gradcam_profile(entry: Mapping[str, Any]) -> str:
     return m["profile"] if m else "unknown"
 
 
-def gradcam_run_profile(entry: Mapping[str, Any], records: "pd.DataFrame") -> str:
-    """The profile the Grad-CAM checkpoint's own run record satisfies (``<folder>/checkpoints/<run>.pt``
-    belongs to ``<folder>/<run>.json``; :mod:`se_res2net.audit.conformance` decides), ``untrained`` for an
-    untrained model, else ``unknown (no run record)``."""
+def gradcam_run(entry: Mapping[str, Any], records: "pd.DataFrame") -> "Optional[pd.Series]":
+    """The run record a Grad-CAM checkpoint belongs to (``<folder>/checkpoints/<run>.pt`` or
+    ``<folder>/weights/<run>.pt`` belongs to ``<folder>/<run>.json``), or None (untrained, or no such record).
+    Its profile and hardware are that one run's, never those of its model's other runs."""
     ckpt = entry.get("checkpoint")
-    if not entry.get("trained", True) or not ckpt:
-        return "untrained"
-    if records is None or not len(records) or "folder" not in records:
-        return "unknown (no run record)"
+    if not entry.get("trained", True) or not ckpt or records is None or not len(records) or "folder" not in records:
+        return None
     p = Path(str(ckpt))
     folder, stem = p.parent.parent.name, p.stem
     hit = records[(records["folder"] == folder) & (records["path"].map(lambda x: Path(str(x)).stem) == stem)]
-    return str(hit["profile"].iloc[0]) if len(hit) else "unknown (no run record)"
+    return hit.iloc[0] if len(hit) else None
+
+
+def gradcam_run_profile(entry: Mapping[str, Any], records: "pd.DataFrame") -> str:
+    """The profile the Grad-CAM checkpoint's own run record satisfies (:func:`gradcam_run`;
+    :mod:`se_res2net.audit.conformance` decides), ``untrained`` for an untrained model, else
+    ``unknown (no run record)``."""
+    if not entry.get("trained", True) or not entry.get("checkpoint"):
+        return "untrained"
+    run = gradcam_run(entry, records)
+    return "unknown (no run record)" if run is None else str(run["profile"])
 
 
 def _gradcam_entry(gradcam: Mapping[str, Any], model: str) -> Optional[Mapping[str, Any]]:
@@ -979,6 +988,8 @@ def _gradcam_entry(gradcam: Mapping[str, Any], model: str) -> Optional[Mapping[s
 
 
 def _iou(c: Claim, gradcam: Optional[Mapping[str, Any]], records: "pd.DataFrame") -> _Row:
+    import pandas as pd
+
     row = _Row(verdict=f"{UNTESTABLE}: {c.why}" if c.why else UNTESTABLE)
     if not gradcam:
         row.note = "no Grad-CAM metrics file (run se-res2net grad-cam)"
@@ -994,7 +1005,9 @@ def _iou(c: Claim, gradcam: Optional[Mapping[str, Any]], records: "pd.DataFrame"
         parts.append(f"energy {float(entry['mean_energy']):.3f}")
     row.measured = ", ".join(parts) + " (our grid pointing game)"
     row.profile = gradcam_run_profile(entry, records)
-    row.hardware = _hardware(records, row.profile, [c.model]) if row.profile in set(records["profile"]) else "not recorded"
+    run = gradcam_run(entry, records)
+    # the hardware of the checkpoint's own run: the model's other seeds may have trained elsewhere
+    row.hardware = str(run["device_name"]) if run is not None and pd.notna(run["device_name"]) else "not recorded"
     settings = gradcam.get("settings") or {}
     notes = [f"{settings.get('n_mosaics', '?')} mosaics, confidence ≥ {settings.get('confidence', '?')}"]
     if settings.get("confidence_filter", "on") != "on":
@@ -1003,6 +1016,10 @@ def _iou(c: Claim, gradcam: Optional[Mapping[str, Any]], records: "pd.DataFrame"
         notes.append("CAMs on the embedded sample")
     if row.profile != c.verdict_profile:
         notes.append(f"checkpoint from the {row.profile} profile, not the report's protocol")
+    if run is not None and run["state"] != "complete":
+        notes.append(f"checkpoint of an unfinished run (epoch {entry.get('epoch', '?')} of {run['planned_epochs']})")
+    elif run is not None:
+        notes.append(f"one run (seed {run['seed']})")
     notes.append("not comparable to the report's number (its protocol is unknown)")
     row.note = "; ".join(notes)
     return row

@@ -648,9 +648,11 @@ def metrics_display(
     metrics: Mapping[str, Any],
     profiles: Optional[Mapping[str, str]] = None,
     report: Optional[Mapping[str, float]] = None,
+    trained_on: Optional[Mapping[str, str]] = None,
 ) -> "pd.DataFrame":
     """:func:`metrics_table` for a reader: the model's human name, the profile its checkpoint was trained under
-    (``profiles``: metrics key → profile), mean IoU per threshold, mean energy, all-zero CAMs as "k of n" and the
+    (``profiles``: metrics key → profile) and the hardware it trained on (``trained_on``: metrics key → the
+    checkpoint's own run's devices), mean IoU per threshold, mean energy, all-zero CAMs as "k of n" and the
     report's number for that model (``report``: registered model name → value; NaN where it gives none).
     The scores stay numbers, for a Styler to print (two decimals: a mean over a few hundred CAMs whose SD is
     about 0.1 has a standard error of about 0.005)."""
@@ -661,6 +663,8 @@ def metrics_display(
         row: Dict[str, Any] = {"model": _label(m.get("model", key))}
         if profiles is not None:
             row["checkpoint trained under"] = profiles.get(key, "unknown")
+        if trained_on is not None:
+            row["trained on"] = trained_on.get(key, "not recorded")
         for t, v in m["mean_iou"].items():
             row[f"IoU@{t}"] = v
         row["energy"] = m["mean_energy"]
