@@ -417,3 +417,17 @@ def test_profile_table_is_one_column_per_profile_with_readable_settings():
         assert t.at["lr factor at a milestone", name] == f"{p.gamma:g}"
         assert t.at["training images", name] == ("all" if p.train_subset is None else f"{p.train_subset:,}")
     assert t.at["meant for", "smoke"] == "CPU" and t.at["augmentation", "full"] == "pad 4, random crop, flip"
+
+
+def test_one_run_a_side_says_the_interval_is_undefined_not_nan(claim_list):
+    # the first complete runs are one seed of each model: no variance, so no Welch interval to print
+    recs = records(rec("budget", "res2net29", 0, 9.63), rec("budget", "se_res2net29", 0, 9.35))
+    t = C.ledger(by_id(claim_list, "S1", "F4", "F6"), recs)
+    for cid in ("S1", "F6"):
+        measured = row(t, cid)["measured"]
+        assert "nan" not in measured and "Welch CI undefined: one run on a side" in measured, measured
+        assert "n=1 vs 1" in measured and row(t, cid)["verdict"] == C.NOT_YET
+    assert row(t, "F6")["measured"].startswith("ΔError = -0.28 pp")
+    two = records(*(rec("budget", "res2net29", s, 9.6 + 0.1 * s) for s in range(2)),
+                  *(rec("budget", "se_res2net29", s, 9.3 + 0.1 * s) for s in range(2)))
+    assert re.search(r"95% Welch CI [+-]\d+\.\d\d to [+-]\d+\.\d\d", row(C.ledger(by_id(claim_list, "S1"), two), "S1")["measured"])

@@ -674,6 +674,13 @@ def _welch_interval(a: Sequence[float], b: Sequence[float], confidence: float) -
     return diff, float(ci.low), float(ci.high)
 
 
+def _fmt_welch(lo: float, hi: float, confidence: float) -> str:
+    """The Welch interval as text; with one run on a side there is no variance to build it from, so say so."""
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{confidence:.0%} Welch CI undefined: one run on a side"
+    return f"{confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f}"
+
+
 def _fmt_err(vals: Sequence[float], confidence: float = 0.95) -> str:
     import numpy as np
 
@@ -817,7 +824,7 @@ def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
     diff, lo, hi = _welch_interval(a, b, c.confidence)
     n = f"n={len(a)} vs {len(b)}"
     if c.kind == "stat_diff":
-        row.measured = f"Δ = {diff:+.3g} pp ({n}; {c.confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f})"
+        row.measured = f"Δ = {diff:+.3g} pp ({n}; {_fmt_welch(lo, hi, c.confidence)})"
     elif c.kind == "stat_p":
         row.measured = f"Welch p = {p_welch:.3g} ({n})" if not math.isnan(p_welch) else f"Welch p undefined ({n})"
     else:
@@ -908,7 +915,7 @@ def _error_drop(c: Claim, records: "pd.DataFrame", complexity: Dict[str, Mapping
     de, lo, hi = _welch_interval(var, base, c.confidence)  # error change of the variant: negative = a drop
     row.note = _data_note(records, prof, [c.model])
     if c.kind == "delta_error":
-        row.measured = f"ΔError = {de:+.2f} pp ({c.confidence:.0%} Welch CI {lo:+.2f} to {hi:+.2f})"
+        row.measured = f"ΔError = {de:+.2f} pp (n={len(base)} vs {len(var)}; {_fmt_welch(lo, hi, c.confidence)})"
         if _gate(c, records, models, prof, row):
             inside = lo <= c.value <= hi
             row.verdict = f"{REPRODUCED if inside else NOT_REPRODUCED} (claimed {c.value:+g} pp {'inside' if inside else 'outside'} the interval)"
