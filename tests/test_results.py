@@ -529,6 +529,11 @@ def test_hardware_data_and_profile_note_come_from_the_records():
     assert R.profile_note(only_stopped, "budget") == (
         "Profile budget: no complete run yet, 2 not complete, on Fake GPU (GPU); data: CIFAR-10, 50,000 training / "
         "10,000 test images.")
+    elsewhere = dict(stopped, device_name="Other GPU", seed=5)
+    assert R.profile_note(pd.concat([df, pd.DataFrame([stopped, elsewhere])], ignore_index=True), "budget") == (
+        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on Fake GPU (GPU); 2 more not complete, on "
+        "Fake GPU (GPU), Other GPU (GPU); data: CIFAR-10, 50,000 training / 10,000 test images.")
+    assert list(R.complete_runs(with_stopped)["seed"]) == list(df["seed"])
     assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
     assert R.faithful_first(["smoke", "custom", "budget", "full", "smoke"]) == ["full", "budget", "smoke", "custom"]
 

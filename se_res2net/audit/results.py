@@ -305,8 +305,13 @@ def load_curves(root: PathLike = "book/runs", profile: Union[None, str, Sequence
 # --------------------------------------------------------------------------- tables
 
 
-def _complete(df: "pd.DataFrame") -> "pd.DataFrame":
+def complete_runs(df: "pd.DataFrame") -> "pd.DataFrame":
+    """The rows of ``df`` that are results: complete runs with a final test error. What a page says about its
+    results (hardware, data) comes from these, not from the unfinished runs beside them."""
     return df[(df["status"] == "complete") & df["final_test_error"].notna()]
+
+
+_complete = complete_runs
 
 
 INCOMPLETE_COLUMNS = ["profile", "model", "seed", "state", "epochs", "last_test_error", "trained_on", "path"]
@@ -661,8 +666,13 @@ def profile_note(df: "pd.DataFrame", profile: str) -> str:
         seeds = sorted({int(s) for s in ok["seed"]})
         seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
                      else "seed(s) " + ", ".join(map(str, seeds)))
-        runs = (f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}"
-                + (f" ({not_complete} more not complete)" if not_complete else ""))
+        runs = f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}"
+        rest = part.drop(ok.index)
+        if not_complete and hardware(rest) != hardware(ok):
+            # the results' hardware is theirs alone: unfinished runs on other hardware are named apart
+            runs += f", on {hardware(ok)}; {not_complete} more not complete, on {hardware(rest)}"
+            return f"Profile {profile}: {runs}; data: {data_description(ok)}."
+        runs += f" ({not_complete} more not complete)" if not_complete else ""
     return f"Profile {profile}: {runs}, on {hardware(part)}; data: {data_description(part)}."
 
 
