@@ -42,6 +42,18 @@ def test_describe_run_full_data_on_a_gpu():
     assert "`max-autotune`, up to 4 run(s) at once on it under CUDA MPS" in describe_run(shared)
 
 
+def test_describe_run_names_every_device_of_a_resumed_run():
+    # a run started on an H100 and resumed on a CPU: provenance names only the start, the resumes the rest
+    rec = copy.deepcopy(RECORD)
+    rec["resumes"] = [{"epoch": 12, "device": "cpu", "device_name": "AMD EPYC"},
+                      {"epoch": 20, "device": "cpu", "device_name": "AMD EPYC"}]
+    text = describe_run(rec)
+    assert ("trained on NVIDIA H100 (epochs 1–12), AMD EPYC (epochs 13–30); started as `cuda` (NVIDIA H100), "
+            "bf16 autocast") in text
+    rec["resumes"] = [{"epoch": 30, "device": "cpu", "device_name": "AMD EPYC"}]  # resumed, nothing left to train
+    assert "trained on" not in describe_run(rec) and "`cuda` (NVIDIA H100)" in describe_run(rec)
+
+
 def test_describe_run_sample_subset_and_failure():
     rec = copy.deepcopy(RECORD)
     rec["config"].update(train_subset=64, test_subset=100, milestones=[])

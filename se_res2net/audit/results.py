@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-from ..training.records import SCHEMA, validate_record
+from ..training.records import SCHEMA, trained_on_text as _trained_on, training_devices, validate_record
 from .stats import compare
 
 log = logging.getLogger(__name__)
@@ -172,30 +172,6 @@ def _num(x: Any) -> float:
     return float(x) if _is_number(x) else math.nan
 
 
-def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
-    """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order.
-
-    A run resumed from its checkpoint may go on on other hardware (a later session's CPU, an H200 after an H100):
-    ``provenance.device_name`` names only the device that started it, and each entry of ``resumes`` the device
-    that trained on from its ``epoch``. A resume that trained no epoch (stopped again before one ended) and a
-    device that is not named (``"not recorded"``) count like any other; consecutive spans on one device merge.
-    """
-    done = len(rec.get("epochs") or [])
-    first = (rec.get("provenance") or {}).get("device_name")
-    marks = [(0, first)] + [(int(r.get("epoch", 0)), r.get("device_name")) for r in rec.get("resumes") or []]
-    spans: List[Tuple[str, int, int]] = []
-    for i, (start, name) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else done
-        if end <= start:
-            continue
-        name = str(name) if name else "not recorded"
-        if spans and spans[-1][0] == name:
-            spans[-1] = (name, spans[-1][1], end)
-        else:
-            spans.append((name, start + 1, end))
-    return spans
-
-
 def _resume_device(entry: Mapping[str, Any]) -> str:
     """The device type (``cpu`` / ``cuda``) a resume entry trained on: its ``device`` where it names one, else
     from its ``cuda`` version (``None`` on a CPU); entries from before either was recorded name only the device,
@@ -216,13 +192,6 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     kinds = {device_kind(d) for i, (start, d) in enumerate(marks)
              if (marks[i + 1][0] if i + 1 < len(marks) else done) > start}
     return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
-
-
-def _trained_on(spans: Sequence[Tuple[str, int, int]]) -> str:
-    """``"AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–9)"``; one device's name alone when it trained them all."""
-    if len(spans) == 1:
-        return spans[0][0]
-    return ", ".join(f"{n} (epoch{'s' if a != b else ''} {a}{'–' + str(b) if a != b else ''})" for n, a, b in spans)
 
 
 def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,

@@ -20,7 +20,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._version import __version__
 from .atomic import PathLike, atomic_write_json
@@ -341,6 +341,39 @@ def _data_line(config: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
     return f"CIFAR-10 from {where} (`{source}`), {part}: {sizes}"
 
 
+def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
+    """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order.
+
+    A run resumed from its checkpoint may go on on other hardware (a later session's CPU, an H200 after an H100):
+    ``provenance.device_name`` names only the device that started it, and each entry of ``resumes`` the device
+    that trained on from its ``epoch``. A resume that trained no epoch (stopped again before one ended) and a
+    device that is not named (``"not recorded"``) count like any other; consecutive spans on one device merge.
+    """
+    done = len(rec.get("epochs") or [])
+    first = (rec.get("provenance") or {}).get("device_name")
+    marks = [(0, first)] + [(int(r.get("epoch", 0)), r.get("device_name")) for r in rec.get("resumes") or []]
+    spans: List[Tuple[str, int, int]] = []
+    for i, (start, name) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else done
+        if end <= start:
+            continue
+        name = str(name) if name else "not recorded"
+        if spans and spans[-1][0] == name:
+            spans[-1] = (name, spans[-1][1], end)
+        else:
+            spans.append((name, start + 1, end))
+    return spans
+
+
+
+
+def trained_on_text(spans: Sequence[Tuple[str, int, int]]) -> str:
+    """``"AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–9)"``; one device's name alone when it trained them all."""
+    if len(spans) == 1:
+        return spans[0][0]
+    return ", ".join(f"{n} (epoch{'s' if a != b else ''} {a}{'–' + str(b) if a != b else ''})" for n, a, b in spans)
+
+
 def describe_run(record: Mapping[str, Any]) -> str:
     """What a run is, as a Markdown list, from its record alone (model, seed, profile, data source and
     sizes, epochs, schedule, device, status), so an executed notebook describes the run it holds rather
@@ -368,6 +401,9 @@ def describe_run(record: Mapping[str, Any]) -> str:
         shared = (f", up to {sharing['jobs_per_device']} run(s) at once on it" if sharing.get("jobs_per_device") else "")
         shared += " under CUDA MPS" if sharing.get("cuda_mps") else ""
         device_line = f"`{device}`{name}, {bf16}{compiled}{shared}"
+        spans = training_devices(record)
+        if len(spans) > 1:  # resumed on other hardware: provenance names only the machine that started it
+            device_line = f"trained on {trained_on_text(spans)}; started as {device_line}"
     status = record.get("status")
     if status == "failed" and record.get("failure"):
         failure = record["failure"]
