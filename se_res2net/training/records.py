@@ -365,8 +365,6 @@ def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
     return spans
 
 
-
-
 def trained_on_text(spans: Sequence[Tuple[str, int, int]]) -> str:
     """``"AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–9)"``; one device's name alone when it trained them all."""
     if len(spans) == 1:
