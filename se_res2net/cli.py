@@ -22,6 +22,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "progress": ("se_res2net.training.progress", "progress", "which runs of a sweep are done, training, resumable; images/s, ETA"),
     "pack": ("se_res2net.training.transfer", "pack", "pack records, notebooks, logs, unfinished checkpoints into few archives"),
     "unpack": ("se_res2net.training.transfer", "unpack", "verify and extract archives written by 'se-res2net pack'"),
+    "finalize": ("se_res2net.training.transfer", "finalize", "complete runs' checkpoints -> their model-only final weights"),
     "bench": ("se_res2net.training.bench", "bench", "training images/s of this trainer vs a plain loop"),
     "floor": ("se_res2net.training.floor", "floor", "FLOPs, bytes and launches of a training step; its floor on a device"),
     "parity": ("se_res2net.training.parity", "parity", "loss curves of each fast-path switch against eager fp32"),

@@ -46,6 +46,63 @@ def test_settle_deletes_complete_runs_checkpoints_and_moves_big_unfinished_ones_
         "removed": [], "moved": [], "kept": done["kept"], "carried": sorted(done["carried"] + done["moved"])}
 
 
+def test_finalize_turns_a_complete_runs_checkpoint_into_checked_weights_and_never_overwrites_others(tmp_path, capsys):
+    """A sweep on this machine: the complete run keeps its model state only (what test and grad-cam take), its
+    checkpoint goes; an unfinished one stays, and one too big for git is named."""
+    import argparse
+
+    import torch
+
+    from se_res2net.training.checkpoint import load_checkpoint, save_checkpoint
+    from se_res2net.training.transfer import add_finalize_arguments, finalize_runs, run_finalize
+
+    runs = tmp_path / "runs"
+    ck = runs / "budget" / "checkpoints"
+    write_record(runs, make_record("res2net29", 0, 9.6, profile="budget"))  # complete, 30 epochs
+    state = {"w": torch.arange(4.0), "b": torch.ones(2)}
+    save_checkpoint(ck / "res2net29_seed0.pt", {"model": "res2net29", "model_kwargs": {}, "state_dict": state,
+                                                 "epoch": 30, "config": {"epochs": 30},
+                                                 "optimizer": {"momentum": torch.zeros(1000)}})
+    write_record(runs, make_record("resnet56", 0, None, profile="budget", status="running", logged=2))
+    _ckpt(ck / "resnet56_seed0.pt", 100)  # unfinished, at the limit: git must not hold it
+    write_record(runs, make_record("se_res2net29", 0, None, profile="budget", status="running", logged=2))
+    _ckpt(ck / "se_res2net29_seed0.pt", 99)  # unfinished, under it: stays, committed
+
+    done = finalize_runs(runs, limit=100)
+
+    weights = runs / "budget" / "weights" / "res2net29_seed0.pt"
+    assert done == {"written": [str(weights)], "unchanged": [], "removed": [str(ck / "res2net29_seed0.pt")],
+                    "too_big": [str(ck / "resnet56_seed0.pt")]}
+    slim = load_checkpoint(weights)
+    assert "optimizer" not in slim and slim["epoch"] == 30 and slim["model"] == "res2net29"
+    assert all(torch.equal(slim["state_dict"][k], state[k]) for k in state) and slim["state_dict"].keys() == state.keys()
+    assert sorted(p.name for p in ck.glob("*.pt")) == ["resnet56_seed0.pt", "se_res2net29_seed0.pt"]
+    assert finalize_runs(runs, limit=100)["written"] == []  # done: a second pass writes nothing
+
+    # a checkpoint of the same run again, other tensors: the weights there are kept unless --force
+    other = {"w": torch.zeros(4), "b": torch.ones(2)}
+    save_checkpoint(ck / "res2net29_seed0.pt", {"model": "res2net29", "model_kwargs": {}, "state_dict": other,
+                                                 "epoch": 30})
+    before = weights.read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        finalize_runs(runs, limit=100)
+    assert weights.read_bytes() == before and (ck / "res2net29_seed0.pt").exists()
+    assert finalize_runs(runs, limit=100, force=True)["written"] == [str(weights)]
+    assert torch.equal(load_checkpoint(weights)["state_dict"]["w"], torch.zeros(4))
+
+    # the checkpoint of an earlier epoch is not the run's final one: named, nothing written
+    save_checkpoint(ck / "res2net29_seed0.pt", {"model": "res2net29", "model_kwargs": {}, "state_dict": state,
+                                                 "epoch": 29})
+    with pytest.raises(ValueError, match="epoch 29.*ends res2net29 at epoch 30"):
+        finalize_runs(runs, limit=100, force=True)
+    assert torch.equal(load_checkpoint(weights)["state_dict"]["w"], torch.zeros(4))
+
+    (ck / "res2net29_seed0.pt").unlink()
+    p = argparse.ArgumentParser()
+    add_finalize_arguments(p)
+    assert run_finalize(p.parse_args(["--runs-root", str(runs)])) == 0
+    assert "no checkpoint of a complete run" in capsys.readouterr().out  # the unfinished ones are under 6 MB
+
 def test_plan_carry_fits_each_call_beside_the_working_tree():
     tree = 20 * MiB
     parts = [("data/part-00", 30 * MiB), ("data/part-01", 30 * MiB), ("data/part-02", 12 * MiB),
@@ -135,6 +192,27 @@ def test_the_repository_holds_no_checkpoint_or_weights_over_its_limits():
             and (root / name).stat().st_size >= limits[Path(name).parent.name]]
     assert not over, f"too big for the repository: {over}"
 
+
+def test_git_ignores_exactly_the_checkpoints_of_models_too_big_to_commit():
+    """A run's checkpoint holds its weights and SGD momentum (4 bytes each per parameter) and its buffers: the
+    models where that alone reaches COMMIT_LIMIT are the ones .gitignore keeps out of git, and no other."""
+    from se_res2net.models.registry import create_model, list_models
+    from se_res2net.training.transfer import COMMIT_LIMIT
+
+    root = Path(__file__).resolve().parents[1]
+    paths = {m: f"book/runs/budget/checkpoints/{m}_seed0.pt" for m in list_models()}
+    proc = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "--stdin"],
+                          input="\n".join(paths.values()), capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        pytest.skip("not a git checkout")
+    ignored = set(proc.stdout.split())
+    wrong = []
+    for m, path in paths.items():
+        net = create_model(m)
+        floor = 8 * sum(p.numel() for p in net.parameters()) + 4 * sum(b.numel() for b in net.buffers())
+        if (floor >= COMMIT_LIMIT) != (path in ignored):
+            wrong.append((m, floor, path in ignored))
+    assert not wrong, f"(model, bytes of weights+momentum+buffers, ignored by git) that disagree: {wrong}"
 
 def test_pack_stays_within_the_total_and_leaves_out_the_least_trained_checkpoints(tmp_path):
     """The machine returns 64 MiB at most: records first, then the checkpoints of the furthest trained runs."""

@@ -406,6 +406,72 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
     return done
 
 
+def finalize_runs(runs_root: PathLike, *, force: bool = False, keep_checkpoints: bool = False,
+                  limit: int = COMMIT_LIMIT) -> Dict[str, List[str]]:
+    """Turn the checkpoints of complete runs into their final weights, for a sweep trained on this machine.
+
+    A complete run needs no optimiser or RNG state, and its checkpoint is twice the size of its model: for every
+    ``runs_root/<profile>/checkpoints/<run>.pt`` whose record ``<profile>/<run>.json`` is complete, this writes
+    the model-only weights (:func:`_model_weights`, what ``test`` and ``grad-cam`` take) to ``<profile>/weights/
+    <run>.pt``, loads them back and checks every tensor against the checkpoint, then deletes the checkpoint
+    (unless ``keep_checkpoints``). Weights already there that hold other tensors are kept, with
+    :class:`FileExistsError`, unless ``force``. The checkpoint must be of the record's last epoch.
+
+    Returns the paths ``written``, ``unchanged`` (weights there already, the same tensors), ``removed``
+    (checkpoints), and ``too_big``: unfinished checkpoints of ``limit`` bytes or more, which git must not hold
+    (``scripts/gpu-runbook.sh`` carries them to the next block instead).
+    """
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .records import read_record
+
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs root {root} does not exist; pass --runs-root (default book/runs)")
+
+    def same_tensors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    done: Dict[str, List[str]] = {"written": [], "unchanged": [], "removed": [], "too_big": []}
+    for ckpt in sorted(root.glob("*/checkpoints/*.pt")):
+        profile_dir = ckpt.parent.parent
+        try:
+            record = read_record(profile_dir / f"{ckpt.stem}.json")
+        except FileNotFoundError:
+            record = None
+        if record is None or record["status"] != "complete":
+            if ckpt.stat().st_size >= limit:
+                done["too_big"].append(str(ckpt))
+            continue
+        ck = load_checkpoint(ckpt)
+        last = max((int(e["epoch"]) for e in record.get("epochs") or []), default=0)
+        if int(ck["epoch"]) != last or ck["model"] != record["model"]:
+            raise ValueError(f"{ckpt} is of {ck['model']} at epoch {ck['epoch']}, but its complete record "
+                             f"{profile_dir / (ckpt.stem + '.json')} ends {record['model']} at epoch {last}: "
+                             "it is not that run's final checkpoint; move it away")
+        target = profile_dir / "weights" / ckpt.name
+        if target.exists():
+            if same_tensors(load_checkpoint(target)["state_dict"], ck["state_dict"]):
+                done["unchanged"].append(str(target))
+            elif not force:
+                raise FileExistsError(f"{target} holds other weights than {ckpt}; move it away or pass --force "
+                                      "to replace it")
+            else:
+                target.unlink()
+        if not target.exists():
+            ensure_writable_dir(target.parent)
+            atomic_write_bytes(target, _model_weights(ckpt))
+            if not same_tensors(load_checkpoint(target)["state_dict"], ck["state_dict"]):  # pragma: no cover
+                target.unlink()
+                raise RuntimeError(f"the weights written to {target} differ from {ckpt}; the checkpoint is kept")
+            done["written"].append(str(target))
+        if not keep_checkpoints:
+            ckpt.unlink()
+            done["removed"].append(str(ckpt))
+    return done
+
+
 # Where `prepare` puts the committed checkpoints while the device calls run (below), and its list of them. The
 # folder's last part is `resume`, so `scripts/gpu-runbook.sh stash` takes it like `.xfer/resume`.
 LIFTED_DIR = ".xfer/lifted"
@@ -819,3 +885,26 @@ def run_unpack(args: argparse.Namespace) -> int:
     for path in s["kept_local"]:
         print(f"KEPT the local complete record {path}; the archive's version differs (--force to take it)")
     return 1 if s["kept_local"] else 0
+
+
+def add_finalize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-root", default="book/runs", help="the sweep's runs root (default book/runs)")
+    p.add_argument("--force", action="store_true", help="replace weights that hold other tensors")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="write the weights but keep the complete runs' checkpoints")
+
+
+def run_finalize(args: argparse.Namespace) -> int:
+    s = finalize_runs(args.runs_root, force=args.force, keep_checkpoints=args.keep_checkpoints)
+    for path in s["written"]:
+        print(f"wrote {path} ({Path(path).stat().st_size / 2**20:.2f} MiB, model state only, checked)")
+    for path in s["unchanged"]:
+        print(f"already there, the same tensors: {path}")
+    for path in s["removed"]:
+        print(f"removed {path}")
+    for path in s["too_big"]:
+        print(f"TOO BIG TO COMMIT: {path} ({Path(path).stat().st_size / 2**20:.2f} MiB, unfinished): keep it out of "
+              "git; the GPU runbook carries it")
+    if not any(s.values()):
+        print(f"no checkpoint of a complete run under {args.runs_root}/<profile>/checkpoints")
+    return 0
