@@ -69,6 +69,14 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
     (out / "notes.json").write_text('{"not": "a run record"}', encoding="utf-8")
     (out / ".sweep-plan.json").write_text(json.dumps({"models": ["res2net29"], "seeds": [0], "epochs": 30,
                                                       "slots": ["cpu"]}), encoding="utf-8")
+    # its epochs without their checkpoint (left on the machine that trained): stranded, not resumable here
+    (stranded,) = sweep_progress(tmp_path, "budget")["other_runs"]
+    assert stranded["state"] == "stranded" and stranded["eta_s"] == 0
+    with_plan = sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1])
+    assert with_plan["counts"]["stranded"] == 1 and with_plan["eta_s"] == 0
+    assert "1 stranded (trained epochs, checkpoint not here)" in format_progress(with_plan)
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "res2net29_seed1.pt").write_bytes(b"its checkpoint")  # progress only asks whether it is here
     p = sweep_progress(tmp_path, "budget")
     assert [r["run"] for r in p["runs"]] == ["res2net29_seed0"] and p["counts"]["pending"] == 1
     assert p["counts"]["incomplete"] == 0  # the other run is not this sweep's

@@ -208,6 +208,23 @@ def test_corrupt_checkpoint_on_resume(tmp_path, monkeypatch):
         train(cfg, tmp_path, resume=True, progress=False)
 
 
+def test_resume_without_the_checkpoint_of_trained_epochs_keeps_the_record(tmp_path, monkeypatch):
+    # a checkpoint git ignores (too big to commit) stays on the machine that trained: a resume elsewhere must not
+    # start over from epoch 0 and overwrite the epochs the record already holds
+    cfg = tiny_config(epochs=3, milestones=(2,))
+    _interrupted_run(tmp_path, monkeypatch, cfg)
+    rec_file = tmp_path / "res2net29_seed0.json"
+    before = rec_file.read_bytes()
+    assert read_record(rec_file)["epochs"]
+    (tmp_path / "checkpoints" / "res2net29_seed0.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"holds 1 trained epoch\(s\) but their checkpoint .* is missing.*--force"):
+        train(cfg, tmp_path, resume=True, progress=False)
+    assert rec_file.read_bytes() == before
+    assert files_under(tmp_path / "checkpoints") == []
+    # --force is the way to start afresh
+    assert train(cfg, tmp_path, force=True, progress=False)["status"] == "complete"
+
+
 # ----------------------------------------------------------------------------- divergence
 def test_huge_lr_diverges_into_a_failed_record(tmp_path):
     with pytest.raises(RuntimeError, match=r"diverged.*lower --lr"):

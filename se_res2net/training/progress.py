@@ -9,6 +9,10 @@ the sweep wrote there (``.sweep-plan.json``: models, seeds, epochs, concurrency)
     its record is unfinished and a live process holds its lock (so it is being trained now);
 ``incomplete``
     its record is unfinished and nobody holds it (a killed sweep): the next sweep resumes it from its checkpoint;
+``stranded``
+    as ``incomplete``, but its record holds trained epochs and their checkpoint is not here (git ignores the
+    checkpoints of models too big to commit, so they stay on the machine that trained): no sweep can resume it
+    here, and ``train`` refuses to start it over unless forced;
 ``pending``
     no record yet.
 
@@ -28,8 +32,12 @@ from typing import Any, Dict, List, Optional, Sequence
 from .atomic import PathLike
 from .locks import RunLock, sweep_lock_path, train_lock_path
 from .profiles import ALL_MODELS, DEFAULT_SEEDS, get_profile
-from .records import read_record, record_path, run_name
+from .records import checkpoint_path, read_record, record_path, run_name
 from .sweep import DEFAULT_OUT_ROOT, PLAN_FILE
+
+
+#: states a sweep trains no further epoch of (a stranded run needs its checkpoint back, or --force)
+_NO_EPOCHS_LEFT = ("complete", "failed", "stranded")
 
 
 def _mean(xs: Sequence[float]) -> Optional[float]:
@@ -66,7 +74,12 @@ def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optiona
             row["state"] = rec["status"]
         else:
             live = RunLock(sweep_lock_path(out, name)).is_locked() or RunLock(train_lock_path(out, name)).is_locked()
-            row["state"] = "training" if live else "incomplete"
+            if live:
+                row["state"] = "training"
+            elif eps and not checkpoint_path(out, model, seed, name).exists():
+                row["state"] = "stranded"
+            else:
+                row["state"] = "incomplete"
     elif RunLock(sweep_lock_path(out, name)).is_locked():
         row["state"] = "starting"
     return row
@@ -105,7 +118,7 @@ def sweep_progress(
                 continue  # not a run record (or a broken one, which `se-res2net check` reports)
             if path.stem not in planned:
                 other = _run_row(out, rec["model"], int(rec["seed"]), planned_epochs, rec=rec, name=path.stem)
-                left = 0 if other["state"] in ("complete", "failed") else other["epochs"] - other["epochs_done"]
+                left = 0 if other["state"] in _NO_EPOCHS_LEFT else other["epochs"] - other["epochs_done"]
                 other["eta_s"] = left * other["epoch_s"] if other["epoch_s"] else None  # at its own pace
                 others.append(other)
 
@@ -114,7 +127,7 @@ def sweep_progress(
     overall = _mean([r["epoch_s"] for r in rows])
     remaining_s: List[float] = []
     for r in rows:
-        left = 0 if r["state"] in ("complete", "failed") else max(0, r["epochs"] - r["epochs_done"])
+        left = 0 if r["state"] in _NO_EPOCHS_LEFT else max(0, r["epochs"] - r["epochs_done"])
         per = r["epoch_s"] or by_model.get(r["model"]) or overall
         r["eta_s"] = None if per is None else left * per
         if left:
@@ -125,7 +138,7 @@ def sweep_progress(
     if remaining_s and len(known) == len(remaining_s):
         eta = max(max(known), sum(known) / concurrency)
     states = {s: sum(r["state"] == s for r in rows) for s in
-              ("complete", "training", "starting", "incomplete", "failed", "pending")}
+              ("complete", "training", "starting", "incomplete", "stranded", "failed", "pending")}
     return {
         "profile": prof.name,
         "out_dir": str(out),
@@ -150,7 +163,9 @@ def format_progress(p: Dict[str, Any]) -> str:
     c = p["counts"]
     lines = [
         f"{p['profile']} sweep in {p['out_dir']}: {c['complete']} complete, {c['training']} training, "
-        f"{c['incomplete']} incomplete (resumable), {c['failed']} failed, {c['pending'] + c['starting']} pending",
+        f"{c['incomplete']} incomplete (resumable), "
+        + (f"{c['stranded']} stranded (trained epochs, checkpoint not here), " if c["stranded"] else "")
+        + f"{c['failed']} failed, {c['pending'] + c['starting']} pending",
         f"{'run':<34} {'state':<11} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} {'ETA':>9}",
     ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731

@@ -763,7 +763,8 @@ def _finished_run(
     """This run's complete record, to return untouched; ``None`` when there is training to do.
 
     A complete record of another configuration is a ``ValueError``; an unfinished run (a record or a
-    checkpoint) needs ``resume`` or ``force``, so that no crash is silently started over.
+    checkpoint) needs ``resume`` or ``force``, so that no crash is silently started over; a resume whose
+    record holds trained epochs needs their checkpoint (``FileNotFoundError``), so that none is silently lost.
     """
     if not force and rec_path.exists():
         existing = read_record(rec_path)
@@ -782,6 +783,14 @@ def _finished_run(
             raise FileExistsError(
                 f"an unfinished run ({existing['status']}) exists at {rec_path}; pass --resume to continue it "
                 "or --force to start afresh"
+            )
+        done = len(existing.get("epochs") or [])
+        if done and not ckpt_path.exists():
+            # resuming from epoch 0 would overwrite `done` measured epochs: a lost checkpoint is the user's call
+            raise FileNotFoundError(
+                f"{rec_path} holds {done} trained epoch(s) but their checkpoint {ckpt_path} is missing; "
+                "bring the checkpoint back (git ignores those of models too big to commit, so it stays on the "
+                "machine that trained) to resume, or pass --force to start afresh and discard those epochs"
             )
     elif not (force or resume) and ckpt_path.exists():
         raise FileExistsError(
