@@ -165,6 +165,9 @@ def book_after_a_gpu_block(tmp_path_factory):
     write_record(book / "runs", make_record("resnet56", 0, None, "full", status="running", logged=40))
     shutil.rmtree(book / "runs" / "budget", ignore_errors=True)
     write_record(book / "runs", make_record("se_res2net29", 0, None, "budget", status="running", logged=3))
+    # the budget run's checkpoint came back (< 6 MB, committed); resnet56's (7 MB) stayed on the GPU machine
+    (book / "runs" / "budget" / "checkpoints").mkdir()
+    (book / "runs" / "budget" / "checkpoints" / "se_res2net29_seed0.pt").write_bytes(b"its checkpoint")
     env = dict(os.environ, MPLBACKEND="Agg")
     env.setdefault("OMP_NUM_THREADS", "2")
     proc = subprocess.run([_jupyter_book(), "build", str(book), "-W", "-n", "--keep-going"], cwd=book.parent,
@@ -192,7 +195,8 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     results_text = _text((html / "results.html").read_text(encoding="utf-8"))
     assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(1 more not complete\), on Fake "
                      r"GPU \(GPU\)", results_text)
-    assert re.search(r"full ResNet-56 0 incomplete 40 of 300 ", results_text), "the stopped run is not listed as not a result"
+    assert re.search(r"full ResNet-56 0 stranded 40 of 300 ", results_text), "the stopped run is not listed as not a result"
+    assert "A stranded run is one whose checkpoint is not in the repository" in results_text
     # a profile with no complete run has no table of its own: it is named, and its run listed as not a result
     assert "Profile budget:" not in results_text, "a profile with no complete run leads a table"
     assert "No complete run under profile budget yet: 1 run(s) stopped between epochs or failed" in results_text

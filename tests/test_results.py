@@ -96,6 +96,10 @@ def test_a_run_killed_between_epochs_is_incomplete_never_a_result(tmp_path):
         write(root, record("res2net29", seed, err))
     killed = record("res2net29", 2, None, status="running", n_epochs=2)  # stopped after epoch 2 of 30
     write(root, killed)
+    # without its checkpoint beside it (git keeps out those of big models) no one can resume it from here
+    assert load_records(root, include_failed=True).set_index("seed").at[2, "state"] == "stranded"
+    (root / "budget" / "checkpoints").mkdir()
+    (root / "budget" / "checkpoints" / "res2net29_seed2.pt").write_bytes(b"its checkpoint")
     df = load_records(root, include_failed=True)
     row = df[df.seed == 2].iloc[0]
     assert (row.status, row.state, row.epochs, row.planned_epochs) == ("running", "incomplete", 2, 30)

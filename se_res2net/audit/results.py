@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-from ..training.records import SCHEMA, trained_on_text as _trained_on, training_devices, validate_record
+from ..training.records import SCHEMA, checkpoint_path, trained_on_text as _trained_on, training_devices, validate_record
 from .stats import compare
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ RECORD_COLUMNS = [
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
 STATES = {"complete": "complete", "failed": "failed", "running": "incomplete"}
+#: An incomplete run whose record holds trained epochs but whose checkpoint is not beside it (git keeps out the
+#: checkpoints of models too big to commit, so they stay on the machine that trained): no one can resume it from here.
+STRANDED = "stranded"
 CURVE_COLUMNS = ["profile", "model", "seed", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_error"]
 
 #: The report's results-table order; other models follow alphabetically.
@@ -194,6 +197,14 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
 
 
+def _state(rec: Mapping[str, Any], path: Path) -> str:
+    state = STATES[rec["status"]]
+    if state == "incomplete" and rec["epochs"] and not checkpoint_path(path.parent, rec["model"], rec["seed"],
+                                                                       path.stem).exists():
+        return STRANDED
+    return state
+
+
 def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequence[str]] = None,
                  include_failed: bool = False) -> "pd.DataFrame":
     """One row per run record (columns :data:`RECORD_COLUMNS`).
@@ -202,7 +213,8 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
     ``include_failed`` (then ``failed`` and unfinished records too, with NaN final errors).
     ``epochs`` is the number of logged epochs, ``planned_epochs`` the configured number,
     ``last_test_error`` the test error after the last logged epoch (for an unfinished run: where it
-    stopped, not a result); ``state`` is ``complete``, ``failed`` or ``incomplete`` (:data:`STATES`).
+    stopped, not a result); ``state`` is ``complete``, ``failed`` or ``incomplete`` (:data:`STATES`), or
+    ``stranded`` (:data:`STRANDED`).
     """
     import pandas as pd
 
@@ -222,7 +234,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "model": rec["model"],
             "seed": int(rec["seed"]),
             "status": rec["status"],
-            "state": STATES[rec["status"]],
+            "state": _state(rec, path),
             "final_test_error": _num(rec.get("final_test_error")),
             "params": _num(rec.get("params")),
             "macs": _num(rec.get("macs")),
