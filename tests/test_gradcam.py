@@ -403,3 +403,22 @@ def test_cli_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope.pt" in err and "does not exist" in err
     assert not (tmp_path / "o" / "gradcam_metrics.json").exists()
+
+
+def test_the_books_grad_cam_names_checkpoints_the_repository_holds():
+    """The committed metrics say which trained weights they came from: a reader must be able to rerun them, so
+    each named file is in the repository and belongs to a complete run (finalize deletes checkpoints)."""
+    from pathlib import Path
+
+    from se_res2net.training.records import read_record
+
+    root = Path(__file__).resolve().parents[1]
+    metrics = json.loads((root / "book" / "gradcam" / "gradcam_metrics.json").read_text(encoding="utf-8"))
+    trained = [e for e in metrics["models"].values() if e.get("trained", True)]
+    assert trained, "the book's Grad-CAM names no trained model"
+    for entry in trained:
+        ckpt = root / entry["checkpoint"]
+        assert ckpt.is_file(), f"{entry['checkpoint']} is not in the repository; rerun se-res2net grad-cam on what is"
+        record = read_record(ckpt.parent.parent / f"{ckpt.stem}.json")
+        assert (record["model"], record["seed"]) == (entry["model"], entry["seed"])
+        assert record["status"] == "complete" and len(record["epochs"]) == entry["epoch"]
