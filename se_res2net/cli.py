@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -84,6 +85,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"command {args.command!r} is not available: {args._missing} is missing")
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`se-res2net progress | head`): stop quietly with the exit status of a Unix tool
+        # killed by SIGPIPE, and point stdout at devnull so that the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as exc:
         # One clear line for user errors; tracebacks only with --verbose.
         if args.verbose:

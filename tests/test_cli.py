@@ -85,3 +85,21 @@ def test_parity_noise_seeds_is_in_the_help_and_a_negative_count_names_the_fix(ca
     assert stop.value.code == 2
     assert "--noise-seeds: '-1' is not a number of seeds: pass 0 (off: fixed tolerances only) or more" in \
         capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`se-res2net progress | head -1`: once the reader closes the pipe, the command stops with a Unix tool's
+    SIGPIPE status and no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the command's first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "se_res2net", "progress", "--profile", "smoke", "--out-root",
+                               str(tmp_path)], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
