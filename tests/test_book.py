@@ -163,6 +163,7 @@ def book_after_a_gpu_block(tmp_path_factory):
         for seed in (0, 1, 2):
             write_record(book / "runs", make_record(model, seed, err + 0.1 * seed, "full"))
     write_record(book / "runs", make_record("resnet56", 0, None, "full", status="running", logged=40))
+    write_record(book / "runs", make_record("se_res2net29_streams12", 0, None, "full", status="running", logged=100))
     shutil.rmtree(book / "runs" / "budget", ignore_errors=True)
     write_record(book / "runs", make_record("se_res2net29", 0, None, "budget", status="running", logged=3))
     # the budget run's checkpoint came back (< 6 MB, committed); resnet56's (7 MB) stayed on the GPU machine
@@ -193,7 +194,7 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
                 "that profile full has runs") in text, page
         assert "Profile smoke (plumbing checks) is left out." in text, f"{page}: the figure caption does not say so"
     results_text = _text((html / "results.html").read_text(encoding="utf-8"))
-    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(1 more not complete\), on Fake "
+    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(2 more not complete\), on Fake "
                      r"GPU \(GPU\)", results_text)
     assert re.search(r"full ResNet-56 0 stranded 40 of 300 ", results_text), "the stopped run is not listed as not a result"
     assert "A stranded run is one whose checkpoint is not in the repository" in results_text
@@ -203,6 +204,9 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
     # the ablation page does not call that profile empty: its stopped run is of a model the ablation compares
     ablation_text = _text((html / "ablation.html").read_text(encoding="utf-8"))
+    # its profile sentence counts the ablation's own unfinished runs (the stopped SE-on-streams-1-2), not resnet56
+    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(1 more not complete\), on Fake "
+                     r"GPU \(GPU\)", ablation_text)
     assert "No runs under profile budget yet" not in ablation_text
     assert ("No complete run under profile budget yet: 1 run(s) stopped between epochs or failed, listed on the "
             "Results page under Runs that are not results .") in ablation_text
@@ -210,7 +214,7 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert ("Training so far: the most faithful profile with complete runs is full , with 9 complete run(s) of 3 "
             "model(s), 9 on a GPU (Fake GPU).") in intro, "the headline names another profile's runs or hardware"
     # unfinished runs are counted per profile and kind of device (the first real block brought back only stopped ones)
-    assert re.search(r"Unfinished: 2 run\(s\), 1 on a GPU under budget ; 1 on a GPU under full \(listed under What "
+    assert re.search(r"Unfinished: 3 run\(s\), 1 on a GPU under budget ; 2 on a GPU under full \(listed under What "
                      r"remains to run ?\)\.", intro), "the intro does not count the unfinished runs"
 
 
