@@ -127,3 +127,10 @@ def test_sample_readme_names_each_commands_flag():
     sample = (ROOT / "se_res2net" / "_sample" / "README.txt").read_text(encoding="utf-8")
     assert "se-res2net data --source sample" in sample
     assert "take  --data sample" in sample
+
+
+def test_the_command_line_section_names_every_command():
+    """Each sub-command the CLI registers is shown in the README's command list (a new one is not hidden)."""
+    section = README.read_text(encoding="utf-8").split("## Command line", 1)[1].split("\n## ", 1)[0]
+    missing = [c for c in COMMANDS if not re.search(rf"se-res2net {re.escape(c)}\b", section)]
+    assert not missing, f"README's 'Command line' section does not show: {missing}"
