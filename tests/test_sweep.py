@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from se_res2net.training.profiles import get_profile
-from se_res2net.training.records import read_record
+from se_res2net.training.records import read_record, write_record
 from se_res2net.training.sweep import _Run, _skip_reason, notebook_parameters, resolve_notebook, run_sweep
 
 TINY = {"train_subset": 64, "test_subset": 50, "data_source": "sample", "epochs": 1, "device": "cpu"}
@@ -68,6 +68,17 @@ def test_cli_exit_code_and_config_mismatch(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert "another configuration" in result["failed"][0]["error"]
     assert rec.stat().st_mtime_ns == before
+    # a run whose trained epochs lost their checkpoint (stranded) is reported, and its record left as it is
+    rec_data = read_record(rec)
+    rec_data.update(status="running", final_test_error=None)
+    rec_data["epochs"] = rec_data["epochs"][:1]
+    write_record(rec, rec_data)
+    (tmp_path / "smoke" / "checkpoints" / "res2net29_seed0.pt").unlink(missing_ok=True)
+    stranded = rec.read_bytes()
+    report = run_sweep("smoke", models=["res2net29"], seeds=[0], out_root=tmp_path, overrides=TINY, progress=False)
+    (failed,) = report.failed
+    assert "holds 1 trained epoch(s) but their checkpoint" in failed.error and "--force" in failed.error
+    assert rec.read_bytes() == stranded
     # unknown model names are refused before anything runs
     assert main(["sweep", "--profile", "smoke", "--models", "nope", "--out-root", str(tmp_path)]) == 2
 

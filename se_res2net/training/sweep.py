@@ -406,6 +406,15 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
             # trained, but its sweep died before the executed notebook was in place: render it again
             log.info("%s is complete but has no executed notebook; executing it to render the record", run.name)
             return None, True
+        if record["status"] == "running" and record["epochs"] and not run.checkpoint.exists():
+            # stranded (se_res2net.training.progress): the trainer would refuse it; say so without touching the
+            # record, which keeps its epochs and its state for the day the checkpoint comes back
+            return RunOutcome(
+                run.model, run.seed, "failed", run.record, _existing(run.notebook),
+                error=(f"{run.record} holds {len(record['epochs'])} trained epoch(s) but their checkpoint "
+                       f"{run.checkpoint} is missing; bring the checkpoint back to resume, or pass --force to "
+                       "start afresh and discard those epochs"),
+            ), False
     return None, rec_exists or run.checkpoint.exists()
 
 
