@@ -759,3 +759,34 @@ def test_the_hardware_mix_is_said_in_prose_under_the_table_not_only_in_a_folded_
     assert text.startswith("**The two sides trained on different hardware** in 1 comparison(s): Res2Net-29 → "
                            "SE-Res2Net-29 (Res2Net-29: 1 on a CPU, 1 on a GPU; SE-Res2Net-29: 2 on a GPU)")
     assert hardware_mix_text(df, "budget", pairs[1:]) == ""
+
+
+def test_epoch_times_split_a_run_by_the_device_that_trained_each_epoch(tmp_path):
+    from se_res2net.audit.results import TIME_COLUMNS, epoch_devices, epoch_times
+
+    root = tmp_path / "runs"
+    # seed 0: 4 epochs on the fake CPU at 10 s; a resume at epoch 4 that trained nothing (an Intel Xeon), then one
+    # at 4 on an H200 that trained epochs 5-6 at 2 s (the last resume at an epoch wins)
+    moved = record("res2net29", 0, None, status="running", n_epochs=6)
+    moved["provenance"]["device"] = "cpu"
+    for i, ep in enumerate(moved["epochs"]):
+        ep["epoch_time_s"] = 10.0 if i < 4 else 2.0
+    moved["resumes"] = [{"epoch": 4, "device_name": "Intel Xeon", "device": "cpu"},
+                        {"epoch": 4, "device_name": "NVIDIA H200", "device": "cuda"}]
+    write(root, moved)
+    still = record("res2net29", 1, None, status="running", n_epochs=2)  # 2 epochs on the CPU at 30 s
+    still["provenance"]["device"] = "cpu"
+    for ep in still["epochs"]:
+        ep["epoch_time_s"] = 30.0
+    write(root, still)
+    assert epoch_devices(moved) == [("Fake CPU", "CPU")] * 4 + [("NVIDIA H200", "GPU")] * 2
+    t = epoch_times(root)
+    assert list(t.columns) == TIME_COLUMNS
+    rows = {r.device: r for r in t.itertuples()}
+    assert set(rows) == {"Fake CPU (CPU)", "NVIDIA H200 (GPU)"} and set(t["profile"]) == {"budget"}
+    cpu, gpu = rows["Fake CPU (CPU)"], rows["NVIDIA H200 (GPU)"]
+    assert (cpu.runs, cpu.epochs_logged, gpu.runs, gpu.epochs_logged) == (2, 6, 1, 2)
+    assert cpu.s_per_epoch == pytest.approx((4 * 10 + 2 * 30) / 6) and gpu.s_per_epoch == pytest.approx(2.0)
+    assert gpu.run_min == pytest.approx(30 * 2.0 / 60)  # the budget profile's 30 epochs at the H200's pace
+    assert cpu.measured_h == pytest.approx(100 / 3600)
+    assert epoch_times(tmp_path / "none").empty

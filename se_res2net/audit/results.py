@@ -197,6 +197,51 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
 
 
+def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """``(device name, kind)`` of each logged epoch, in order: the start's ``provenance`` until the first resume,
+    then each resume's device from its ``epoch`` on (a run may go on on other hardware)."""
+    prov = rec.get("provenance") or {}
+    marks = [(0, prov.get("device_name"), prov.get("device"))]
+    marks += [(int(r.get("epoch", 0)), r.get("device_name"), _resume_device(r)) for r in rec.get("resumes") or []]
+    out: List[Tuple[str, str]] = []
+    for e in range(len(rec.get("epochs") or [])):
+        _, name, dev = [m for m in marks if m[0] <= e][-1]  # the last: a resume that trained nothing gives way
+        out.append((str(name) if name else "not recorded", device_kind(dev)))
+    return out
+
+
+TIME_COLUMNS = ["profile", "device", "runs", "epochs_logged", "s_per_epoch", "run_min", "measured_h"]
+
+
+def epoch_times(root: PathLike = "book/runs") -> "pd.DataFrame":
+    """Per (profile, device): how many runs trained epochs on it, how many epochs, their mean wall time (s; the
+    fp32 evaluation included, and the first epoch's compile), what a whole run of the profile takes at that
+    pace (min) and the time measured (h). Every logged epoch counts, of complete and unfinished runs alike,
+    on the device that trained it (:func:`epoch_devices`), so a pace is never another machine's."""
+    import pandas as pd
+
+    rows = []
+    for prof, path, rec in _iter_records(root, None, include_failed=True):
+        for ep, (name, kind) in zip(rec["epochs"], epoch_devices(rec)):
+            if _is_number(ep.get("epoch_time_s")):
+                rows.append({"profile": prof, "device": f"{name} ({kind})", "path": str(path),
+                             "epoch_time_s": float(ep["epoch_time_s"])})
+    if not rows:
+        return pd.DataFrame(columns=TIME_COLUMNS)
+    from ..training.profiles import PROFILES
+
+    df = pd.DataFrame(rows)
+    out = df.groupby(["profile", "device"], sort=False).agg(
+        runs=("path", "nunique"), epochs_logged=("epoch_time_s", "size"), s_per_epoch=("epoch_time_s", "mean"),
+        measured_s=("epoch_time_s", "sum")).reset_index()
+    planned = out["profile"].map(lambda p: PROFILES[p].epochs if p in PROFILES else math.nan)
+    out["run_min"] = planned * out["s_per_epoch"] / 60
+    out["measured_h"] = out["measured_s"] / 3600
+    order = {p: i for i, p in enumerate(PROFILES)}
+    out = out.sort_values(["profile", "device"], key=lambda c: c.map(order) if c.name == "profile" else c)
+    return out[TIME_COLUMNS].reset_index(drop=True)
+
+
 def _state(rec: Mapping[str, Any], path: Path) -> str:
     state = STATES[rec["status"]]
     if state == "incomplete" and rec["epochs"] and not checkpoint_path(path.parent, rec["model"], rec["seed"],
