@@ -86,6 +86,12 @@ def test_environments_report_versions_and_recorded_provenance(tmp_path):
     write_record(tmp_path, make_record("resnet56", 0, 6.0, profile="full"))
     runs = summary.run_environments(load_records(tmp_path, include_failed=True))
     assert runs.loc[0, "profile"] == "full" and runs.loc[0, "hardware"] == "Fake GPU"
+    # a run resumed on other hardware counts each machine once, beside the runs that trained on one of them
+    moved = make_record("res2net29", 1, 3.5, "full")
+    moved["resumes"] = [{"epoch": 100, "device_name": "Other GPU", "device": "cuda"}]
+    write_record(tmp_path, moved)
+    runs = summary.run_environments(load_records(tmp_path, include_failed=True))
+    assert runs.loc[0, "hardware"] == "Fake GPU, Other GPU"
 
 
 def _claim(quote, section):

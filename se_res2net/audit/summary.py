@@ -232,7 +232,9 @@ def run_environments(records: "pd.DataFrame") -> "pd.DataFrame":
 
     rows = []
     for prof, g in records.groupby("profile", sort=False):
-        rows.append({"profile": prof, "runs": int(len(g)), "hardware": distinct(g, "device_name"),
+        # a run resumed on other hardware names its devices joined by " + " (results.load_records): list each once
+        machines = sorted({m for v in g["device_name"].dropna() for m in str(v).split(" + ")})
+        rows.append({"profile": prof, "runs": int(len(g)), "hardware": ", ".join(machines) or "not recorded",
                      "torch": distinct(g, "torch"), "Python": distinct(g, "python"),
                      "platform": distinct(g, "platform"), "code commit(s)": distinct(g, "git_commit", short=True)})
     return pd.DataFrame(rows, columns=cols)
