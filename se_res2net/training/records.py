@@ -65,6 +65,14 @@ def checkpoint_path(out_dir: PathLike, model: str, seed: int, name: Optional[str
     return Path(out_dir) / "checkpoints" / f"{name or run_name(model, seed)}.pt"
 
 
+def stranded_message(record_file: PathLike, checkpoint_file: PathLike, epochs: int) -> str:
+    """Why a run whose record holds trained epochs cannot resume without its checkpoint, and the two ways on (a
+    checkpoint git ignores, of a model too big to commit, stays on the machine that trained)."""
+    return (f"{record_file} holds {epochs} trained epoch(s) but their checkpoint {checkpoint_file} is missing; "
+            "bring the checkpoint back (git ignores those of models too big to commit, so it stays on the machine "
+            "that trained) to resume, or pass --force to start afresh and discard those epochs")
+
+
 # --------------------------------------------------------------------------- validation
 def validate_record(record: Mapping[str, Any], source: str = "record") -> None:
     """Raise ``ValueError`` naming what is wrong with ``record``; return ``None`` if it follows the schema."""

@@ -65,7 +65,16 @@ from .atomic import PathLike, atomic_write_json, atomic_write_text, ensure_writa
 from .executors import CLUSTERS, ClusterOptions, device_slots, execute_local, execute_submitit, visible_gpus
 from .locks import LockBusy, RunLock, sweep_lock_path
 from .profiles import ALL_MODELS, DEFAULT_SEEDS, PROFILES, Profile, get_profile, scaled_milestones
-from .records import SCHEMA, checkpoint_path, read_record, record_path, run_name, utc_now, write_record
+from .records import (
+    SCHEMA,
+    checkpoint_path,
+    read_record,
+    record_path,
+    run_name,
+    stranded_message,
+    utc_now,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -411,9 +420,7 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
             # record, which keeps its epochs and its state for the day the checkpoint comes back
             return RunOutcome(
                 run.model, run.seed, "failed", run.record, _existing(run.notebook),
-                error=(f"{run.record} holds {len(record['epochs'])} trained epoch(s) but their checkpoint "
-                       f"{run.checkpoint} is missing; bring the checkpoint back to resume, or pass --force to "
-                       "start afresh and discard those epochs"),
+                error=stranded_message(run.record, run.checkpoint, len(record["epochs"])),
             ), False
     return None, rec_exists or run.checkpoint.exists()
 

@@ -71,6 +71,7 @@ from .records import (
     record_path,
     run_name,
     sharing_info,
+    stranded_message,
     utc_now,
     write_record,
 )
@@ -787,11 +788,7 @@ def _finished_run(
         done = len(existing.get("epochs") or [])
         if done and not ckpt_path.exists():
             # resuming from epoch 0 would overwrite `done` measured epochs: a lost checkpoint is the user's call
-            raise FileNotFoundError(
-                f"{rec_path} holds {done} trained epoch(s) but their checkpoint {ckpt_path} is missing; "
-                "bring the checkpoint back (git ignores those of models too big to commit, so it stays on the "
-                "machine that trained) to resume, or pass --force to start afresh and discard those epochs"
-            )
+            raise FileNotFoundError(stranded_message(rec_path, ckpt_path, done))
     elif not (force or resume) and ckpt_path.exists():
         raise FileExistsError(
             f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
