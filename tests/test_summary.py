@@ -88,10 +88,14 @@ def test_environments_report_versions_and_recorded_provenance(tmp_path):
     assert runs.loc[0, "profile"] == "full" and runs.loc[0, "hardware"] == "Fake GPU"
     # a run resumed on other hardware counts each machine once, beside the runs that trained on one of them
     moved = make_record("res2net29", 1, 3.5, "full")
-    moved["resumes"] = [{"epoch": 100, "device_name": "Other GPU", "device": "cuda"}]
+    start = moved["provenance"]["torch"] = "1.0.0"
+    moved["resumes"] = [{"epoch": 100, "device_name": "Other GPU", "device": "cuda", "torch": "9.9.9"},
+                        {"epoch": 300, "device_name": "Third GPU", "device": "cuda", "torch": "0.0.1"}]  # no epoch left
     write_record(tmp_path, moved)
     runs = summary.run_environments(load_records(tmp_path, include_failed=True))
-    assert runs.loc[0, "hardware"] == "Fake GPU, Other GPU"
+    assert runs.loc[0, "hardware"] == "Fake GPU, Other GPU"  # not the machine of a resume that trained nothing
+    assert load_records(tmp_path).set_index("seed").at[1, "torch"] == f"{start} + 9.9.9"  # the resume that trained
+    assert runs.loc[0, "torch"] == "1.0.0, 9.9.9"
 
 
 def _claim(quote, section):

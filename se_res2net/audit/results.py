@@ -197,6 +197,17 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
 
 
+def _torch_versions(rec: Mapping[str, Any]) -> Optional[str]:
+    """The torch versions that trained a run's epochs, in order, joined by " + " (a run resumed in another
+    environment names each; ``provenance`` holds the start's, each entry of ``resumes`` its own)."""
+    done = len(rec.get("epochs") or [])
+    marks = [(0, (rec.get("provenance") or {}).get("torch"))]
+    marks += [(int(r.get("epoch", 0)), r.get("torch")) for r in rec.get("resumes") or []]
+    used = [v for i, (start, v) in enumerate(marks)
+            if v and ((marks[i + 1][0] if i + 1 < len(marks) else done) > start or i == 0)]
+    return " + ".join(dict.fromkeys(str(v) for v in used)) or None
+
+
 def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
     """``(device name, kind)`` of each logged epoch, in order: the start's ``provenance`` until the first resume,
     then each resume's device from its ``epoch`` on (a run may go on on other hardware)."""
@@ -299,7 +310,8 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "train_size": _num(prov.get("train_size")),
             "test_size": _num(prov.get("test_size")),
             # where and when it ran, for the summary and status pages
-            **{k: prov.get(k) for k in ("start_time", "end_time", "torch", "python", "platform", "git_commit")},
+            **{k: prov.get(k) for k in ("start_time", "end_time", "python", "platform", "git_commit")},
+            "torch": _torch_versions(rec),
             "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
             "devices": len(names),
             "device_kinds": training_device_kinds(rec),

@@ -227,14 +227,13 @@ def run_environments(records: "pd.DataFrame") -> "pd.DataFrame":
         return pd.DataFrame(columns=cols)
 
     def distinct(g: "pd.DataFrame", col: str, short: bool = False) -> str:
-        vals = sorted({str(v)[:7] if short else str(v) for v in g[col].dropna()})
+        # a run resumed elsewhere names its machines / torch versions joined by " + " (results.load_records)
+        vals = sorted({part[:7] if short else part for v in g[col].dropna() for part in str(v).split(" + ")})
         return ", ".join(vals) or "not recorded"
 
     rows = []
     for prof, g in records.groupby("profile", sort=False):
-        # a run resumed on other hardware names its devices joined by " + " (results.load_records): list each once
-        machines = sorted({m for v in g["device_name"].dropna() for m in str(v).split(" + ")})
-        rows.append({"profile": prof, "runs": int(len(g)), "hardware": ", ".join(machines) or "not recorded",
+        rows.append({"profile": prof, "runs": int(len(g)), "hardware": distinct(g, "device_name"),
                      "torch": distinct(g, "torch"), "Python": distinct(g, "python"),
                      "platform": distinct(g, "platform"), "code commit(s)": distinct(g, "git_commit", short=True)})
     return pd.DataFrame(rows, columns=cols)
