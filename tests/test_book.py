@@ -162,8 +162,11 @@ def book_after_a_gpu_block(tmp_path_factory):
     for model, err in errors.items():
         for seed in (0, 1, 2):
             write_record(book / "runs", make_record(model, seed, err + 0.1 * seed, "full"))
-    write_record(book / "runs", make_record("resnet56", 0, None, "full", status="running", logged=40))
+    stopped = make_record("resnet56", 0, None, "full", status="running", logged=40)
+    stopped["checkpoint"] = "checkpoints/resnet56_seed0.pt"  # written on the GPU machine, too big to come back
+    write_record(book / "runs", stopped)
     write_record(book / "runs", make_record("se_res2net29_streams12", 0, None, "full", status="running", logged=100))
+    # (its record names no checkpoint: stopped before its first one, it is incomplete and starts again at epoch 0)
     shutil.rmtree(book / "runs" / "budget", ignore_errors=True)
     write_record(book / "runs", make_record("se_res2net29", 0, None, "budget", status="running", logged=3))
     # the budget run's checkpoint came back (< 6 MB, committed); resnet56's (7 MB) stayed on the GPU machine

@@ -96,7 +96,11 @@ def test_a_run_killed_between_epochs_is_incomplete_never_a_result(tmp_path):
         write(root, record("res2net29", seed, err))
     killed = record("res2net29", 2, None, status="running", n_epochs=2)  # stopped after epoch 2 of 30
     write(root, killed)
-    # without its checkpoint beside it (git keeps out those of big models) no one can resume it from here
+    # its record names no checkpoint (stopped before the first): nothing to resume from, it starts again
+    assert load_records(root, include_failed=True).set_index("seed").at[2, "state"] == "incomplete"
+    killed["checkpoint"] = "checkpoints/res2net29_seed2.pt"
+    write(root, killed)
+    # a checkpoint was written but is not beside the record (git keeps out those of big models): stranded
     assert load_records(root, include_failed=True).set_index("seed").at[2, "state"] == "stranded"
     (root / "budget" / "checkpoints").mkdir()
     (root / "budget" / "checkpoints" / "res2net29_seed2.pt").write_bytes(b"its checkpoint")

@@ -225,6 +225,14 @@ def test_resume_without_the_checkpoint_of_trained_epochs_keeps_the_record(tmp_pa
     assert train(cfg, tmp_path, force=True, progress=False)["status"] == "complete"
 
 
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_on_resume(tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=3, milestones=(2,), checkpoint_every=5)  # the first checkpoint would be the last
+    _interrupted_run(tmp_path, monkeypatch, cfg)
+    rec = read_record(tmp_path / "res2net29_seed0.json")
+    assert rec["epochs"] and rec["checkpoint"] is None and files_under(tmp_path / "checkpoints") == []
+    assert train(cfg, tmp_path, resume=True, progress=False)["status"] == "complete"  # nothing lost: none saved
+
+
 # ----------------------------------------------------------------------------- divergence
 def test_huge_lr_diverges_into_a_failed_record(tmp_path):
     with pytest.raises(RuntimeError, match=r"diverged.*lower --lr"):

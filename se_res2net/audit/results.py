@@ -24,7 +24,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-from ..training.records import SCHEMA, checkpoint_path, trained_on_text as _trained_on, training_devices, validate_record
+from ..training.records import (
+    SCHEMA,
+    checkpoint_path,
+    is_stranded,
+    trained_on_text as _trained_on,
+    training_devices,
+    validate_record,
+)
 from .stats import compare
 
 log = logging.getLogger(__name__)
@@ -255,8 +262,7 @@ def epoch_times(root: PathLike = "book/runs") -> "pd.DataFrame":
 
 def _state(rec: Mapping[str, Any], path: Path) -> str:
     state = STATES[rec["status"]]
-    if state == "incomplete" and rec["epochs"] and not checkpoint_path(path.parent, rec["model"], rec["seed"],
-                                                                       path.stem).exists():
+    if state == "incomplete" and is_stranded(rec, checkpoint_path(path.parent, rec["model"], rec["seed"], path.stem)):
         return STRANDED
     return state
 

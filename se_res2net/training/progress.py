@@ -10,9 +10,9 @@ the sweep wrote there (``.sweep-plan.json``: models, seeds, epochs, concurrency)
 ``incomplete``
     its record is unfinished and nobody holds it (a killed sweep): the next sweep resumes it from its checkpoint;
 ``stranded``
-    as ``incomplete``, but its record holds trained epochs and their checkpoint is not here (git ignores the
-    checkpoints of models too big to commit, so they stay on the machine that trained): no sweep can resume it
-    here, and ``train`` refuses to start it over unless forced;
+    as ``incomplete``, but its record says a checkpoint was written and that checkpoint is not here (git ignores
+    the checkpoints of models too big to commit, so they stay on the machine that trained): no sweep can resume
+    it here, and ``train`` refuses to start it over unless forced (``records.is_stranded``);
 ``pending``
     no record yet.
 
@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .atomic import PathLike
 from .locks import RunLock, sweep_lock_path, train_lock_path
 from .profiles import ALL_MODELS, DEFAULT_SEEDS, get_profile
-from .records import checkpoint_path, read_record, record_path, run_name
+from .records import checkpoint_path, is_stranded, read_record, record_path, run_name
 from .sweep import DEFAULT_OUT_ROOT, PLAN_FILE
 
 
@@ -76,7 +76,7 @@ def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optiona
             live = RunLock(sweep_lock_path(out, name)).is_locked() or RunLock(train_lock_path(out, name)).is_locked()
             if live:
                 row["state"] = "training"
-            elif eps and not checkpoint_path(out, model, seed, name).exists():
+            elif is_stranded(rec, checkpoint_path(out, model, seed, name)):
                 row["state"] = "stranded"
             else:
                 row["state"] = "incomplete"

@@ -65,6 +65,13 @@ def checkpoint_path(out_dir: PathLike, model: str, seed: int, name: Optional[str
     return Path(out_dir) / "checkpoints" / f"{name or run_name(model, seed)}.pt"
 
 
+def is_stranded(record: Mapping[str, Any], checkpoint_file: PathLike) -> bool:
+    """Whether an unfinished run cannot resume here: its record says a checkpoint was written (``checkpoint``
+    is set at the first save) and holds trained epochs, but the checkpoint file is not there. A run stopped
+    before its first checkpoint is not stranded: it has nothing to resume from and starts again at epoch 0."""
+    return bool(record.get("checkpoint")) and bool(record.get("epochs")) and not Path(checkpoint_file).exists()
+
+
 def stranded_message(record_file: PathLike, checkpoint_file: PathLike, epochs: int) -> str:
     """Why a run whose record holds trained epochs cannot resume without its checkpoint, and the two ways on (a
     checkpoint git ignores, of a model too big to commit, stays on the machine that trained)."""

@@ -68,6 +68,7 @@ from .profiles import ALL_MODELS, DEFAULT_SEEDS, PROFILES, Profile, get_profile,
 from .records import (
     SCHEMA,
     checkpoint_path,
+    is_stranded,
     read_record,
     record_path,
     run_name,
@@ -415,7 +416,7 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
             # trained, but its sweep died before the executed notebook was in place: render it again
             log.info("%s is complete but has no executed notebook; executing it to render the record", run.name)
             return None, True
-        if record["status"] == "running" and record["epochs"] and not run.checkpoint.exists():
+        if record["status"] == "running" and is_stranded(record, run.checkpoint):
             # stranded (se_res2net.training.progress): the trainer would refuse it; say so without touching the
             # record, which keeps its epochs and its state for the day the checkpoint comes back
             return RunOutcome(

@@ -70,6 +70,7 @@ from .records import (
     read_record,
     record_path,
     run_name,
+    is_stranded,
     sharing_info,
     stranded_message,
     utc_now,
@@ -785,10 +786,9 @@ def _finished_run(
                 f"an unfinished run ({existing['status']}) exists at {rec_path}; pass --resume to continue it "
                 "or --force to start afresh"
             )
-        done = len(existing.get("epochs") or [])
-        if done and not ckpt_path.exists():
-            # resuming from epoch 0 would overwrite `done` measured epochs: a lost checkpoint is the user's call
-            raise FileNotFoundError(stranded_message(rec_path, ckpt_path, done))
+        if is_stranded(existing, ckpt_path):
+            # resuming from epoch 0 would overwrite the measured epochs: a lost checkpoint is the user's call
+            raise FileNotFoundError(stranded_message(rec_path, ckpt_path, len(existing["epochs"])))
     elif not (force or resume) and ckpt_path.exists():
         raise FileExistsError(
             f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
