@@ -130,8 +130,10 @@ def test_same_seed_gives_bit_identical_epochs_and_another_seed_differs(tmp_path)
     assert (tmp_path / "a" / "res2net29_seed1.json").is_file()
 
 
-def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
-    """In-process variant of the SIGKILL test: evaluation blows up in epoch 3, resume finishes the run."""
+@pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
+def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch, compacted):
+    """In-process variant of the SIGKILL test: evaluation blows up in epoch 3, resume finishes the run; also from
+    the checkpoint compacted (as `finalize` and the GPU runbook do to fit one in git) in between."""
     full = train(tiny_config(epochs=4, milestones=(2,)), tmp_path / "full", progress=False)
 
     import se_res2net.training.trainer as trainer_mod
@@ -153,6 +155,11 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
     assert cut["status"] == "failed" and cut["failure"]["type"] == "KeyboardInterrupt" and cut["failure"]["epoch"] == 3
     assert load_checkpoint(tmp_path / "cut" / cut["checkpoint"])["epoch"] == 2
     monkeypatch.setattr(trainer_mod, "evaluate", real_evaluate)
+    if compacted:
+        from se_res2net.training.checkpoint import compact_checkpoint, is_compacted
+
+        before, after = compact_checkpoint(tmp_path / "cut" / cut["checkpoint"])
+        assert after < before and is_compacted(tmp_path / "cut" / cut["checkpoint"])
 
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, tmp_path / "cut", progress=False)

@@ -5,10 +5,20 @@ name and its keyword overrides (enough to rebuild the network), the training
 config, the epoch reached and the full optimiser / RNG state for ``--resume``.
 Loading checks all of that and names the mismatch instead of failing deep
 inside ``load_state_dict``.
+
+A checkpoint can also be stored *compacted* (:func:`compact_checkpoint`): the same payload, bit for bit, about
+15 % smaller, so that more unfinished runs fit under the repository's size limit and can resume in a later
+session. Floats are incompressible as they are. Split into byte planes, the plane holding the sign and the
+high exponent bits compresses well (trained weights and momenta span few binades), the three mantissa planes
+hardly at all. So the compacted file is a ``torch.save``-d dict like any other checkpoint, whose ``blob`` is the
+LZMA-compressed ``torch.save`` of the payload, each float tensor in it stored as its byte planes. This is the
+byte-shuffle filter of HDF5/Blosc; :func:`load_checkpoint` reads either form.
 """
 
 from __future__ import annotations
 
+import io
+import lzma
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
@@ -18,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
 SCHEMA = "se_res2net.checkpoint/1"
+# the container of a compacted checkpoint (its ``container`` field), and the tag of a float tensor in it
+COMPACT = "byte-planes+lzma/1"
+_PLANES = "__byte_planes__"
 
 
 def save_checkpoint(path: PathLike, payload: Mapping[str, Any]) -> None:
@@ -30,6 +43,18 @@ def save_checkpoint(path: PathLike, payload: Mapping[str, Any]) -> None:
     data = dict(payload)
     data["schema"] = SCHEMA
     atomic_save(path, lambda tmp: torch.save(data, tmp))
+
+
+def _read(p: Path, map_location: str, expand: Any = None) -> Any:
+    """The ``torch.load``-ed content of ``p`` (expanded by ``expand`` when given), or one clear error."""
+    import torch
+
+    try:
+        # weights_only=True: a checkpoint is data, never code to execute.
+        data = torch.load(p, map_location=map_location, weights_only=True)
+        return expand(data, map_location) if expand is not None else data
+    except Exception as exc:  # corrupt, truncated, or not a torch file at all
+        raise ValueError(f"checkpoint {p} cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a checkpoint — delete it or retrain") from None
 
 
 def load_checkpoint(
@@ -45,16 +70,10 @@ def load_checkpoint(
     ``expect_model`` / ``expect_config`` (compared on ``config_keys``) guard
     ``--resume`` against continuing another run's checkpoint.
     """
-    import torch
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
-    try:
-        # weights_only=True: a checkpoint is data, never code to execute.
-        data = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or not a torch file at all
-        raise ValueError(f"checkpoint {p} cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a checkpoint — delete it or retrain") from None
+    data = _read(p, map_location, _expand)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{p} is not a se_res2net checkpoint (schema {SCHEMA!r} expected); use a file written by 'se-res2net train'")
     if expect_model is not None and data["model"] != expect_model:
@@ -86,3 +105,102 @@ def load_model_from_checkpoint(path: PathLike, device: str = "cpu") -> "Tuple[nn
         raise ValueError(f"checkpoint {path} does not fit model {data['model']!r}: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
     return model, data
+
+
+# --------------------------------------------------------------------------------------------------
+# Compacted checkpoints: lossless, for the repository's size limit
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_planes(obj: Any) -> Any:
+    """``obj`` with every float tensor replaced by its byte planes (plane ``k`` = byte ``k`` of every element)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if not obj.is_floating_point() or obj.element_size() == 1:
+            return obj.detach().cpu()
+        flat = obj.detach().cpu().contiguous().reshape(-1)
+        planes = flat.view(torch.uint8).reshape(-1, obj.element_size()).t().contiguous()
+        return {_PLANES: 1, "dtype": str(obj.dtype).removeprefix("torch."), "shape": list(obj.shape), "planes": planes}
+    if isinstance(obj, dict):
+        return {k: _to_planes(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_planes(v) for v in obj)
+    return obj
+
+
+def _from_planes(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, dict):
+        if obj.get(_PLANES) == 1:
+            dtype = getattr(torch, obj["dtype"])
+            return obj["planes"].t().contiguous().view(dtype).reshape(obj["shape"])
+        return {k: _from_planes(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_from_planes(v) for v in obj)
+    return obj
+
+
+def _expand(packed: Any, map_location: str) -> Any:
+    """The payload of a compacted checkpoint; anything else as it is."""
+    import torch
+
+    if not (isinstance(packed, dict) and packed.get("container") == COMPACT):
+        return packed
+    raw = lzma.decompress(packed["blob"].cpu().numpy().tobytes())
+    return _from_planes(torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True))
+
+
+def same_payload(a: Any, b: Any) -> bool:
+    """True when two loaded checkpoints hold the same values, tensors compared bit for bit (NaN and -0.0 too)."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        a, b = a.detach().cpu().contiguous(), b.detach().cpu().contiguous()
+        if a.is_floating_point() and a.element_size() > 1:
+            a, b = a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)
+        return bool(torch.equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_payload(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_payload(x, y) for x, y in zip(a, b))
+    return bool(type(a) is type(b) and a == b)
+
+
+def is_compacted(path: PathLike) -> bool:
+    """Whether ``path`` is a compacted checkpoint (read from its outer dict, the payload is not expanded)."""
+    data = _read(Path(path), "cpu")
+    return isinstance(data, dict) and data.get("container") == COMPACT
+
+
+def compact_checkpoint(path: PathLike) -> Tuple[int, int]:
+    """Rewrite the checkpoint at ``path`` compacted (see the module's docstring), in place, and return its sizes
+    (bytes) before and after. The compacted file is loaded back and compared with the original, every tensor
+    bit for bit, before it replaces it: on any difference (or any error) the original stays as it was.
+    A checkpoint compacted already is left as it is."""
+    import torch
+
+    p = Path(path)
+    before = p.stat().st_size
+    if is_compacted(p):
+        return before, before
+    data = load_checkpoint(p)
+    inner = io.BytesIO()
+    torch.save(_to_planes(data), inner)
+    # preset 6: the extreme presets gain < 0.1 % on these planes (measured on a trained checkpoint)
+    blob = bytearray(lzma.compress(inner.getvalue(), preset=6))
+    packed = {"schema": SCHEMA, "container": COMPACT, "model": data["model"], "epoch": data["epoch"],
+              "blob": torch.frombuffer(blob, dtype=torch.uint8)}
+
+    def write(tmp: Path) -> None:
+        torch.save(packed, tmp)
+        if not same_payload(load_checkpoint(tmp), data):  # pragma: no cover - a bug here, not bad input
+            raise RuntimeError(f"the compacted copy of {p} does not load back to the same values; {p} is kept")
+
+    atomic_save(p, write)
+    return before, p.stat().st_size
