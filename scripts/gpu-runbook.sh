@@ -39,7 +39,8 @@
 #   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack), the sweep's
 #                                               compile cache last (unpack puts it in .xfer/compile-cache/)
 #   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
-#                                               checkpoints of complete runs; move those >= 6 MB to .xfer/resume;
+#                                               checkpoints of complete runs; compact (lossless) those >= 6 MB,
+#                                               move those still >= 6 MB to .xfer/resume;
 #                                               file results/ and logs/ in benchmarks/gpu/block-<time>/
 #
 # Environment: RUNBOOK_HOME (default ~/se_res2net_gpu: staging, data, logs, results, runs; outside the checkout),
@@ -688,13 +689,15 @@ EOF
     [ -n "${1:-}" ] || die "usage: $0 unpack ARCHIVE_DIR"
     dest=${UNPACK_DEST:-$REPO}
     se unpack "$1" --dest "$dest"
-    # a complete run needs no checkpoint; an unfinished one's of >= COMMIT_LIMIT bytes (default 6 MB) cannot be
-    # committed: it goes to .xfer/resume, to be carried to the next block (`calls` plans it, `stash` takes it)
+    # a complete run needs no checkpoint; an unfinished one's of >= COMMIT_LIMIT bytes (default 6 MB) is compacted
+    # (lossless); if it is still that big, git cannot hold it: it goes to .xfer/resume, to be carried to the next
+    # block (`calls` plans it, `stash` takes it)
     "$PY" -c "
 import sys
 from se_res2net.training.transfer import COMMIT_LIMIT, settle_checkpoints
 done = settle_checkpoints(sys.argv[1], sys.argv[2], int(sys.argv[3] or COMMIT_LIMIT))
 for path in done['removed']: print('removed the checkpoint of a complete run:', path)
+for path in done['compacted']: print('compacted (lossless, checked):', path)
 for path in done['moved']: print('too big for git; carry it to resume:', path)
 for path in done['kept']: print('to resume from (commit it):', path)
 for path in done['carried']: print('to resume from (carry it):', path)" "$dest/$ARCHIVE_RUNS" "$dest/.xfer/resume" "${COMMIT_LIMIT:-}"
