@@ -120,3 +120,33 @@ def test_settle_and_finalize_compact_an_unfinished_checkpoint_over_the_limit_so_
     assert done["compacted"] == [str(ck2 / "resnet56_seed0.pt"), str(ck2 / "resnet56_seed1.pt")]
     assert done["too_big"] == [str(ck2 / "resnet56_seed1.pt")]
     assert same_payload(load_checkpoint(ck2 / "resnet56_seed1.pt"), plain[1])
+
+
+def test_unfinished_checkpoints_travel_compacted_so_more_fit_and_come_back_the_same(tmp_path):
+    """pack sends each unfinished run's checkpoint compacted: within limits where only one would fit as it is,
+    two fit, and unpack gives back checkpoints that load to the originals' tensors, bit for bit."""
+    from se_res2net.training.checkpoint import compacted_bytes
+    from se_res2net.training.transfer import _OVERHEAD, pack_results, unpack_results
+
+    runs = tmp_path / "runs"
+    ck = runs / "full" / "checkpoints"
+    for seed in (0, 1):
+        write_record(runs, make_record("resnet56", seed, None, status="running", logged=5 + seed))
+        save_checkpoint(ck / f"resnet56_seed{seed}.pt", _trained_like(300_000, seed))
+    plain = {s: (ck / f"resnet56_seed{s}.pt").stat().st_size for s in (0, 1)}
+    small = {s: len(compacted_bytes(ck / f"resnet56_seed{s}.pt")) for s in (0, 1)}
+    others = sum(p.stat().st_size + 1024 for p in runs.rglob("*.json"))
+    room = _OVERHEAD + others + sum(small.values()) + 2 * 1024 + 4096
+    assert room < _OVERHEAD + others + min(plain.values()) + max(plain.values())  # uncompacted, one would be left
+
+    out = tmp_path / "out"
+    summary = pack_results(out, runs, prefix="book/runs", max_files=1, max_bytes=room, max_total=room)
+
+    assert summary["left_out"] == [] and summary["by_kind"]["checkpoint"] == 2
+    dest = tmp_path / "dest"
+    unpack_results(out, dest)
+    for s in (0, 1):
+        back = dest / "book" / "runs" / "full" / "checkpoints" / f"resnet56_seed{s}.pt"
+        assert is_compacted(back) and back.stat().st_size == small[s]
+        assert same_payload(load_checkpoint(back), load_checkpoint(ck / f"resnet56_seed{s}.pt"))
+    assert all(not is_compacted(ck / f"resnet56_seed{s}.pt") for s in (0, 1))  # the sources are not touched

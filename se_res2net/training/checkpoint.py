@@ -22,7 +22,7 @@ import lzma
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
-from .atomic import PathLike, atomic_save
+from .atomic import PathLike, atomic_save, atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -178,29 +178,48 @@ def is_compacted(path: PathLike) -> bool:
     return isinstance(data, dict) and data.get("container") == COMPACT
 
 
-def compact_checkpoint(path: PathLike) -> Tuple[int, int]:
-    """Rewrite the checkpoint at ``path`` compacted (see the module's docstring), in place, and return its sizes
-    (bytes) before and after. The compacted file is loaded back and compared with the original, every tensor
-    bit for bit, before it replaces it: on any difference (or any error) the original stays as it was.
-    A checkpoint compacted already is left as it is."""
+def _load_bytes(blob: bytes) -> Any:
     import torch
 
-    p = Path(path)
-    before = p.stat().st_size
-    if is_compacted(p):
-        return before, before
-    data = load_checkpoint(p)
+    return _expand(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True), "cpu")
+
+
+def _compacted(data: Mapping[str, Any], name: str) -> bytes:
+    """The file content of ``data`` (a loaded checkpoint) compacted, once it has been checked to load back to the
+    same values, every tensor bit for bit; ``name`` names the checkpoint in the error otherwise."""
+    import torch
+
     inner = io.BytesIO()
     torch.save(_to_planes(data), inner)
     # preset 6: the extreme presets gain < 0.1 % on these planes (measured on a trained checkpoint)
     blob = bytearray(lzma.compress(inner.getvalue(), preset=6))
     packed = {"schema": SCHEMA, "container": COMPACT, "model": data["model"], "epoch": data["epoch"],
               "blob": torch.frombuffer(blob, dtype=torch.uint8)}
+    out = io.BytesIO()
+    torch.save(packed, out)
+    content = out.getvalue()
+    if not same_payload(_load_bytes(content), data):  # a bug here, not bad input
+        raise RuntimeError(f"the compacted copy of {name} does not load back to the same values; {name} is kept")
+    return content
 
-    def write(tmp: Path) -> None:
-        torch.save(packed, tmp)
-        if not same_payload(load_checkpoint(tmp), data):  # pragma: no cover - a bug here, not bad input
-            raise RuntimeError(f"the compacted copy of {p} does not load back to the same values; {p} is kept")
 
-    atomic_save(p, write)
+def compacted_bytes(path: PathLike) -> bytes:
+    """The content of a compacted copy of the checkpoint at ``path`` (checked as :func:`compact_checkpoint` does),
+    for sending it somewhere smaller; the file's own bytes when it is compacted already. ``path`` is not touched."""
+    p = Path(path)
+    if is_compacted(p):
+        return p.read_bytes()
+    return _compacted(load_checkpoint(p), str(p))
+
+
+def compact_checkpoint(path: PathLike) -> Tuple[int, int]:
+    """Rewrite the checkpoint at ``path`` compacted (see the module's docstring), in place, and return its sizes
+    (bytes) before and after. The compacted content is loaded back and compared with the original, every tensor
+    bit for bit, before it replaces it: on any difference (or any error) the original stays as it was.
+    A checkpoint compacted already is left as it is."""
+    p = Path(path)
+    before = p.stat().st_size
+    if is_compacted(p):
+        return before, before
+    atomic_write_bytes(p, _compacted(load_checkpoint(p), str(p)))
     return before, p.stat().st_size

@@ -4,7 +4,8 @@
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
 (benchmark results, versions, the sweep's log), model-only weights of the named runs that are complete (one
 not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not**
-complete (so they resume elsewhere; a complete run's checkpoint stays behind), and last, optionally, the
+complete (so they resume elsewhere; a complete run's checkpoint stays behind; each travels compacted, the same
+tensors bit for bit, :func:`checkpoint.compacted_bytes`), and last, optionally, the
 sweep's torch.compile cache (``--compile-cache``; the next block's compiles load it, :func:`seed_compile_cache`;
 left out without failing when it does not fit). It packs them into
 ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and no more
@@ -27,9 +28,10 @@ import hashlib
 import io
 import json
 import logging
+import os
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -240,9 +242,32 @@ def collect(
     if compile_cache is not None:
         data = compile_cache_archive(*compile_cache)
         items.append(Item(Path(compile_cache[0]), COMPILE_CACHE_MEMBER, "cache", len(data), data))
+    items = _compact_checkpoints(items)
     order = {k: i for i, k in enumerate(_PRIORITY)}
     # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
     return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done)), pending
+
+
+def _compact_checkpoints(items: List[Item]) -> List[Item]:
+    """``items`` with each checkpoint to travel replaced by its compacted content (lossless, checked:
+    :func:`checkpoint.compacted_bytes`), so that more unfinished runs fit the archives; one that cannot be compacted
+    travels as it is. Several at once: LZMA releases the GIL, and this runs at the end of a GPU block."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .checkpoint import compacted_bytes
+
+    def one(it: Item) -> Item:
+        if it.kind != "checkpoint":
+            return it
+        try:
+            data = compacted_bytes(it.source)
+        except (ValueError, RuntimeError) as exc:
+            log.warning("%s travels uncompacted: %s", it.source, exc)
+            return it
+        return replace(it, data=data, size=len(data)) if len(data) < it.size else it
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, items))
 
 
 def plan_archives(items: Sequence[Item], max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
