@@ -742,6 +742,8 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     # trained on the CPU alone, as its pair was: the same mix on both sides, and no note
     late["resumes"] = [{"epoch": 10, "device_name": "Intel Xeon", "cuda": None}, {"epoch": 31, "device": "cuda"}]
     assert training_device_kinds(late) == "CPU"  # a resume that trained no epoch does not count
+    stopped_at_once = [{"epoch": 20, "device": "cuda"}, {"epoch": 20, "device_name": "Intel Xeon", "cuda": None}]
+    assert training_device_kinds({**late, "resumes": late["resumes"][:1] + stopped_at_once}) == "CPU"  # nor here
     write(root, late)
     df = load_records(root)
     assert hardware_mix_note(df, "budget", "res2net29", "se_res2net29") == ""

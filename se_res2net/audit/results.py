@@ -29,6 +29,7 @@ from ..training.records import (
     checkpoint_path,
     is_stranded,
     trained_on_text as _trained_on,
+    trained_spans,
     training_devices,
     validate_record,
 )
@@ -193,38 +194,33 @@ def _resume_device(entry: Mapping[str, Any]) -> str:
     return "cuda" if str(entry.get("device_name") or "").startswith("NVIDIA") else "cpu"
 
 
+def _entry_device(k: int, entry: Mapping[str, Any]) -> Optional[str]:
+    """The device type of span ``k`` of :func:`trained_spans`: the start's ``provenance.device``, or a resume's."""
+    return entry.get("device") if k == 0 else _resume_device(entry)
+
+
 def training_device_kinds(rec: Mapping[str, Any]) -> str:
     """The kinds of device that trained a run's epochs, ``"CPU"``, ``"GPU"`` or ``"CPU + GPU"`` (a run resumed on
     another kind of machine): its start's ``provenance.device`` and each resume that trained an epoch."""
-    done = len(rec.get("epochs") or [])
-    marks = [(0, (rec.get("provenance") or {}).get("device"))]
-    marks += [(int(r.get("epoch", 0)), _resume_device(r)) for r in rec.get("resumes") or []]
-    kinds = {device_kind(d) for i, (start, d) in enumerate(marks)
-             if (marks[i + 1][0] if i + 1 < len(marks) else done) > start}
-    return " + ".join(sorted(kinds)) or device_kind(marks[0][1])
+    kinds = {device_kind(_entry_device(k, entry)) for k, entry, _, _ in trained_spans(rec)}
+    return " + ".join(sorted(kinds)) or device_kind((rec.get("provenance") or {}).get("device"))
 
 
 def _torch_versions(rec: Mapping[str, Any]) -> Optional[str]:
     """The torch versions that trained a run's epochs, in order, joined by " + " (a run resumed in another
-    environment names each; ``provenance`` holds the start's, each entry of ``resumes`` its own)."""
-    done = len(rec.get("epochs") or [])
-    marks = [(0, (rec.get("provenance") or {}).get("torch"))]
-    marks += [(int(r.get("epoch", 0)), r.get("torch")) for r in rec.get("resumes") or []]
-    used = [v for i, (start, v) in enumerate(marks)
-            if v and ((marks[i + 1][0] if i + 1 < len(marks) else done) > start or i == 0)]
-    return " + ".join(dict.fromkeys(str(v) for v in used)) or None
+    environment names each; ``provenance`` holds the start's, always named, each entry of ``resumes`` its own)."""
+    used = [(rec.get("provenance") or {}).get("torch")]
+    used += [entry.get("torch") for k, entry, _, _ in trained_spans(rec) if k > 0]
+    return " + ".join(dict.fromkeys(str(v) for v in used if v)) or None
 
 
 def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
-    """``(device name, kind)`` of each logged epoch, in order: the start's ``provenance`` until the first resume,
-    then each resume's device from its ``epoch`` on (a run may go on on other hardware)."""
-    prov = rec.get("provenance") or {}
-    marks = [(0, prov.get("device_name"), prov.get("device"))]
-    marks += [(int(r.get("epoch", 0)), r.get("device_name"), _resume_device(r)) for r in rec.get("resumes") or []]
+    """``(device name, kind)`` of each logged epoch, in order (from :func:`trained_spans`: the start's
+    ``provenance`` until the first resume, then each resume's device from its ``epoch`` on)."""
     out: List[Tuple[str, str]] = []
-    for e in range(len(rec.get("epochs") or [])):
-        _, name, dev = [m for m in marks if m[0] <= e][-1]  # the last: a resume that trained nothing gives way
-        out.append((str(name) if name else "not recorded", device_kind(dev)))
+    for k, entry, start, end in trained_spans(rec):
+        name = str(entry.get("device_name")) if entry.get("device_name") else "not recorded"
+        out += [(name, device_kind(_entry_device(k, entry)))] * (end - start)
     return out
 
 

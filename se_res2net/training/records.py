@@ -356,23 +356,30 @@ def _data_line(config: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
     return f"CIFAR-10 from {where} (`{source}`), {part}: {sizes}"
 
 
-def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
-    """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order.
-
-    A run resumed from its checkpoint may go on on other hardware (a later session's CPU, an H200 after an H100):
-    ``provenance.device_name`` names only the device that started it, and each entry of ``resumes`` the device
-    that trained on from its ``epoch``. A resume that trained no epoch (stopped again before one ended) and a
-    device that is not named (``"not recorded"``) count like any other; consecutive spans on one device merge.
-    """
+def trained_spans(rec: Mapping[str, Any]) -> List[Tuple[int, Mapping[str, Any], int, int]]:
+    """The stretches of a run's logged epochs and what trained each: ``(k, entry, start, end)`` in order, epochs
+    ``start`` to ``end - 1`` (0-based) trained under ``entry``: ``k == 0`` the start's ``provenance``, else
+    ``resumes[k - 1]``. A run resumed from its checkpoint may go on on other
+    hardware, or in another environment: ``provenance`` describes the start, and each entry of ``resumes`` what
+    trained on from its ``epoch``. A start or resume that trained no epoch (stopped again before one ended) is
+    left out: the one place that reads these marks, for every question asked of them."""
     done = len(rec.get("epochs") or [])
-    first = (rec.get("provenance") or {}).get("device_name")
-    marks = [(0, first)] + [(int(r.get("epoch", 0)), r.get("device_name")) for r in rec.get("resumes") or []]
+    marks = [(0, rec.get("provenance") or {})] + [(int(r.get("epoch", 0)), r) for r in rec.get("resumes") or []]
+    spans = []
+    for k, (start, entry) in enumerate(marks):
+        end = marks[k + 1][0] if k + 1 < len(marks) else done
+        if end > start:
+            spans.append((k, entry, start, end))
+    return spans
+
+
+def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
+    """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order (1-based,
+    from :func:`trained_spans`). A device that is not named counts as ``"not recorded"``; consecutive spans on one
+    device merge."""
     spans: List[Tuple[str, int, int]] = []
-    for i, (start, name) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else done
-        if end <= start:
-            continue
-        name = str(name) if name else "not recorded"
+    for _, entry, start, end in trained_spans(rec):
+        name = str(entry.get("device_name")) if entry.get("device_name") else "not recorded"
         if spans and spans[-1][0] == name:
             spans[-1] = (name, spans[-1][1], end)
         else:
