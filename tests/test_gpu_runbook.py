@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from se_res2net.training.checkpoint import is_compacted, load_checkpoint, same_payload
 from se_res2net.training.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +240,9 @@ def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     assert not list((dest / prefix / "smoke" / "checkpoints").glob("*.pt"))
     for name in unfinished:
         device_copy = smoke / "checkpoints" / f"{name}.pt"
-        assert (carried / f"{name}.pt").read_bytes() == device_copy.read_bytes()
+        # it travelled compacted: the same tensors, bit for bit, in a smaller file
+        assert is_compacted(carried / f"{name}.pt") and not is_compacted(device_copy)
+        assert same_payload(load_checkpoint(carried / f"{name}.pt"), load_checkpoint(device_copy))
         device_copy.unlink()
     rb("stash", str(dest / ".xfer" / "resume"))
 
