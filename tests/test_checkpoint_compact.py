@@ -150,3 +150,28 @@ def test_unfinished_checkpoints_travel_compacted_so_more_fit_and_come_back_the_s
         assert is_compacted(back) and back.stat().st_size == small[s]
         assert same_payload(load_checkpoint(back), load_checkpoint(ck / f"resnet56_seed{s}.pt"))
     assert all(not is_compacted(ck / f"resnet56_seed{s}.pt") for s in (0, 1))  # the sources are not touched
+
+
+def test_the_checkpoint_of_a_run_in_training_is_not_rewritten_under_its_trainer(tmp_path):
+    """A trainer may write a newer checkpoint at any moment: finalize and settle leave a run whose train lock is
+    held as it is (compacting or moving the older one would lose an epoch), and finalize compacts it once free."""
+    from se_res2net.training.locks import RunLock, train_lock_path
+    from se_res2net.training.transfer import finalize_runs, settle_checkpoints
+
+    runs = tmp_path / "runs"
+    ck = runs / "budget" / "checkpoints"
+    write_record(runs, make_record("resnet56", 0, None, profile="budget", status="running", logged=3))
+    save_checkpoint(ck / "resnet56_seed0.pt", _trained_like(50_000))
+    original = (ck / "resnet56_seed0.pt").read_bytes()
+    limit = len(original) - 1
+
+    with RunLock(train_lock_path(runs / "budget", "resnet56_seed0"), what="se-res2net train"):
+        done = finalize_runs(runs, limit=limit)
+        assert done["compacted"] == [] and (ck / "resnet56_seed0.pt").read_bytes() == original
+        # nor does settling a GPU block's results here move it away to be carried
+        done = settle_checkpoints(runs, tmp_path / "resume", limit=limit)
+        assert all(v == [] for v in done.values()) and (ck / "resnet56_seed0.pt").read_bytes() == original
+
+    done = finalize_runs(runs, limit=limit)
+    assert done["compacted"] == [str(ck / "resnet56_seed0.pt")] and is_compacted(ck / "resnet56_seed0.pt")
+    assert not train_lock_path(runs / "budget", "resnet56_seed0").exists()  # no lock file left behind

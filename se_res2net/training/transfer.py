@@ -409,7 +409,8 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
     A complete run needs none: its checkpoint is deleted (from ``runs_root`` and ``resume_dir``). An
     unfinished run's checkpoint of ``limit`` bytes or more is compacted (:func:`checkpoint.compact_checkpoint`,
     lossless, checked); if it is still that big, it is moved to ``resume_dir/<profile>/checkpoints/`` (keep that
-    folder out of git; it travels as a carried path); smaller ones stay, to be committed.
+    folder out of git; it travels as a carried path); smaller ones stay, to be committed. The checkpoint of a run
+    in training in ``runs_root`` (its train lock held: a sweep on this machine) is left alone, listed nowhere.
     Returns the paths ``removed``, ``compacted`` (each also in ``kept`` or ``moved``), ``moved``, ``kept`` (to
     commit) and ``carried`` (already in ``resume_dir``).
     """
@@ -421,6 +422,9 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
     for base, checkpoints in found:
         for ckpt in checkpoints:
             profile = ckpt.parent.parent.name
+            if base == root and _in_training(ckpt):  # e.g. a CPU sweep of this checkout: its trainer owns it
+                log.warning("%s is left as it is: its run is training here", ckpt)
+                continue
             try:
                 complete = read_record(root / profile / f"{ckpt.stem}.json")["status"] == "complete"
             except (FileNotFoundError, ValueError):
@@ -441,14 +445,28 @@ def settle_checkpoints(runs_root: PathLike, resume_dir: PathLike, limit: int = C
     return done
 
 
+def _in_training(ckpt: Path) -> bool:
+    """Whether a trainer holds the run of ``<profile>/checkpoints/<run>.pt`` now (its train lock)."""
+    from .locks import RunLock, train_lock_path
+
+    return RunLock(train_lock_path(ckpt.parent.parent, ckpt.stem)).is_locked()
+
+
 def _compact_if_over(ckpt: Path, limit: int) -> bool:
-    """Compact ``ckpt`` when it has ``limit`` bytes or more; whether it was rewritten."""
+    """Compact ``ckpt`` when it has ``limit`` bytes or more; whether it was rewritten. Never the checkpoint of a
+    run in training: its trainer could write a newer one while this rewrites the older, and lose an epoch; so
+    this holds the run's train lock meanwhile (the trainer waits for it) and leaves a held one alone."""
     from .checkpoint import compact_checkpoint
+    from .locks import LockBusy, RunLock, train_lock_path
 
     if ckpt.stat().st_size < limit:
         return False
     try:
-        before, after = compact_checkpoint(ckpt)
+        with RunLock(train_lock_path(ckpt.parent.parent, ckpt.stem), what="compacting its checkpoint"):
+            before, after = compact_checkpoint(ckpt)
+    except LockBusy as exc:
+        log.warning("%s was not compacted: its run is training (%s); compact it once it stops", ckpt, exc)
+        return False
     except ValueError as exc:  # unreadable: left as it is; resuming from it names the problem
         log.warning("%s was not compacted: %s", ckpt, exc)
         return False
