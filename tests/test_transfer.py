@@ -1,6 +1,7 @@
 """Resuming in the next GPU block: which checkpoints are committed, carried or deleted; which call carries what."""
 
 import io
+import json
 import subprocess
 from pathlib import Path
 
@@ -460,3 +461,31 @@ def test_the_compile_cache_travels_last_and_optional_and_seeds_only_the_machine_
     assert not (tmp_path / "y").exists() and not (tmp_path / "y.partial").exists()
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         collect(runs, "book/runs", compile_cache=(tmp_path / "nope", CPU_MACHINE))
+
+
+def test_unpack_never_takes_an_archives_run_that_is_behind_the_local_one(tmp_path, capsys):
+    """A run trained on here after the block packed it (e.g. a CPU sweep of the checkout restarted meanwhile)
+    keeps its local record and checkpoint; the archive's other runs come in; that is no conflict (exit 0)."""
+    from se_res2net.cli import main
+
+    device = tmp_path / "device" / "book" / "runs"
+    for seed, logged in ((0, 4), (1, 9)):
+        write_record(device, make_record("res2net29", seed, None, profile="budget", status="running", logged=logged))
+        _ckpt(device / "budget" / "checkpoints" / f"res2net29_seed{seed}.pt", 100 + seed)
+    assert main(["pack", str(tmp_path / "out"), "--runs-root", str(device), "--prefix", "book/runs"]) == 0
+
+    here = tmp_path / "here"
+    local = write_record(here / "book" / "runs", make_record("res2net29", 0, None, profile="budget", status="running",
+                                                             logged=6))  # two epochs further than the archive's
+    local_ckpt = _ckpt(here / "book" / "runs" / "budget" / "checkpoints" / "res2net29_seed0.pt", 7)
+    before = local.read_bytes()
+    capsys.readouterr()
+
+    assert main(["unpack", str(tmp_path / "out"), "--dest", str(here)]) == 0
+
+    said = capsys.readouterr().out
+    assert local.read_bytes() == before and local_ckpt.read_bytes() == b"\x01" * 7
+    assert f"kept the local {local}" in said and f"kept the local {local_ckpt}" in said
+    seed1 = here / "book" / "runs" / "budget" / "res2net29_seed1.json"
+    assert len(json.loads(seed1.read_text())["epochs"]) == 9
+    assert (here / "book" / "runs" / "budget" / "checkpoints" / "res2net29_seed1.pt").read_bytes() == b"\x01" * 101

@@ -351,8 +351,27 @@ def pack_results(
     }
 
 
+def _run_key(member: PurePosixPath) -> Optional[Tuple[str, str]]:
+    """``(profile folder, run)`` of a run's record or checkpoint member, else None."""
+    if member.suffix == ".json" and not member.name.startswith("."):
+        return str(member.parent), member.stem
+    if member.suffix == ".pt" and member.parent.name == "checkpoints":
+        return str(member.parent.parent), member.stem
+    return None
+
+
+def _logged_epochs(record: Any) -> int:
+    return len(record.get("epochs") or []) if isinstance(record, dict) else -1
+
+
 def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool = False) -> Dict[str, Any]:
-    """Verify and extract every ``results-*.tar.gz`` of ``archive_dir`` into ``dest``."""
+    """Verify and extract every ``results-*.tar.gz`` of ``archive_dir`` into ``dest``.
+
+    Progress is never undone: a run whose local record is complete and differs from the archive's keeps its
+    record (``kept_local``, a conflict: ``force`` takes the archive's), and a run whose local record has logged
+    more epochs than the archive's (it trained on here meanwhile) keeps its record and its checkpoint
+    (``kept_newer``; ``force`` does not touch these). Every other file is written, verified against its manifest.
+    """
     from .records import read_record
 
     src = Path(archive_dir)
@@ -360,13 +379,37 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
     if not archives:
         raise FileNotFoundError(f"no results-*.tar.gz in {src}")
     dest_root = Path(dest).resolve()
-    extracted, kept = [], []
+
+    def local_record(key: Tuple[str, str]) -> Optional[Dict[str, Any]]:
+        try:
+            return read_record(dest_root / key[0] / f"{key[1]}.json")
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # first every archive's records, so that a run's checkpoint follows its record's verdict in any archive order
+    behind: Set[Tuple[str, str]] = set()
     for archive in archives:
         with tarfile.open(archive, "r:gz") as tar:
-            names = tar.getnames()
-            mnames = [n for n in names if n.startswith("MANIFEST-")]
+            mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
             if len(mnames) != 1:
                 raise ValueError(f"{archive} has no manifest; it was not written by 'se-res2net pack'")
+            for entry in json.loads(tar.extractfile(mnames[0]).read())["files"]:
+                key = _run_key(PurePosixPath(entry["path"]))
+                if entry["kind"] != "record" or key is None:
+                    continue
+                local = local_record(key)
+                fh = tar.extractfile(entry["path"])
+                try:
+                    theirs = json.loads(fh.read()) if fh is not None else None
+                except ValueError:
+                    theirs = None
+                if local is not None and _logged_epochs(local) > _logged_epochs(theirs):
+                    behind.add(key)
+
+    extracted, kept, newer = [], [], []
+    for archive in archives:
+        with tarfile.open(archive, "r:gz") as tar:
+            mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
             manifest = json.loads(tar.extractfile(mnames[0]).read())
             for entry in manifest["files"]:
                 member = PurePosixPath(entry["path"])
@@ -379,23 +422,24 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
                 if _sha256(data) != entry["sha256"]:
                     raise ValueError(f"{archive}: {entry['path']} does not match its manifest (corrupt transfer)")
                 target = dest_root / Path(*member.parts)
-                if target.exists():
-                    if target.read_bytes() == data:
+                if target.exists() and target.read_bytes() == data:
+                    continue
+                if _run_key(member) in behind and entry["kind"] in ("record", "checkpoint"):
+                    newer.append(str(target))
+                    log.warning("kept the local %s %s: its run has logged more epochs here than in the archive",
+                                entry["kind"], target)
+                    continue
+                if target.exists() and entry["kind"] == "record" and not force:
+                    local = local_record(_run_key(member))  # type: ignore[arg-type]
+                    if local is not None and local["status"] == "complete":
+                        kept.append(str(target))
+                        log.warning("kept the local complete record %s (the archive's differs); "
+                                    "move it away or pass --force to take the archive's", target)
                         continue
-                    if entry["kind"] == "record" and not force:
-                        try:
-                            local_complete = read_record(target)["status"] == "complete"
-                        except ValueError:
-                            local_complete = False
-                        if local_complete:
-                            kept.append(str(target))
-                            log.warning("kept the local complete record %s (the archive's differs); "
-                                        "move it away or pass --force to take the archive's", target)
-                            continue
                 ensure_writable_dir(target.parent)
                 atomic_write_bytes(target, data)
                 extracted.append(str(target))
-    return {"extracted": extracted, "kept_local": kept}
+    return {"extracted": extracted, "kept_local": kept, "kept_newer": newer}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -955,6 +999,8 @@ def run_unpack(args: argparse.Namespace) -> int:
     print(f"extracted {len(s['extracted'])} file(s) into {Path(args.dest).resolve()}")
     for path in s["kept_local"]:
         print(f"KEPT the local complete record {path}; the archive's version differs (--force to take it)")
+    for path in s["kept_newer"]:
+        print(f"kept the local {path}: its run has logged more epochs here than in the archive")
     return 1 if s["kept_local"] else 0
 
 
