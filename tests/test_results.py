@@ -121,14 +121,14 @@ def test_a_run_resumed_on_other_hardware_names_every_device_that_trained_it(tmp_
     provenance names only the first; its resumes name the rest, and the tables must say both."""
     root = tmp_path / "runs"
     rec = record("res2net29", 0, None, status="running", n_epochs=9)
-    rec["provenance"]["device_name"] = "AMD EPYC"
+    rec["provenance"].update(device_name="AMD EPYC", device="cpu")
     rec["resumes"] = [{"epoch": 1, "device_name": "AMD EPYC"},  # same machine, after a stop
                       {"epoch": 5, "device_name": "Intel Xeon"},
                       {"epoch": 7, "device_name": "Intel Xeon"},  # stopped again before epoch 8 ended
                       {"epoch": 7, "device_name": "AMD EPYC"}]
     write(root, rec)
     one = record("se_res2net29", 0, None, status="running", n_epochs=3)
-    one["provenance"]["device_name"] = "AMD EPYC"
+    one["provenance"].update(device_name="AMD EPYC", device="cpu")
     one["resumes"] = [{"epoch": 3, "device_name": "Intel Xeon"}]  # resumed, stopped before an epoch ended
     write(root, one)
 
@@ -138,6 +138,8 @@ def test_a_run_resumed_on_other_hardware_names_every_device_that_trained_it(tmp_
     assert df.at["res2net29", "device_name"] == "AMD EPYC + Intel Xeon"
     assert df.at["res2net29", "trained_on"] == "AMD EPYC (epochs 1–5), Intel Xeon (epochs 6–7), AMD EPYC (epochs 8–9)"
     assert df.at["se_res2net29", "device_name"] == "AMD EPYC" and df.at["se_res2net29", "trained_on"] == "AMD EPYC"
+    # the pages' "on ..." lists each machine once, not "AMD EPYC + Intel Xeon" as if it were one
+    assert R.hardware(df.reset_index()) == "AMD EPYC (CPU), Intel Xeon (CPU)"
     inc = incomplete_runs(df.reset_index()).set_index("model")
     assert inc.at["res2net29", "trained_on"].startswith("AMD EPYC (epochs 1–5)")
 

@@ -88,6 +88,7 @@ RECORD_COLUMNS = [
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
     "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices", "device_kinds",
+    "machines",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -317,6 +318,9 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
             "devices": len(names),
             "device_kinds": training_device_kinds(rec),
+            # each machine that trained an epoch, "name (KIND)", once, in order (the start's when none did yet)
+            "machines": tuple(dict.fromkeys(f"{n} ({k})" for n, k in epoch_devices(rec)))
+            or ((f"{prov['device_name']} ({device_kind(prov.get('device'))})",) if prov.get("device_name") else ()),
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",
@@ -582,8 +586,8 @@ MODEL_LABELS: Dict[str, str] = {
     "se_resnet110": "SE-ResNet-110",
     "res2net29": "Res2Net-29",
     "se_res2net29": "SE-Res2Net-29",
-    "se_res2net29_last_stream": "SE-Res2Net-29, SE on stream s only",
-    "se_res2net29_streams12": "SE-Res2Net-29, SE on streams 1-2",
+    "se_res2net29_last_stream": "SE-Res2Net-29, SE on the largest stream (i=s) only",
+    "se_res2net29_streams12": "SE-Res2Net-29, SE on streams i=1,2 only",
     "se_res2net29_output": "SE-Res2Net-29, SE at the block output",
     "res2net29_report": "Res2Net-29, report's recursion",
     "se_res2net29_report": "SE-Res2Net-29, report's recursion",
@@ -666,9 +670,14 @@ def device_kind(device: Any) -> str:
 
 def hardware(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
     """The hardware the runs (of ``profile``) ran on, from their records: ``"AMD EPYC (CPU)"``, several joined
-    by ``", "``; ``"not recorded"`` when no record names its device."""
+    by ``", "``, each machine once (a run resumed on another counts on both); ``"not recorded"`` when no record
+    names its device."""
     if profile is not None and "profile" in df:
         df = df[df["profile"] == profile]
+    if "machines" in df:  # from load_records: every machine that trained, once, with its kind
+        listed = {m for ms in df["machines"] if isinstance(ms, tuple) for m in ms}
+        if listed:
+            return ", ".join(sorted(listed))
     if "device_name" not in df or df["device_name"].dropna().empty:
         return "not recorded"
     kinds = df["device"] if "device" in df else [None] * len(df)
