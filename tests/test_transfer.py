@@ -246,6 +246,7 @@ def test_pack_counts_records_apart_from_the_sweep_plan(tmp_path):
         write_record(runs, make_record("res2net29", seed, 5.0))
     (runs / "full" / ".sweep-plan.json").write_text('{"models": ["res2net29"]}')
     items, _ = collect(runs, "book/runs")
+    assert len({it.member for it in items}) == len(items)  # each file once (pathlib's * matches dotfiles too)
     kinds = {it.member.rsplit("/", 1)[-1]: it.kind for it in items}
     assert kinds[".sweep-plan.json"] == "plan"
     assert sorted(name for name, kind in kinds.items() if kind == "record") == ["res2net29_seed0.json",
@@ -472,12 +473,14 @@ def test_unpack_never_takes_an_archives_run_that_is_behind_the_local_one(tmp_pat
     for seed, logged in ((0, 4), (1, 9)):
         write_record(device, make_record("res2net29", seed, None, profile="budget", status="running", logged=logged))
         _ckpt(device / "budget" / "checkpoints" / f"res2net29_seed{seed}.pt", 100 + seed)
+    (device / "budget" / ".sweep-plan.json").write_text('{"models": ["res2net29"], "pid": 2}')
     assert main(["pack", str(tmp_path / "out"), "--runs-root", str(device), "--prefix", "book/runs"]) == 0
 
     here = tmp_path / "here"
     local = write_record(here / "book" / "runs", make_record("res2net29", 0, None, profile="budget", status="running",
                                                              logged=6))  # two epochs further than the archive's
     local_ckpt = _ckpt(here / "book" / "runs" / "budget" / "checkpoints" / "res2net29_seed0.pt", 7)
+    (here / "book" / "runs" / "budget" / ".sweep-plan.json").write_text('{"models": ["res2net29"], "pid": 1}')
     before = local.read_bytes()
     capsys.readouterr()
 
@@ -489,3 +492,4 @@ def test_unpack_never_takes_an_archives_run_that_is_behind_the_local_one(tmp_pat
     seed1 = here / "book" / "runs" / "budget" / "res2net29_seed1.json"
     assert len(json.loads(seed1.read_text())["epochs"]) == 9
     assert (here / "book" / "runs" / "budget" / "checkpoints" / "res2net29_seed1.pt").read_bytes() == b"\x01" * 101
+    assert '"pid": 2' in (here / "book" / "runs" / "budget" / ".sweep-plan.json").read_text()  # no run's: taken

@@ -200,7 +200,7 @@ def collect(
     pending: Dict[str, str] = {}
     for pdir in sorted(p for p in root.iterdir() if p.is_dir()):
         base = f"{prefix}/{pdir.name}"
-        for path in sorted(pdir.glob("*.json")):
+        for path in sorted(p for p in pdir.glob("*.json") if not p.name.startswith(".")):  # pathlib's * takes dotfiles
             add(path, f"{base}/{path.name}", "record")
         for path in sorted(pdir.glob(".*.json")):  # the sweep plan (what `progress` reads), counted apart
             add(path, f"{base}/{path.name}", "plan")
@@ -424,13 +424,14 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
                 target = dest_root / Path(*member.parts)
                 if target.exists() and target.read_bytes() == data:
                     continue
-                if _run_key(member) in behind and entry["kind"] in ("record", "checkpoint"):
+                key = _run_key(member)  # None for what is no run's (the sweep plan, extras)
+                if key in behind and entry["kind"] in ("record", "checkpoint"):
                     newer.append(str(target))
                     log.warning("kept the local %s %s: its run has logged more epochs here than in the archive",
                                 entry["kind"], target)
                     continue
-                if target.exists() and entry["kind"] == "record" and not force:
-                    local = local_record(_run_key(member))  # type: ignore[arg-type]
+                if target.exists() and entry["kind"] == "record" and key is not None and not force:
+                    local = local_record(key)
                     if local is not None and local["status"] == "complete":
                         kept.append(str(target))
                         log.warning("kept the local complete record %s (the archive's differs); "
