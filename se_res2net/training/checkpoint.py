@@ -6,9 +6,9 @@ config, the epoch reached and the full optimiser / RNG state for ``--resume``.
 Loading checks all of that and names the mismatch instead of failing deep
 inside ``load_state_dict``.
 
-A checkpoint can also be stored *compacted* (:func:`compact_checkpoint`): the same payload, bit for bit, about
-15 % smaller, so that more unfinished runs fit under the repository's size limit and can resume in a later
-session. Floats are incompressible as they are. Split into byte planes, the plane holding the sign and the
+A checkpoint can also be stored *compacted* (:func:`compact_checkpoint`): the same payload, bit for bit, 17–19 %
+smaller on this project's checkpoints (measured: benchmarks/NOTES.md, stop 38), so that more unfinished runs fit
+under the repository's size limit and can resume in a later session. Floats are incompressible as they are. Split into byte planes, the plane holding the sign and the
 high exponent bits compresses well (trained weights and momenta span few binades), the three mantissa planes
 hardly at all. So the compacted file is a ``torch.save``-d dict like any other checkpoint, whose ``blob`` is the
 LZMA-compressed ``torch.save`` of the payload, each float tensor in it stored as its byte planes. This is the
