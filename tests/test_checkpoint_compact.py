@@ -175,3 +175,24 @@ def test_the_checkpoint_of_a_run_in_training_is_not_rewritten_under_its_trainer(
     done = finalize_runs(runs, limit=limit)
     assert done["compacted"] == [str(ck / "resnet56_seed0.pt")] and is_compacted(ck / "resnet56_seed0.pt")
     assert not train_lock_path(runs / "budget", "resnet56_seed0").exists()  # no lock file left behind
+
+
+def test_compacting_reads_the_file_once_and_refuses_a_torch_file_that_is_no_checkpoint(tmp_path, monkeypatch):
+    import se_res2net.training.checkpoint as ck
+
+    path = tmp_path / "a.pt"
+    save_checkpoint(path, _trained_like())
+    reads = []
+    real = ck._read
+    monkeypatch.setattr(ck, "_read", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    ck.compacted_bytes(path)
+    compact_checkpoint(path)
+    compact_checkpoint(path)  # compacted already: read, not expanded, left as it is
+    assert reads == [path, path, path]
+    other = tmp_path / "b.pt"
+    torch.save({"state_dict": {}}, other)
+    original = other.read_bytes()
+    for compact in (ck.compacted_bytes, compact_checkpoint):
+        with pytest.raises(ValueError, match="not a se_res2net checkpoint"):
+            compact(other)
+    assert other.read_bytes() == original

@@ -57,6 +57,13 @@ def _read(p: Path, map_location: str, expand: Any = None) -> Any:
         raise ValueError(f"checkpoint {p} cannot be read ({type(exc).__name__}: {exc}); it is corrupt or not a checkpoint — delete it or retrain") from None
 
 
+def _checked(data: Any, p: Path) -> Dict[str, Any]:
+    """``data`` (a loaded payload) when it carries this project's checkpoint schema, else one clear error."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"{p} is not a se_res2net checkpoint (schema {SCHEMA!r} expected); use a file written by 'se-res2net train'")
+    return data
+
+
 def load_checkpoint(
     path: PathLike,
     *,
@@ -73,9 +80,7 @@ def load_checkpoint(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
-    data = _read(p, map_location, _expand)
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"{p} is not a se_res2net checkpoint (schema {SCHEMA!r} expected); use a file written by 'se-res2net train'")
+    data = _checked(_read(p, map_location, _expand), p)
     if expect_model is not None and data["model"] != expect_model:
         raise ValueError(
             f"checkpoint {p} is of model {data['model']!r}, not {expect_model!r}; "
@@ -178,6 +183,17 @@ def is_compacted(path: PathLike) -> bool:
     return isinstance(data, dict) and data.get("container") == COMPACT
 
 
+def _plain_payload(p: Path) -> Optional[Dict[str, Any]]:
+    """The checked payload of the plain checkpoint at ``p``, or None when ``p`` is compacted already; the file is
+    read once either way (a compacted one is not expanded)."""
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
+    data = _read(p, "cpu")
+    if isinstance(data, dict) and data.get("container") == COMPACT:
+        return None
+    return _checked(data, p)
+
+
 def _load_bytes(blob: bytes) -> Any:
     import torch
 
@@ -207,9 +223,8 @@ def compacted_bytes(path: PathLike) -> bytes:
     """The content of a compacted copy of the checkpoint at ``path`` (checked as :func:`compact_checkpoint` does),
     for sending it somewhere smaller; the file's own bytes when it is compacted already. ``path`` is not touched."""
     p = Path(path)
-    if is_compacted(p):
-        return p.read_bytes()
-    return _compacted(load_checkpoint(p), str(p))
+    plain = _plain_payload(p)
+    return p.read_bytes() if plain is None else _compacted(plain, str(p))
 
 
 def compact_checkpoint(path: PathLike) -> Tuple[int, int]:
@@ -219,7 +234,8 @@ def compact_checkpoint(path: PathLike) -> Tuple[int, int]:
     A checkpoint compacted already is left as it is."""
     p = Path(path)
     before = p.stat().st_size
-    if is_compacted(p):
+    plain = _plain_payload(p)
+    if plain is None:
         return before, before
-    atomic_write_bytes(p, _compacted(load_checkpoint(p), str(p)))
+    atomic_write_bytes(p, _compacted(plain, str(p)))
     return before, p.stat().st_size
