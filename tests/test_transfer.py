@@ -493,3 +493,26 @@ def test_unpack_never_takes_an_archives_run_that_is_behind_the_local_one(tmp_pat
     assert len(json.loads(seed1.read_text())["epochs"]) == 9
     assert (here / "book" / "runs" / "budget" / "checkpoints" / "res2net29_seed1.pt").read_bytes() == b"\x01" * 101
     assert '"pid": 2' in (here / "book" / "runs" / "budget" / ".sweep-plan.json").read_text()  # no run's: taken
+
+
+def test_finalize_compares_weights_bit_for_bit_so_nan_weights_are_the_same_weights(tmp_path):
+    # A diverged run's weights hold NaN; torch.equal calls NaN unequal to itself, which made finalize refuse the
+    # weights it had just written, and call a second pass "other weights".
+    import torch
+
+    from se_res2net.training.checkpoint import save_checkpoint
+    from se_res2net.training.transfer import finalize_runs
+
+    runs = tmp_path / "runs"
+    ck = runs / "budget" / "checkpoints" / "res2net29_seed0.pt"
+    write_record(runs, make_record("res2net29", 0, 90.0, profile="budget"))
+    state = {"w": torch.tensor([float("nan"), -0.0, 1.0])}
+    save_checkpoint(ck, {"model": "res2net29", "model_kwargs": {}, "state_dict": state, "epoch": 30})
+    weights = runs / "budget" / "weights" / "res2net29_seed0.pt"
+    assert finalize_runs(runs, keep_checkpoints=True)["written"] == [str(weights)]
+    assert finalize_runs(runs, keep_checkpoints=True)["unchanged"] == [str(weights)]
+    # -0.0 is not 0.0 bit for bit: other weights, kept unless --force
+    save_checkpoint(ck, {"model": "res2net29", "model_kwargs": {}, "state_dict": {"w": torch.tensor([float("nan"), 0.0, 1.0])},
+                         "epoch": 30})
+    with pytest.raises(FileExistsError, match="--force"):
+        finalize_runs(runs, keep_checkpoints=True)

@@ -535,17 +535,12 @@ def finalize_runs(runs_root: PathLike, *, force: bool = False, keep_checkpoints:
     (:func:`checkpoint.compact_checkpoint`, lossless, checked) so that git may hold them, and ``too_big``: those
     still that big, which git must not hold (``scripts/gpu-runbook.sh`` carries them to the next block instead).
     """
-    import torch
-
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, same_payload
     from .records import read_record
 
     root = Path(runs_root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs root {root} does not exist; pass --runs-root (default book/runs)")
-
-    def same_tensors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     done: Dict[str, List[str]] = {"written": [], "unchanged": [], "removed": [], "compacted": [], "too_big": []}
     for ckpt in sorted(root.glob("*/checkpoints/*.pt")):
@@ -568,7 +563,7 @@ def finalize_runs(runs_root: PathLike, *, force: bool = False, keep_checkpoints:
                              "it is not that run's final checkpoint; move it away")
         target = profile_dir / "weights" / ckpt.name
         if target.exists():
-            if same_tensors(load_checkpoint(target)["state_dict"], ck["state_dict"]):
+            if same_payload(load_checkpoint(target)["state_dict"], ck["state_dict"]):
                 done["unchanged"].append(str(target))
             elif not force:
                 raise FileExistsError(f"{target} holds other weights than {ckpt}; move it away or pass --force "
@@ -578,7 +573,7 @@ def finalize_runs(runs_root: PathLike, *, force: bool = False, keep_checkpoints:
         if not target.exists():
             ensure_writable_dir(target.parent)
             atomic_write_bytes(target, _model_weights(ckpt))
-            if not same_tensors(load_checkpoint(target)["state_dict"], ck["state_dict"]):  # pragma: no cover
+            if not same_payload(load_checkpoint(target)["state_dict"], ck["state_dict"]):  # pragma: no cover
                 target.unlink()
                 raise RuntimeError(f"the weights written to {target} differ from {ckpt}; the checkpoint is kept")
             done["written"].append(str(target))
