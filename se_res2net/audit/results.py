@@ -28,6 +28,8 @@ from ..training.records import (
     SCHEMA,
     checkpoint_path,
     is_stranded,
+    NOT_RECORDED,
+    span_device_name,
     trained_on_text as _trained_on,
     trained_spans,
     training_devices,
@@ -220,8 +222,7 @@ def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
     ``provenance`` until the first resume, then each resume's device from its ``epoch`` on)."""
     out: List[Tuple[str, str]] = []
     for k, entry, start, end in trained_spans(rec):
-        name = str(entry.get("device_name")) if entry.get("device_name") else "not recorded"
-        out += [(name, device_kind(_entry_device(k, entry)))] * (end - start)
+        out += [(span_device_name(entry), device_kind(_entry_device(k, entry)))] * (end - start)
     return out
 
 
@@ -315,7 +316,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             # where and when it ran, for the summary and status pages
             **{k: prov.get(k) for k in ("start_time", "end_time", "python", "platform", "git_commit")},
             "torch": _torch_versions(rec),
-            "trained_on": _trained_on(spans) if spans else (names[0] if names else "not recorded"),
+            "trained_on": _trained_on(spans) if spans else (names[0] if names else NOT_RECORDED),
             "devices": len(names),
             "device_kinds": training_device_kinds(rec),
             # each machine that trained an epoch, "name (KIND)", once, in order (the start's when none did yet)
@@ -679,11 +680,11 @@ def hardware(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
         if listed:
             return ", ".join(sorted(listed))
     if "device_name" not in df or df["device_name"].dropna().empty:
-        return "not recorded"
+        return NOT_RECORDED
     kinds = df["device"] if "device" in df else [None] * len(df)
     names = {f"{n} ({device_kind(k)})" if k is not None and str(k) not in ("", "nan") else str(n)
              for n, k in zip(df["device_name"], kinds) if isinstance(n, str) and n}
-    return ", ".join(sorted(names)) or "not recorded"
+    return ", ".join(sorted(names)) or NOT_RECORDED
 
 
 def data_description(df: "pd.DataFrame", profile: Optional[str] = None) -> str:

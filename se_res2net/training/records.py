@@ -373,13 +373,21 @@ def trained_spans(rec: Mapping[str, Any]) -> List[Tuple[int, Mapping[str, Any], 
     return spans
 
 
+NOT_RECORDED = "not recorded"
+
+
+def span_device_name(entry: Mapping[str, Any]) -> str:
+    """The device name a span's mark (``provenance`` or a ``resumes`` entry) records, or :data:`NOT_RECORDED`."""
+    return str(entry["device_name"]) if entry.get("device_name") else NOT_RECORDED
+
+
 def training_devices(rec: Mapping[str, Any]) -> List[Tuple[str, int, int]]:
     """Which device trained which epochs of a run: ``(device name, first epoch, last epoch)`` in order (1-based,
-    from :func:`trained_spans`). A device that is not named counts as ``"not recorded"``; consecutive spans on one
+    from :func:`trained_spans`). A device that is not named counts as :data:`NOT_RECORDED`; consecutive spans on one
     device merge."""
     spans: List[Tuple[str, int, int]] = []
     for _, entry, start, end in trained_spans(rec):
-        name = str(entry.get("device_name")) if entry.get("device_name") else "not recorded"
+        name = span_device_name(entry)
         if spans and spans[-1][0] == name:
             spans[-1] = (name, spans[-1][1], end)
         else:
