@@ -51,15 +51,52 @@ def test_plot_families_draws_one_bar_segment_per_nonzero_count():
     assert [l.get_text() for l in ax.get_legend().get_texts()] == [claims.BY_CONSTRUCTION, claims.NOT_YET]
 
 
-def test_compute_spent_sums_wall_time_per_profile_and_hardware(tmp_path):
-    for seed, wall in ((0, 1800.0), (1, 3600.0)):
-        write_record(tmp_path, make_record("resnet56", seed, 6.0, profile="full", wall_time_s=wall))
-    write_record(tmp_path, make_record("resnet56", 0, 60.0, profile="smoke", device_name="Some CPU", wall_time_s=36.0))
-    spent = summary.compute_spent(load_records(tmp_path, include_failed=True)).set_index("profile")
-    assert spent.loc["full", "device-hours"] == pytest.approx(1.5)
-    assert spent.loc["full", "runs"] == 2 and spent.loc["full", "hardware"] == "Fake GPU"
-    assert spent.loc["smoke", "device-hours"] == pytest.approx(0.01)
-    assert list(spent.index) == ["full", "smoke"]  # the most faithful profile first
+def _timed(rec, start, seconds, resumes=()):
+    """``rec`` started at ``start`` (ISO, UTC), its epochs taking ``seconds`` each, resumed as ``resumes`` says:
+    ``(epoch, time, device_name, device)`` entries."""
+    rec["provenance"]["start_time"] = start
+    for ep in rec["epochs"]:
+        ep["epoch_time_s"] = seconds
+    rec["resumes"] = [{"epoch": e, "time": t, "device_name": n, "device": d} for e, t, n, d in resumes]
+    return rec
+
+
+def test_compute_spent_counts_a_shared_device_once_and_a_moved_run_on_each_machine(tmp_path):
+    from se_res2net.audit.results import epoch_log
+
+    # two full runs side by side on one GPU, 300 epochs of 6 s each (1800 s apiece), the second 3 s later
+    for seed, start in ((0, "2026-12-04T10:00:00Z"), (1, "2026-12-04T10:00:03Z")):
+        write_record(tmp_path, _timed(make_record("resnet56", seed, 6.0, profile="full"), start, 6.0))
+    # a third one starts when the first ends, 3 s before the second does: the device ran from 10:00 to 11:00
+    write_record(tmp_path, _timed(make_record("resnet56", 2, 6.0, profile="full"), "2026-12-04T10:30:00Z", 6.0))
+    # a budget run: 10 epochs on a CPU, then 20 on the GPU a day later
+    write_record(tmp_path, _timed(make_record("res2net29", 0, 9.0, profile="budget"), "2026-12-03T00:00:00Z", 360.0,
+                                  [(10, "2026-12-05T00:00:00Z", "Fake CPU", "cpu")]))
+    spent = summary.compute_spent(epoch_log(tmp_path))
+    assert list(zip(spent["profile"], spent["machine"])) == [("full", "Fake GPU (GPU)"), ("budget", "Fake CPU (CPU)"),
+                                                            ("budget", "Fake GPU (GPU)")]  # the most faithful first
+    full = spent.iloc[0]
+    assert full["runs"] == 3 and full["epochs"] == 900
+    assert full["run-hours"] == pytest.approx(1.5) and full["device-hours"] == pytest.approx(1.0)
+    assert (full["first start"], full["last end"]) == ("2026-12-04T10:00:00Z", "2026-12-04T11:00:00Z")
+    cpu, gpu = spent.iloc[1], spent.iloc[2]
+    assert (gpu["epochs"], cpu["epochs"]) == (10, 20) and (gpu["runs"], cpu["runs"]) == (1, 1)
+    assert gpu["device-hours"] == pytest.approx(1.0) and cpu["device-hours"] == pytest.approx(2.0)
+    assert cpu["first start"] == "2026-12-05T00:00:00Z" and gpu["last end"] == "2026-12-03T01:00:00Z"
+    assert summary.compute_spent(epoch_log(tmp_path / "none")).empty
+
+
+def test_an_epoch_that_cannot_be_placed_in_time_still_counts_once(tmp_path):
+    from se_res2net.audit.results import epoch_log
+
+    for seed in (0, 1):
+        rec = _timed(make_record("resnet56", seed, 6.0, profile="budget"), "2026-12-04T10:00:00Z", 120.0)
+        if seed == 1:
+            del rec["provenance"]["start_time"]  # a record from before start times were kept
+        write_record(tmp_path, rec)
+    row = summary.compute_spent(epoch_log(tmp_path)).iloc[0]
+    assert row["run-hours"] == pytest.approx(2.0) and row["device-hours"] == pytest.approx(2.0)
+    assert row["first start"] == "2026-12-04T10:00:00Z"
 
 
 def test_remaining_runs_names_what_is_missing(tmp_path):
@@ -143,6 +180,13 @@ def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(t
     with_failed = load_records(root, include_failed=True)
     assert summary.training_so_far(with_failed, "budget") == text[:-1] + (
         "; 1 run(s) failed (their errors are listed with the runs that are not results).")
+    # a run resumed on another machine: each machine named once, never "A + B" as if it were a third
+    moved = make_record("res2net29", 2, 7.0, profile="budget", device_name="Fake cpu")
+    moved["provenance"]["device"] = "cpu"
+    moved["resumes"] = [{"epoch": 10, "time": "2026-12-05T00:00:00Z", "device_name": "Other cpu", "device": "cpu"}]
+    write_record(root / "moved", moved, folder="budget")
+    both = load_records(root / "moved", include_failed=True)
+    assert "1 complete run(s) of 1 model(s), 1 on a CPU (Fake cpu, Other cpu)" in summary.training_so_far(both, "budget")
     cpu_only = records[records["device"] == "cpu"]
     assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
     assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."

@@ -90,7 +90,7 @@ RECORD_COLUMNS = [
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
     "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices", "device_kinds",
-    "machines",
+    "machines", "machine_names",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -226,6 +226,44 @@ def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+EPOCH_LOG_COLUMNS = ["profile", "path", "epoch", "device", "epoch_time_s", "start", "end"]
+
+
+def _utc_seconds(stamp: Any) -> float:
+    """A record's ISO time (``2026-12-04T14:46:36Z``) as seconds since the epoch; NaN when absent or unreadable."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return math.nan
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def epoch_log(root: PathLike = "book/runs") -> "pd.DataFrame":
+    """One row per logged epoch of every record, complete, failed and unfinished alike (columns
+    :data:`EPOCH_LOG_COLUMNS`): the device that trained it, ``"name (kind)"`` (:func:`epoch_devices`), its wall
+    time (s; the fp32 evaluation included, and a session's first epoch holds the compile), and when it ran
+    (``start``/``end``, seconds since the epoch, UTC). A record logs each epoch's duration, not its clock time,
+    so the epochs of a span are placed one after another from the time the span began (the start's
+    ``provenance.start_time``, a resume's ``time``); what lies between epochs (data loading, checkpoints) is not
+    counted. An epoch without a duration, or whose span has no time, has NaN there."""
+    import pandas as pd
+
+    rows = []
+    for prof, path, rec in _iter_records(root, None, include_failed=True):
+        epochs = rec.get("epochs") or []
+        for k, entry, first, stop in trained_spans(rec):
+            device = f"{span_device_name(entry)} ({device_kind(_entry_device(k, entry))})"
+            clock = _utc_seconds(entry.get("start_time") if k == 0 else entry.get("time"))
+            for ep in epochs[first:stop]:
+                took = float(ep["epoch_time_s"]) if _is_number(ep.get("epoch_time_s")) else math.nan
+                rows.append({"profile": prof, "path": str(path), "epoch": ep.get("epoch"), "device": device,
+                             "epoch_time_s": took, "start": clock, "end": clock + took})
+                clock += took  # NaN from an epoch without a duration on: the rest of the span cannot be placed
+    return pd.DataFrame(rows, columns=EPOCH_LOG_COLUMNS)
+
+
 TIME_COLUMNS = ["profile", "device", "runs", "epochs_logged", "s_per_epoch", "run_min", "measured_h"]
 
 
@@ -233,20 +271,14 @@ def epoch_times(root: PathLike = "book/runs") -> "pd.DataFrame":
     """Per (profile, device): how many runs trained epochs on it, how many epochs, their mean wall time (s; the
     fp32 evaluation included, and the first epoch's compile), what a whole run of the profile takes at that
     pace (min) and the time measured (h). Every logged epoch counts, of complete and unfinished runs alike,
-    on the device that trained it (:func:`epoch_devices`), so a pace is never another machine's."""
+    on the device that trained it (:func:`epoch_log`), so a pace is never another machine's."""
     import pandas as pd
 
-    rows = []
-    for prof, path, rec in _iter_records(root, None, include_failed=True):
-        for ep, (name, kind) in zip(rec["epochs"], epoch_devices(rec)):
-            if _is_number(ep.get("epoch_time_s")):
-                rows.append({"profile": prof, "device": f"{name} ({kind})", "path": str(path),
-                             "epoch_time_s": float(ep["epoch_time_s"])})
-    if not rows:
+    df = epoch_log(root).dropna(subset=["epoch_time_s"])
+    if df.empty:
         return pd.DataFrame(columns=TIME_COLUMNS)
     from ..training.profiles import PROFILES
 
-    df = pd.DataFrame(rows)
     out = df.groupby(["profile", "device"], sort=False).agg(
         runs=("path", "nunique"), epochs_logged=("epoch_time_s", "size"), s_per_epoch=("epoch_time_s", "mean"),
         measured_s=("epoch_time_s", "sum")).reset_index()
@@ -322,6 +354,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             # each machine that trained an epoch, "name (KIND)", once, in order (the start's when none did yet)
             "machines": tuple(dict.fromkeys(f"{n} ({k})" for n, k in epoch_devices(rec)))
             or ((f"{prov['device_name']} ({device_kind(prov.get('device'))})",) if prov.get("device_name") else ()),
+            "machine_names": tuple(names),  # the same, by name alone
         })
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return df.astype({"seed": "int64", "epochs": "int64", "planned_epochs": "int64", "final_test_error": "float64",

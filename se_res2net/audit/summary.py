@@ -9,6 +9,7 @@ spent, what was easy and what was difficult, what remains.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import platform
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple
 
@@ -104,29 +105,54 @@ def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = 
     return ax
 
 
-def compute_spent(records: "pd.DataFrame") -> "pd.DataFrame":
-    """What the run records cost, per profile and hardware: runs, device-hours (the sum of the runs' wall
-    times: an upper bound on the device's time when runs shared it), and the span from first start to last end.
-    """
+SPENT_COLUMNS = ["profile", "machine", "runs", "epochs", "run-hours", "device-hours", "first start", "last end"]
+
+
+def _covered(intervals: Sequence[Tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals: the time in which at least one of them ran."""
+    total, reach = 0.0, -math.inf
+    for a, b in sorted(intervals):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def _utc(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
+    """What the run records cost, per profile and machine (``log``: :func:`se_res2net.audit.results.epoch_log`;
+    a run resumed on another machine counts on each, with the epochs it trained there). ``run-hours`` sums the
+    epochs' wall times; ``device-hours`` is the time in which at least one run was inside an epoch on that
+    machine (the union of the epochs' intervals), so runs that shared a device count once. A machine is known by
+    its name: two machines of one name at the same time would count once. ``first start`` and ``last end`` are
+    the first epoch's start and the last epoch's end there (UTC). Epochs without a duration count in ``epochs``
+    only."""
     import pandas as pd
 
-    cols = ["profile", "hardware", "device", "runs", "device-hours", "first start", "last end"]
-    if records is None or len(records) == 0:
-        return pd.DataFrame(columns=cols)
-    from .results import device_kind
-
+    if log is None or len(log) == 0:
+        return pd.DataFrame(columns=SPENT_COLUMNS)
     rows = []
-    for (prof, hw), g in records.groupby(["profile", "device_name"], sort=False, dropna=False):
-        device = ", ".join(sorted({device_kind(d) for d in g["device"]}))
+    for (prof, machine), g in log.groupby(["profile", "device"], sort=False):
+        timed = g.dropna(subset=["epoch_time_s"])
+        placed = timed.dropna(subset=["start", "end"])
         rows.append({
-            "profile": prof, "hardware": str(hw) if isinstance(hw, str) else "not recorded", "device": device,
-            "runs": int(len(g)), "device-hours": float(g["wall_time_s"].fillna(0).sum()) / 3600,
-            "first start": str(g["start_time"].dropna().min()) if g["start_time"].notna().any() else "not recorded",
-            "last end": str(g["end_time"].dropna().max()) if g["end_time"].notna().any() else "not recorded",
+            "profile": prof, "machine": machine, "runs": int(g["path"].nunique()), "epochs": int(len(g)),
+            "run-hours": float(timed["epoch_time_s"].sum()) / 3600,
+            # an epoch that cannot be placed in time still ran: count it alone, as if nothing ran beside it
+            "device-hours": (_covered(list(zip(placed["start"], placed["end"])))
+                             + float(timed["epoch_time_s"].sum() - placed["epoch_time_s"].sum())) / 3600,
+            "first start": _utc(placed["start"].min()) if len(placed) else "not recorded",
+            "last end": _utc(placed["end"].max()) if len(placed) else "not recorded",
         })
-    out = pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=SPENT_COLUMNS)
     rank = {p: i for i, p in enumerate(_claims.PROFILE_ORDER)}
-    return out.sort_values("profile", key=lambda s: s.map(lambda p: -rank.get(p, -1)), kind="stable")
+    return out.sort_values(["profile", "machine"], key=lambda s: s.map(lambda p: -rank.get(p, -1))
+                           if s.name == "profile" else s, kind="stable").reset_index(drop=True)
 
 
 def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
@@ -146,7 +172,9 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
         return dict(sorted(rows["device_kinds"].value_counts().items()))
 
     done = records[(records["profile"] == head) & (records["status"] == "complete")]
-    machines = sorted({n for n in done["device_name"].dropna()})
+    # each machine once: a run resumed on another names both ("A + B" as one machine would read as a third)
+    machines = (sorted({n for ns in done["machine_names"] if isinstance(ns, tuple) for n in ns})
+                if "machine_names" in done else sorted({n for n in done["device_name"].dropna()}))
     text = (f"Training so far: the most faithful profile with complete runs is **{head}**, with {len(done)} complete "
             f"run(s) of {done['model'].nunique()} model(s), {say_mix(mix(done))} "
             f"({', '.join(machines) or 'not recorded'})")
