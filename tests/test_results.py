@@ -797,4 +797,25 @@ def test_epoch_times_split_a_run_by_the_device_that_trained_each_epoch(tmp_path)
     assert cpu.s_per_epoch == pytest.approx((4 * 10 + 2 * 30) / 6) and gpu.s_per_epoch == pytest.approx(2.0)
     assert gpu.run_min == pytest.approx(30 * 2.0 / 60)  # the budget profile's 30 epochs at the H200's pace
     assert cpu.measured_h == pytest.approx(100 / 3600)
+    assert cpu.models == gpu.models == "res2net29"
+    # no record says when it ran: each epoch counts alone on the device, as if nothing ran beside it
+    assert cpu.device_s_per_epoch == pytest.approx(cpu.s_per_epoch) and gpu.device_s_per_epoch == pytest.approx(2.0)
     assert epoch_times(tmp_path / "none").empty
+
+
+def test_the_device_pace_counts_runs_that_shared_the_device_once(tmp_path):
+    from se_res2net.audit.results import epoch_log, epoch_times
+
+    root = tmp_path / "runs"
+    # three runs of 4 epochs of 10 s on one GPU: two side by side from 10:00:00, the third from 10:00:40
+    for model, seed, start in (("res2net29", 0, "10:00:00"), ("se_res2net29", 0, "10:00:00"), ("res2net29", 1, "10:00:40")):
+        rec = record(model, seed, None, status="running", n_epochs=4)
+        rec["provenance"]["start_time"] = f"2026-12-04T{start}Z"
+        for ep in rec["epochs"]:
+            ep["epoch_time_s"] = 10.0
+        write(root, rec)
+    log = epoch_log(root)
+    assert sorted(log["start"] - log["start"].min())[-1] == 70.0  # the third run's last epoch begins 70 s in
+    (row,) = epoch_times(root).itertuples()
+    assert row.models == "res2net29, se_res2net29" and row.epochs_logged == 12 and row.s_per_epoch == 10.0
+    assert row.device_s_per_epoch == pytest.approx(80 / 12)  # the device ran from 10:00:00 to 10:01:20

@@ -190,3 +190,22 @@ def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(t
     cpu_only = records[records["device"] == "cpu"]
     assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
     assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."
+
+
+def test_projected_device_hours_prices_a_profile_from_the_epochs_of_another_with_the_same_work(tmp_path):
+    import pandas as pd
+
+    from se_res2net.audit.results import TIME_COLUMNS
+    from se_res2net.training.profiles import PROFILES
+
+    times = pd.DataFrame([
+        {"profile": "budget", "device": "NVIDIA H200 (GPU)", "runs": 6, "models": "res2net29, se_res2net29",
+         "epochs_logged": 98, "s_per_epoch": 20.0, "run_min": 10.0, "device_s_per_epoch": 3.4, "measured_h": 0.5},
+        {"profile": "smoke", "device": "Fake CPU (CPU)", "runs": 30, "models": "res2net29", "epochs_logged": 30,
+         "s_per_epoch": 13.0, "run_min": 0.2, "device_s_per_epoch": 11.0, "measured_h": 0.1},
+    ], columns=TIME_COLUMNS)
+    out = summary.projected_device_hours(times, runs=30, target="full")
+    # the smoke profile trains on 256 images: its epochs are not the full protocol's
+    assert list(out["device"]) == ["NVIDIA H200 (GPU)"] and out.iloc[0]["measured under"] == "budget"
+    assert out.iloc[0]["hours"] == pytest.approx(PROFILES["full"].epochs * 30 * 3.4 / 3600)
+    assert summary.projected_device_hours(times.iloc[0:0], runs=30).empty

@@ -226,7 +226,7 @@ def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
-EPOCH_LOG_COLUMNS = ["profile", "path", "epoch", "device", "epoch_time_s", "start", "end"]
+EPOCH_LOG_COLUMNS = ["profile", "path", "model", "epoch", "device", "epoch_time_s", "start", "end"]
 
 
 def _utc_seconds(stamp: Any) -> float:
@@ -258,20 +258,45 @@ def epoch_log(root: PathLike = "book/runs") -> "pd.DataFrame":
             clock = _utc_seconds(entry.get("start_time") if k == 0 else entry.get("time"))
             for ep in epochs[first:stop]:
                 took = float(ep["epoch_time_s"]) if _is_number(ep.get("epoch_time_s")) else math.nan
-                rows.append({"profile": prof, "path": str(path), "epoch": ep.get("epoch"), "device": device,
+                rows.append({"profile": prof, "path": str(path), "model": rec["model"], "epoch": ep.get("epoch"),
+                             "device": device,
                              "epoch_time_s": took, "start": clock, "end": clock + took})
                 clock += took  # NaN from an epoch without a duration on: the rest of the span cannot be placed
     return pd.DataFrame(rows, columns=EPOCH_LOG_COLUMNS)
 
 
-TIME_COLUMNS = ["profile", "device", "runs", "epochs_logged", "s_per_epoch", "run_min", "measured_h"]
+def covered_seconds(intervals: Iterable[Tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals: the time in which at least one of them ran."""
+    total, reach = 0.0, -math.inf
+    for a, b in sorted(intervals):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def device_seconds(log: "pd.DataFrame") -> float:
+    """The device time of the epochs of ``log`` (rows of :func:`epoch_log` of one device): the union of the placed
+    epochs' intervals, so epochs that ran side by side count once, plus the duration of each epoch that cannot be
+    placed, as if nothing ran beside it."""
+    timed = log.dropna(subset=["epoch_time_s"])
+    placed = timed.dropna(subset=["start", "end"])
+    return covered_seconds(zip(placed["start"], placed["end"])) + float(
+        timed["epoch_time_s"].sum() - placed["epoch_time_s"].sum())
+
+
+TIME_COLUMNS = ["profile", "device", "runs", "models", "epochs_logged", "s_per_epoch", "run_min",
+                "device_s_per_epoch", "measured_h"]
 
 
 def epoch_times(root: PathLike = "book/runs") -> "pd.DataFrame":
-    """Per (profile, device): how many runs trained epochs on it, how many epochs, their mean wall time (s; the
-    fp32 evaluation included, and the first epoch's compile), what a whole run of the profile takes at that
-    pace (min) and the time measured (h). Every logged epoch counts, of complete and unfinished runs alike,
-    on the device that trained it (:func:`epoch_log`), so a pace is never another machine's."""
+    """Per (profile, device): how many runs trained epochs on it and of which models (sorted, joined by ", "), how
+    many epochs, their mean wall time (s; the fp32 evaluation included, and the first epoch's compile), what a
+    whole run of the profile takes at that pace (min), the device's time per epoch of all its runs together
+    (s; :func:`device_seconds` ÷ epochs: runs that shared the device count once, so a sweep of k at once shows
+    what sharing gained) and the time measured (h, the runs' epochs summed). Every logged epoch counts, of
+    complete and unfinished runs alike, on the device that trained it (:func:`epoch_log`), so a pace is never
+    another machine's."""
     import pandas as pd
 
     df = epoch_log(root).dropna(subset=["epoch_time_s"])
@@ -281,9 +306,11 @@ def epoch_times(root: PathLike = "book/runs") -> "pd.DataFrame":
 
     out = df.groupby(["profile", "device"], sort=False).agg(
         runs=("path", "nunique"), epochs_logged=("epoch_time_s", "size"), s_per_epoch=("epoch_time_s", "mean"),
-        measured_s=("epoch_time_s", "sum")).reset_index()
+        measured_s=("epoch_time_s", "sum"), models=("model", lambda m: ", ".join(sorted(set(m))))).reset_index()
     planned = out["profile"].map(lambda p: PROFILES[p].epochs if p in PROFILES else math.nan)
     out["run_min"] = planned * out["s_per_epoch"] / 60
+    device_s = {key: device_seconds(g) for key, g in df.groupby(["profile", "device"], sort=False)}
+    out["device_s_per_epoch"] = [device_s[(p, d)] / n for p, d, n in zip(out["profile"], out["device"], out["epochs_logged"])]
     out["measured_h"] = out["measured_s"] / 3600
     order = {p: i for i, p in enumerate(PROFILES)}
     out = out.sort_values(["profile", "device"], key=lambda c: c.map(order) if c.name == "profile" else c)

@@ -9,7 +9,6 @@ spent, what was easy and what was difficult, what remains.
 from __future__ import annotations
 
 import importlib.metadata
-import math
 import platform
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Tuple
 
@@ -28,6 +27,7 @@ __all__ = [
     "compute_spent",
     "training_so_far",
     "remaining_runs",
+    "projected_device_hours",
     "build_environment",
     "run_environments",
 ]
@@ -108,16 +108,6 @@ def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = 
 SPENT_COLUMNS = ["profile", "machine", "runs", "epochs", "run-hours", "device-hours", "first start", "last end"]
 
 
-def _covered(intervals: Sequence[Tuple[float, float]]) -> float:
-    """The length of the union of ``(start, end)`` intervals: the time in which at least one of them ran."""
-    total, reach = 0.0, -math.inf
-    for a, b in sorted(intervals):
-        if b > reach:
-            total += b - max(a, reach)
-            reach = b
-    return total
-
-
 def _utc(seconds: float) -> str:
     from datetime import datetime, timezone
 
@@ -136,16 +126,14 @@ def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
 
     if log is None or len(log) == 0:
         return pd.DataFrame(columns=SPENT_COLUMNS)
+    from .results import device_seconds
+
     rows = []
     for (prof, machine), g in log.groupby(["profile", "device"], sort=False):
-        timed = g.dropna(subset=["epoch_time_s"])
-        placed = timed.dropna(subset=["start", "end"])
+        placed = g.dropna(subset=["start", "end"])
         rows.append({
             "profile": prof, "machine": machine, "runs": int(g["path"].nunique()), "epochs": int(len(g)),
-            "run-hours": float(timed["epoch_time_s"].sum()) / 3600,
-            # an epoch that cannot be placed in time still ran: count it alone, as if nothing ran beside it
-            "device-hours": (_covered(list(zip(placed["start"], placed["end"])))
-                             + float(timed["epoch_time_s"].sum() - placed["epoch_time_s"].sum())) / 3600,
+            "run-hours": float(g["epoch_time_s"].sum()) / 3600, "device-hours": device_seconds(g) / 3600,
             "first start": _utc(placed["start"].min()) if len(placed) else "not recorded",
             "last end": _utc(placed["end"].max()) if len(placed) else "not recorded",
         })
@@ -224,6 +212,30 @@ def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequen
             "started, not complete": started,
         })
     return pd.DataFrame(rows)
+
+
+PROJECTION_COLUMNS = ["device", "measured under", "models", "device_s_per_epoch", "hours"]
+
+
+def projected_device_hours(times: "pd.DataFrame", runs: int, target: str = "full") -> "pd.DataFrame":
+    """What ``runs`` runs of profile ``target`` would take on each device that trained epochs of the same work
+    (``times``: :func:`se_res2net.audit.results.epoch_times`): an epoch of a profile with the same data, batch
+    size and augmentation costs the same whatever the number of epochs, so the device pace (s per epoch of its
+    runs together) of e.g. the budget profile prices the full protocol. ``hours`` = the target's epochs × ``runs``
+    × that pace. Indicative only: a pace holds the models that trained at it (``models``) at the sharing of their
+    sweep, and the first epoch of a session its compile."""
+    import pandas as pd
+
+    from ..training.profiles import PROFILES
+
+    goal = PROFILES[target]
+    same = [name for name, p in PROFILES.items()
+            if all(getattr(p, k) == getattr(goal, k) for k in ("batch_size", "train_subset", "test_subset", "augment"))]
+    rows = [{"device": r.device, "measured under": r.profile, "models": r.models,
+             "device_s_per_epoch": float(r.device_s_per_epoch),
+             "hours": goal.epochs * runs * float(r.device_s_per_epoch) / 3600}
+            for r in times.itertuples() if r.profile in same]
+    return pd.DataFrame(rows, columns=PROJECTION_COLUMNS)
 
 
 _BUILD_PACKAGES = ("se_res2net", "torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
