@@ -78,11 +78,11 @@ def test_compute_spent_counts_a_shared_device_once_and_a_moved_run_on_each_machi
     full = spent.iloc[0]
     assert full["runs"] == 3 and full["epochs"] == 900
     assert full["run-hours"] == pytest.approx(1.5) and full["device-hours"] == pytest.approx(1.0)
-    assert (full["first start"], full["last end"]) == ("2026-12-04T10:00:00Z", "2026-12-04T11:00:00Z")
+    assert (full["first start (UTC)"], full["last end (UTC)"]) == ("2026-12-04 10:00", "2026-12-04 11:00")
     cpu, gpu = spent.iloc[1], spent.iloc[2]
     assert (gpu["epochs"], cpu["epochs"]) == (10, 20) and (gpu["runs"], cpu["runs"]) == (1, 1)
     assert gpu["device-hours"] == pytest.approx(1.0) and cpu["device-hours"] == pytest.approx(2.0)
-    assert cpu["first start"] == "2026-12-05T00:00:00Z" and gpu["last end"] == "2026-12-03T01:00:00Z"
+    assert cpu["first start (UTC)"] == "2026-12-05 00:00" and gpu["last end (UTC)"] == "2026-12-03 01:00"
     assert summary.compute_spent(epoch_log(tmp_path / "none")).empty
 
 
@@ -96,7 +96,7 @@ def test_an_epoch_that_cannot_be_placed_in_time_still_counts_once(tmp_path):
         write_record(tmp_path, rec)
     row = summary.compute_spent(epoch_log(tmp_path)).iloc[0]
     assert row["run-hours"] == pytest.approx(2.0) and row["device-hours"] == pytest.approx(2.0)
-    assert row["first start"] == "2026-12-04T10:00:00Z"
+    assert row["first start (UTC)"] == "2026-12-04 10:00"
 
 
 def test_remaining_runs_names_what_is_missing(tmp_path):

@@ -105,13 +105,14 @@ def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = 
     return ax
 
 
-SPENT_COLUMNS = ["profile", "machine", "runs", "epochs", "run-hours", "device-hours", "first start", "last end"]
+SPENT_COLUMNS = ["profile", "machine", "runs", "epochs", "run-hours", "device-hours", "first start (UTC)",
+                 "last end (UTC)"]
 
 
 def _utc(seconds: float) -> str:
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
@@ -120,7 +121,7 @@ def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
     epochs' wall times; ``device-hours`` is the time in which at least one run was inside an epoch on that
     machine (the union of the epochs' intervals), so runs that shared a device count once. A machine is known by
     its name: two machines of one name at the same time would count once. ``first start`` and ``last end`` are
-    the first epoch's start and the last epoch's end there (UTC). Epochs without a duration count in ``epochs``
+    the first epoch's start and the last epoch's end there (UTC, to the minute). Epochs without a duration count in ``epochs``
     only."""
     import pandas as pd
 
@@ -134,8 +135,8 @@ def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
         rows.append({
             "profile": prof, "machine": machine, "runs": int(g["path"].nunique()), "epochs": int(len(g)),
             "run-hours": float(g["epoch_time_s"].sum()) / 3600, "device-hours": device_seconds(g) / 3600,
-            "first start": _utc(placed["start"].min()) if len(placed) else "not recorded",
-            "last end": _utc(placed["end"].max()) if len(placed) else "not recorded",
+            "first start (UTC)": _utc(placed["start"].min()) if len(placed) else "not recorded",
+            "last end (UTC)": _utc(placed["end"].max()) if len(placed) else "not recorded",
         })
     out = pd.DataFrame(rows, columns=SPENT_COLUMNS)
     rank = {p: i for i, p in enumerate(_claims.PROFILE_ORDER)}
