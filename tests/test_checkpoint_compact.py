@@ -196,3 +196,23 @@ def test_compacting_reads_the_file_once_and_refuses_a_torch_file_that_is_no_chec
         with pytest.raises(ValueError, match="not a se_res2net checkpoint"):
             compact(other)
     assert other.read_bytes() == original
+
+
+def test_settle_leaves_a_checkpoint_whose_compacted_copy_fails_its_check_and_goes_on(tmp_path, monkeypatch):
+    """A compaction that does not load back the same (a bug, RuntimeError) must not stop unpack's settling: the
+    checkpoint stays as it was (carried, since it is too big for git) and the other runs are settled."""
+    import se_res2net.training.checkpoint as ck_mod
+    from se_res2net.training.transfer import settle_checkpoints
+
+    runs, resume = tmp_path / "runs", tmp_path / "resume"
+    ck = runs / "full" / "checkpoints"
+    write_record(runs, make_record("resnet56", 0, None, status="running", logged=3))
+    save_checkpoint(ck / "resnet56_seed0.pt", _trained_like(50_000, 0))
+    write_record(runs, make_record("resnet56", 1, 6.0))  # complete: its checkpoint goes
+    save_checkpoint(ck / "resnet56_seed1.pt", _trained_like(1_000, 1))
+    original = (ck / "resnet56_seed0.pt").read_bytes()
+    monkeypatch.setattr(ck_mod, "same_payload", lambda a, b: False)
+    done = settle_checkpoints(runs, resume, limit=len(original) - 1)
+    assert done["compacted"] == [] and done["removed"] == [str(ck / "resnet56_seed1.pt")]
+    moved = resume / "full" / "checkpoints" / "resnet56_seed0.pt"
+    assert done["moved"] == [str(moved)] and moved.read_bytes() == original

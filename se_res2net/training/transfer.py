@@ -2,8 +2,9 @@
 
 ``se-res2net pack OUT --runs-root book/runs [--extra DIR ...] [--weights RUN ...]`` gathers, in this order of
 priority, every run record and sweep plan, the executed notebooks, the workers' logs, the extra folders
-(benchmark results, versions, the sweep's log), model-only weights of the named runs that are complete (one
-not finished yet is listed, not an error: its checkpoint travels), and the checkpoints of runs that are **not**
+(benchmark results, versions, the sweep's log), model-only final weights of every complete run (``--weights``
+names runs whose weights must come back: one not finished yet is listed, not an error, since its checkpoint
+travels), and the checkpoints of runs that are **not**
 complete (so they resume elsewhere; a complete run's checkpoint stays behind; each travels compacted, the same
 tensors bit for bit, :func:`checkpoint.compacted_bytes`), and last, optionally, the
 sweep's torch.compile cache (``--compile-cache``; the next block's compiles load it, :func:`seed_compile_cache`;
@@ -121,7 +122,10 @@ def compile_cache_archive(cache_dir: PathLike, machine: Mapping[str, Any]) -> by
             rel = path.relative_to(root)
             if not path.is_file() or rel.parts[0] == "locks" or path.suffix in (".lock", ".tmp") or is_atomic_temp(path):
                 continue
-            tar.add(path, arcname=f"cache/{rel.as_posix()}", recursive=False)
+            try:
+                tar.add(path, arcname=f"cache/{rel.as_posix()}", recursive=False)
+            except FileNotFoundError:  # renamed away since the listing (a compile finishing): no entry yet
+                continue
     return buf.getvalue()
 
 
@@ -182,8 +186,9 @@ def collect(
     """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority, and the
     ``weights`` runs whose final weights cannot be packed yet (run → why).
 
-    Final weights exist only for a complete run: a run not finished yet (or not started) is no error, since its
-    checkpoint travels to resume, and one missing name must not cost the whole pack at the end of a GPU block.
+    Every complete run with a checkpoint travels as its final weights (model state only). ``weights`` names runs
+    whose weights are wanted: one not finished yet (or not started) is no error, since its checkpoint travels to
+    resume, and one missing name must not cost the whole pack at the end of a GPU block.
     """
     from .records import read_record
 
@@ -215,14 +220,15 @@ def collect(
                 status, done = record["status"], len(record.get("epochs") or [])
             except (FileNotFoundError, ValueError):
                 status, done = None, 0
-            if name in wanted_weights:
-                if status == "complete":
-                    data = _model_weights(ckpt)
-                    items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
-                    packed_weights.add(name)
-                else:
-                    pending[name] = (f"{pdir.name}/{name} is not complete ({done} epoch(s) logged): its checkpoint "
-                                     "travels to resume; pack its weights once it has finished")
+            if status == "complete":
+                # every complete run's final model comes back: its checkpoint stays behind, and without the
+                # weights nobody could check its record's error, or run Grad-CAM on it, anywhere else
+                data = _model_weights(ckpt)
+                items.append(Item(ckpt, f"{base}/weights/{name}.pt", "weights", len(data), data))
+                packed_weights.add(name)
+            elif name in wanted_weights:
+                pending[name] = (f"{pdir.name}/{name} is not complete ({done} epoch(s) logged): its checkpoint "
+                                 "travels to resume; pack its weights once it has finished")
             if status != "complete":
                 items.append(Item(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint", ckpt.stat().st_size,
                                   epochs_done=done))
@@ -240,8 +246,12 @@ def collect(
             rel = path.name if e.is_file() else f"{e.name}/{path.relative_to(e).as_posix()}"
             add(path, f"extra/{rel}", "extra")
     if compile_cache is not None:
-        data = compile_cache_archive(*compile_cache)
-        items.append(Item(Path(compile_cache[0]), COMPILE_CACHE_MEMBER, "cache", len(data), data))
+        try:
+            data = compile_cache_archive(*compile_cache)
+        except Exception as exc:  # optional: a cache that cannot be read must not cost the block's results
+            log.warning("the compile cache %s is left out: %s: %s", compile_cache[0], type(exc).__name__, exc)
+        else:
+            items.append(Item(Path(compile_cache[0]), COMPILE_CACHE_MEMBER, "cache", len(data), data))
     items = _compact_checkpoints(items)
     order = {k: i for i, k in enumerate(_PRIORITY)}
     # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
@@ -512,7 +522,7 @@ def _compact_if_over(ckpt: Path, limit: int) -> bool:
     except LockBusy as exc:
         log.warning("%s was not compacted: its run is training (%s); compact it once it stops", ckpt, exc)
         return False
-    except ValueError as exc:  # unreadable: left as it is; resuming from it names the problem
+    except (ValueError, RuntimeError) as exc:  # unreadable, or its compacted copy failed the check: left as it is
         log.warning("%s was not compacted: %s", ckpt, exc)
         return False
     log.info("compacted %s: %d -> %d bytes", ckpt, before, after)
@@ -944,8 +954,9 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default=None, help="path of the runs root inside the archives (default: as given)")
     p.add_argument("--extra", action="append", default=[], metavar="PATH", help="a file or folder to add, repeatable")
     p.add_argument("--weights", nargs="+", default=[], metavar="RUN",
-                   help="add model-only final weights of these runs, e.g. se_res2net29_seed0 (a run not complete yet is "
-                        "listed as WEIGHTS NOT PACKED; its checkpoint travels to resume)")
+                   help="runs whose model-only final weights must come back, e.g. se_res2net29_seed0 (every complete "
+                        "run's weights are packed; one named here that is not complete yet is listed as WEIGHTS NOT "
+                        "PACKED: its checkpoint travels to resume)")
     p.add_argument("--compile-cache", default=None, metavar="DIR",
                    help="also torch.compile's cache folder (TORCHINDUCTOR_CACHE_DIR), last of all and optional: "
                         "left out without failing when it does not fit; unpack puts it in " + COMPILE_CACHE_MEMBER)
