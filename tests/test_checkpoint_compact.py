@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fakes import make_record, write_record
-from se_res2net.training.checkpoint import (COMPACT, compact_checkpoint, is_compacted, load_checkpoint,
+from se_res2net.training.checkpoint import (COMPACT, checkpoint_epoch, compact_checkpoint, is_compacted, load_checkpoint,
                                             same_payload, save_checkpoint)
 
 
@@ -30,8 +30,10 @@ def test_compacting_is_lossless_smaller_and_idempotent(tmp_path):
     payload = _trained_like()
     save_checkpoint(path, payload)
     plain, plain_size = load_checkpoint(path), path.stat().st_size
+    assert checkpoint_epoch(path) == plain["epoch"]
 
     before, after = compact_checkpoint(path)
+    assert checkpoint_epoch(path) == plain["epoch"]  # from the outer dict, the payload not expanded
 
     assert (before, after) == (plain_size, path.stat().st_size)
     assert after < 0.9 * before  # the sign/exponent plane compresses; the mantissas do not

@@ -233,6 +233,48 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_on_resume(tmp_pa
     assert train(cfg, tmp_path, resume=True, progress=False)["status"] == "complete"  # nothing lost: none saved
 
 
+def test_a_checkpoint_older_than_the_record_is_refused_not_resumed_silently(tmp_path, monkeypatch):
+    """A GPU block brought back a record of epoch 3 but not its checkpoint, and the epoch-1 checkpoint is still
+    here: resuming from it would cut epochs 2-3 out of the record and train them again. Refused, nothing written;
+    moving the record away is the explicit way to go back."""
+    import shutil
+
+    cfg = tiny_config(epochs=5, milestones=(2,))
+    ckpt = tmp_path / "checkpoints" / "res2net29_seed0.pt"
+    _interrupted_run(tmp_path, monkeypatch, cfg)  # stopped in epoch 2: the epoch-1 checkpoint
+    shutil.copy2(ckpt, tmp_path / "epoch1.pt")
+    _interrupted_run_at(tmp_path, monkeypatch, cfg, stop_at=4)  # resumed, stopped in epoch 4: record and checkpoint at 3
+    shutil.copy2(tmp_path / "epoch1.pt", ckpt)  # the newer checkpoint lost, the older one back
+    rec_path = tmp_path / "res2net29_seed0.json"
+    before = (rec_path.read_bytes(), ckpt.read_bytes())
+    assert len(read_record(rec_path)["epochs"]) == 3
+    with pytest.raises(FileNotFoundError, match=r"logged 3 epoch\(s\) but its checkpoint .* is of epoch 1.*--force"):
+        train(cfg, tmp_path, resume=True, progress=False)
+    assert (rec_path.read_bytes(), ckpt.read_bytes()) == before
+    rec_path.rename(tmp_path / "moved-away.json")  # the explicit way: epochs 2-3 are trained again
+    assert [e["epoch"] for e in train(cfg, tmp_path, resume=True, progress=False)["epochs"]] == [1, 2, 3, 4, 5]
+
+
+def _interrupted_run_at(tmp_path, monkeypatch, cfg, stop_at):
+    """Resume ``cfg`` and stop it (KeyboardInterrupt) in the evaluation of epoch ``stop_at``."""
+    import se_res2net.training.trainer as trainer_mod
+
+    real = trainer_mod.evaluate
+    start = len(read_record(tmp_path / "res2net29_seed0.json")["epochs"])
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if start + calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path, resume=True, progress=False)
+    monkeypatch.setattr(trainer_mod, "evaluate", real)
+
+
 # ----------------------------------------------------------------------------- divergence
 def test_huge_lr_diverges_into_a_failed_record(tmp_path):
     with pytest.raises(RuntimeError, match=r"diverged.*lower --lr"):

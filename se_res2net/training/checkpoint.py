@@ -194,6 +194,17 @@ def _plain_payload(p: Path) -> Optional[Dict[str, Any]]:
     return _checked(data, p)
 
 
+def checkpoint_epoch(path: PathLike) -> int:
+    """The epoch a checkpoint was written at, read without expanding a compacted one (its outer dict names it)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
+    data = _read(p, "cpu")
+    if isinstance(data, dict) and data.get("container") == COMPACT:
+        return int(data["epoch"])
+    return int(_checked(data, p)["epoch"])
+
+
 def _load_bytes(blob: bytes) -> Any:
     import torch
 

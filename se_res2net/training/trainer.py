@@ -789,6 +789,18 @@ def _finished_run(
         if is_stranded(existing, ckpt_path):
             # resuming from epoch 0 would overwrite the measured epochs: a lost checkpoint is the user's call
             raise FileNotFoundError(stranded_message(rec_path, ckpt_path, len(existing["epochs"])))
+        if ckpt_path.exists():
+            from .checkpoint import checkpoint_epoch
+
+            # an older checkpoint than the record (the newer one did not come back from a GPU block, say):
+            # resuming from it would silently cut the record's later epochs and retrain them
+            at, logged = checkpoint_epoch(ckpt_path), len(existing["epochs"])
+            if at < logged:
+                raise FileNotFoundError(
+                    f"{rec_path} has logged {logged} epoch(s) but its checkpoint {ckpt_path} is of epoch {at}: the "
+                    f"checkpoint of epoch {logged} is missing. Bring it back to resume; or move {rec_path} away to "
+                    f"resume from epoch {at} (epochs {at + 1}-{logged} are then trained again), or pass --force to "
+                    "start afresh")
     elif not (force or resume) and ckpt_path.exists():
         raise FileExistsError(
             f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
