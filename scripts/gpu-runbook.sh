@@ -38,7 +38,7 @@
 #   scripts/gpu-runbook.sh stop                 SIGTERM the detached sweep (its runs resume next time)
 #   scripts/gpu-runbook.sh pack OUT_DIR [PACK ARGS]  <= 8 archives of <= 16 MiB (se-res2net pack), the sweep's
 #                                               compile cache last (unpack puts it in .xfer/compile-cache/)
-#   scripts/gpu-runbook.sh unpack DIR           (here) verify and extract archives into the checkout; delete the
+#   scripts/gpu-runbook.sh unpack DIR [--force] (here) verify and extract archives into the checkout; delete the
 #                                               checkpoints of complete runs; compact (lossless) those >= 6 MB,
 #                                               move those still >= 6 MB to .xfer/resume;
 #                                               file results/ and logs/ in benchmarks/gpu/block-<time>/
@@ -686,9 +686,14 @@ EOF
     ;;
 
   unpack)
-    [ -n "${1:-}" ] || die "usage: $0 unpack ARCHIVE_DIR"
+    [ -n "${1:-}" ] || die "usage: $0 unpack ARCHIVE_DIR [--force]"
     dest=${UNPACK_DEST:-$REPO}
-    se unpack "$1" --dest "$dest"
+    archives=$1; shift
+    # a conflict (a complete local record that differs: exit 1) or a broken set of archives (nothing extracted)
+    # must not leave the lifted checkpoints out of the tree: settle, restore and file run all the same, and this
+    # step ends with unpack's status
+    unpack_rc=0
+    se unpack "$archives" --dest "$dest" "$@" || unpack_rc=$?
     # a complete run needs no checkpoint; an unfinished one's of >= COMMIT_LIMIT bytes (default 6 MB) is compacted
     # (lossless); if it is still that big, git cannot hold it: it goes to .xfer/resume, to be carried to the next
     # block (`calls` plans it, `stash` takes it)
@@ -714,6 +719,10 @@ for new, old in done['duplicates']: print('already filed, byte for byte, as', ol
 for path in done['parity']: print('the GPU parity check, for the protocol chapter:', path)" "$dest"
     if [ -f "$dest/.xfer/compile-cache/inductor.tar.gz" ]; then
       echo "the sweep's compile cache, for the next block: $dest/.xfer/compile-cache ($(du -h "$dest/.xfer/compile-cache/inductor.tar.gz" | cut -f1); 'calls' carries it, 'start' seeds from it)"
+    fi
+    if [ "$unpack_rc" -ne 0 ]; then
+      echo "unpack ended with status $unpack_rc (see its message above); what prepare lifted is back in place" >&2
+      exit "$unpack_rc"
     fi
     ;;
 

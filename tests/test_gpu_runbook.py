@@ -623,6 +623,18 @@ def test_prepare_lifts_the_committed_checkpoints_out_of_the_tree_and_unpack_puts
     assert _git(repo, "status", "--porcelain") == "" and not (xfer / "lifted").exists()
     assert {p.stem: p.read_bytes() for p in ckpts.glob("*.pt")} == old
 
+    # a broken set of archives (one cut in half on its way) extracts nothing, and unpack fails, but only after it
+    # has put back what `prepare` lifted: the checkout is as committed
+    assert run("prepare", str(SAMPLE)).returncode == 0
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for arch in (tmp_path / "out").glob("results-*.tar.gz"):
+        (broken / arch.name).write_bytes(arch.read_bytes()[: arch.stat().st_size // 2])
+    out = run("unpack", str(broken))
+    assert out.returncode != 0 and "cannot be read" in out.stderr and "back in place" in out.stderr
+    assert _git(repo, "status", "--porcelain") == "" and not (xfer / "lifted").exists()
+    assert {p.stem: p.read_bytes() for p in ckpts.glob("*.pt")} == old
+
 
 def test_a_commit_made_while_lifted_loses_no_checkpoint(tmp_path):
     """Between `prepare` and `unpack` the deletions are staged, so a plain `git commit` records them. `restore`

@@ -527,3 +527,51 @@ def test_finalize_compares_weights_bit_for_bit_so_nan_weights_are_the_same_weigh
                          "epoch": 30})
     with pytest.raises(FileExistsError, match="--force"):
         finalize_runs(runs, keep_checkpoints=True)
+
+
+def test_unpack_checks_the_whole_set_of_archives_before_it_writes_anything(tmp_path):
+    """A set that lacks an archive, holds a corrupt member or a cut archive extracts nothing: extracting the first
+    archives of a broken set would leave records of epoch N beside checkpoints of an earlier epoch."""
+    import shutil
+    import tarfile
+
+    from se_res2net.training.transfer import _OVERHEAD, pack_results, unpack_results
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_record(runs, make_record("res2net29", seed, None, status="running", logged=3))
+        _ckpt(runs / "full" / "checkpoints" / f"res2net29_seed{seed}.pt", 300_000)
+    # room for one checkpoint per archive: two archives
+    s = pack_results(tmp_path / "out", runs, prefix="book/runs", max_bytes=_OVERHEAD + 400_000)
+    archives = sorted((tmp_path / "out").glob("results-*.tar.gz"))
+    assert len(archives) == 2 and not s["left_out"]
+
+    def fails(folder, match):
+        dest = tmp_path / f"dest-{folder.name}"
+        dest.mkdir()
+        with pytest.raises(ValueError, match=match):
+            unpack_results(folder, dest)
+        assert list(dest.rglob("*")) == []  # nothing written
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy2(archives[0], one)
+    fails(one, "one of 2 archives.*holds 1.*nothing was extracted")
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tmp_path / "out", bad)
+    with tarfile.open(archives[1]) as tar:  # the same manifest, one member's bytes changed
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(bad / archives[1].name, "w:gz") as tar:
+        for m, data in members:
+            data = data[:-1] + bytes([data[-1] ^ 1]) if m.name.endswith(".pt") else data
+            tar.addfile(m, io.BytesIO(data))
+    fails(bad, "does not match its manifest.*nothing was extracted")
+
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "out", cut)
+    (cut / archives[1].name).write_bytes(archives[1].read_bytes()[: archives[1].stat().st_size // 2])
+    fails(cut, "cannot be read.*copy it again")
+
+    dest = tmp_path / "dest-whole"
+    assert len(unpack_results(tmp_path / "out", dest)["extracted"]) == 4  # the whole set: two records, two checkpoints

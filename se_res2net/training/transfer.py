@@ -396,25 +396,42 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
         except (FileNotFoundError, ValueError):
             return None
 
-    # first every archive's records, so that a run's checkpoint follows its record's verdict in any archive order
+    # First every archive checked whole, before anything is written: a set that lacks an archive, or holds a
+    # corrupt member, changes nothing here (a half-extracted set would leave records beside older checkpoints).
+    # Then every archive's records, so that a run's checkpoint follows its record's verdict in any archive order.
     behind: Set[Tuple[str, str]] = set()
     for archive in archives:
-        with tarfile.open(archive, "r:gz") as tar:
-            mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
-            if len(mnames) != 1:
-                raise ValueError(f"{archive} has no manifest; it was not written by 'se-res2net pack'")
-            for entry in json.loads(tar.extractfile(mnames[0]).read())["files"]:
-                key = _run_key(PurePosixPath(entry["path"]))
-                if entry["kind"] != "record" or key is None:
-                    continue
-                local = local_record(key)
-                fh = tar.extractfile(entry["path"])
-                try:
-                    theirs = json.loads(fh.read()) if fh is not None else None
-                except ValueError:
-                    theirs = None
-                if local is not None and _logged_epochs(local) > _logged_epochs(theirs):
-                    behind.add(key)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
+                if len(mnames) != 1:
+                    raise ValueError(f"{archive} has no manifest; it was not written by 'se-res2net pack'")
+                manifest = json.loads(tar.extractfile(mnames[0]).read())
+                if manifest.get("of") is not None and int(manifest["of"]) != len(archives):
+                    raise ValueError(f"{archive} is one of {manifest['of']} archives, but {src} holds {len(archives)} "
+                                     "(results-*.tar.gz): bring them all into one folder; nothing was extracted")
+                for entry in manifest["files"]:
+                    try:
+                        fh = tar.extractfile(entry["path"])
+                    except KeyError:  # listed in the manifest, absent from the archive
+                        fh = None
+                    data = fh.read() if fh is not None else None
+                    if data is None or _sha256(data) != entry["sha256"]:
+                        raise ValueError(f"{archive}: {entry['path']} is missing or does not match its manifest "
+                                         "(corrupt transfer); nothing was extracted")
+                    key = _run_key(PurePosixPath(entry["path"]))
+                    if entry["kind"] != "record" or key is None:
+                        continue
+                    local = local_record(key)
+                    try:
+                        theirs = json.loads(data)
+                    except ValueError:
+                        theirs = None
+                    if local is not None and _logged_epochs(local) > _logged_epochs(theirs):
+                        behind.add(key)
+        except (tarfile.TarError, EOFError, OSError) as exc:  # cut short or not a tar.gz at all
+            raise ValueError(f"{archive} cannot be read ({type(exc).__name__}: {exc}); copy it again; nothing "
+                             "was extracted") from None
 
     extracted, kept, newer = [], [], []
     for archive in archives:
