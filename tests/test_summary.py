@@ -126,13 +126,18 @@ def test_environments_report_versions_and_recorded_provenance(tmp_path):
     # a run resumed on other hardware counts each machine once, beside the runs that trained on one of them
     moved = make_record("res2net29", 1, 3.5, "full")
     start = moved["provenance"]["torch"] = "1.0.0"
-    moved["resumes"] = [{"epoch": 100, "device_name": "Other GPU", "device": "cuda", "torch": "9.9.9"},
-                        {"epoch": 300, "device_name": "Third GPU", "device": "cuda", "torch": "0.0.1"}]  # no epoch left
+    moved["provenance"].update(git_commit="a" * 40, python="3.11.7")
+    moved["resumes"] = [{"epoch": 100, "device_name": "Other GPU", "device": "cuda", "torch": "9.9.9",
+                         "git_commit": "b" * 40, "python": "3.12.3"},
+                        {"epoch": 300, "device_name": "Third GPU", "device": "cuda", "torch": "0.0.1",
+                         "git_commit": "c" * 40}]  # no epoch left
     write_record(tmp_path, moved)
     runs = summary.run_environments(load_records(tmp_path, include_failed=True))
     assert runs.loc[0, "hardware"] == "Fake GPU, Other GPU"  # not the machine of a resume that trained nothing
     assert load_records(tmp_path).set_index("seed").at[1, "torch"] == f"{start} + 9.9.9"  # the resume that trained
     assert runs.loc[0, "torch"] == "1.0.0, 9.9.9"
+    # the code and the Python of each session that trained, the resumes' too (not the one that trained nothing)
+    assert runs.loc[0, "code commit(s)"] == "aaaaaaa, bbbbbbb" and runs.loc[0, "Python"] == "3.11.7, 3.12.3"
 
 
 def _claim(quote, section):

@@ -355,3 +355,24 @@ def test_cli_test_with_a_bad_checkpoint(tmp_path, capsys):
     bad.write_bytes(b"junk")
     rc, err = _cli(tmp_path, capsys, "test", "--checkpoint", str(bad), "--data", "sample")
     assert rc == 2 and "cannot be read" in err and len(err.splitlines()) == 1
+
+
+def test_a_resume_records_its_own_session_and_trains_with_its_own_sgd_implementation(tmp_path, monkeypatch):
+    """A resume entry says of its session what the start's provenance says of the start's (commit, Python,
+    threads, the fast-path switches), and the SGD implementation it records is the one that steps: loading the
+    checkpoint's optimizer state must not bring back the earlier session's fused/foreach flags."""
+    import se_res2net.training.trainer as trainer_mod
+
+    _interrupted_run(tmp_path, monkeypatch, tiny_config(epochs=3, milestones=(2,), sgd_impl="forloop"))
+    seen = []
+    real = trainer_mod._run_epoch
+    monkeypatch.setattr(trainer_mod, "_run_epoch",
+                        lambda run: seen.append([g["foreach"] for g in run.optimizer.param_groups]) or real(run))
+    rec = train(tiny_config(epochs=3, milestones=(2,), sgd_impl="foreach"), tmp_path, resume=True, progress=False)
+    (entry,) = rec["resumes"]
+    assert rec["provenance"]["sgd_impl"] == "forloop" and entry["sgd_impl"] == "foreach"
+    assert seen and all(flags == [True] for flags in seen)
+    for key in ("git_commit", "git_dirty", "python", "platform", "torch_threads", "bf16", "channels_last",
+                "compile", "compile_mode"):
+        assert key in entry, key
+    assert entry["python"] == rec["provenance"]["python"] and entry["bf16"] is False

@@ -209,12 +209,15 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     return " + ".join(sorted(kinds)) or device_kind((rec.get("provenance") or {}).get("device"))
 
 
-def _torch_versions(rec: Mapping[str, Any]) -> Optional[str]:
-    """The torch versions that trained a run's epochs, in order, joined by " + " (a run resumed in another
-    environment names each; ``provenance`` holds the start's, always named, each entry of ``resumes`` its own)."""
-    used = [(rec.get("provenance") or {}).get("torch")]
-    used += [entry.get("torch") for k, entry, _, _ in trained_spans(rec) if k > 0]
+def _session_values(rec: Mapping[str, Any], key: str) -> Optional[str]:
+    """The values of ``key`` (``torch``, ``python``, ``platform``, ``git_commit``) of the sessions that trained a
+    run's epochs, in order, each once, joined by " + " (a run resumed in another environment names each:
+    ``provenance`` holds the start's, always named, each entry of ``resumes`` that trained an epoch its own; an
+    entry from before resumes recorded ``key`` adds nothing)."""
+    used = [(rec.get("provenance") or {}).get(key)]
+    used += [entry.get(key) for k, entry, _, _ in trained_spans(rec) if k > 0]
     return " + ".join(dict.fromkeys(str(v) for v in used if v)) or None
+
 
 
 def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
@@ -373,8 +376,9 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "train_size": _num(prov.get("train_size")),
             "test_size": _num(prov.get("test_size")),
             # where and when it ran, for the summary and status pages
-            **{k: prov.get(k) for k in ("start_time", "end_time", "python", "platform", "git_commit")},
-            "torch": _torch_versions(rec),
+            **{k: prov.get(k) for k in ("start_time", "end_time")},
+            # of every session that trained an epoch (a resumed run may name several, joined by " + ")
+            **{k: _session_values(rec, k) for k in ("torch", "python", "platform", "git_commit")},
             "trained_on": _trained_on(spans) if spans else (names[0] if names else NOT_RECORDED),
             "devices": len(names),
             "device_kinds": training_device_kinds(rec),

@@ -55,6 +55,7 @@ import hashlib
 import json
 import logging
 import math
+import platform
 import re
 import time
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from .records import (
     checkpoint_path,
     code_hash,
     device_info,
+    git_state,
     provenance,
     read_record,
     record_path,
@@ -899,7 +901,12 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     config, device = run.config, run.device
     ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=run.ck_config, config_keys=CHECKPOINT_KEYS)
     run.model.load_state_dict(ck["state_dict"])
+    # load_state_dict also takes the saved groups' implementation flags (fused / foreach): this session's own
+    # choice (recorded below) is put back, the hyperparameters and momenta stay the checkpoint's
+    impl = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in run.optimizer.param_groups]
     run.optimizer.load_state_dict(ck["optimizer"])
+    for group, own in zip(run.optimizer.param_groups, impl):
+        group.update(own)
     run.scheduler.load_state_dict(ck["scheduler"])
     rng = ck["rng"]
     torch.set_rng_state(rng["torch"])
@@ -912,10 +919,14 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     record["failure"] = None
     record["config"] = config.to_dict()  # non-result settings (device, progress, checkpoint_every, ...) may change
     # the device, torch and CUDA that train on from here: a run may resume on other hardware than it started on
-    info = device_info(device)
+    info, fast = device_info(device), run.fast
     record.setdefault("resumes", []).append(
         {"epoch": start_epoch, "time": utc_now(), "device": info["device"], "device_name": info["device_name"],
-         "torch": torch.__version__, "cuda": info["cuda"], "code": code, "sharing": sharing_info(device)}
+         "torch": torch.__version__, "cuda": info["cuda"], "code": code, "sharing": sharing_info(device),
+         # what the start's provenance says of its session, said again of this one
+         **git_state(), "python": platform.python_version(), "platform": platform.platform(),
+         "torch_threads": torch.get_num_threads(), "bf16": fast.bf16, "channels_last": fast.channels_last,
+         "compile": bool(config.compile), "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl}
     )
     if record.get("code", {}).get("sha256") != code["sha256"]:
         log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
