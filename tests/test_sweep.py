@@ -52,6 +52,20 @@ def test_sweep_runs_skips_and_reports_failures(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in files} == files
     assert _temps(tmp_path) == []
 
+    # a complete run whose notebook ended in an error (its kernel killed after the last epoch) is rendered again,
+    # its record left as it is; a notebook that cannot be read, too
+    nb_path, rec_path = out / "res2net29_seed0.ipynb", out / "res2net29_seed0.json"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["papermill"]["exception"] = True
+    nbformat.write(nb, nb_path)
+    (out / "resnet56_seed0.ipynb").write_text("{ not json")
+    record = rec_path.read_bytes()
+    third = run_sweep("smoke", models=MODELS, seeds=[0], jobs=1, out_root=tmp_path, overrides=TINY, progress=False)
+    assert sorted(o.model for o in third.completed) == sorted(MODELS) and not third.skipped and third.ok
+    assert rec_path.read_bytes() == record
+    for m in MODELS:
+        assert not nbformat.read(out / f"{m}_seed0.ipynb", as_version=4).metadata["papermill"]["exception"]
+
 
 @pytest.mark.slow
 def test_cli_exit_code_and_config_mismatch(tmp_path, capsys):

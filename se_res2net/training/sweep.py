@@ -410,11 +410,13 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
                         error=(f"{run.record} is a complete run with another configuration (differs in {diff}); "
                                "use --force to replace it or another --out-root"),
                     ), False
-            if run.notebook.exists():
+            if _rendered(run.notebook):
                 return RunOutcome(run.model, run.seed, "skipped", run.record, run.notebook,
                                   final_test_error=record.get("final_test_error")), False
-            # trained, but its sweep died before the executed notebook was in place: render it again
-            log.info("%s is complete but has no executed notebook; executing it to render the record", run.name)
+            # trained, but its sweep died before the executed notebook was in place (or left one that ended in an
+            # error, e.g. a kernel killed after the last epoch): render it again
+            log.info("%s is complete but has no executed notebook that ran to its end; executing it to render the "
+                     "record", run.name)
             return None, True
         if record["status"] == "running" and is_stranded(record, run.checkpoint):
             # stranded (se_res2net.training.progress): the trainer would refuse it; say so without touching the
@@ -428,6 +430,16 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
 
 def _existing(p: Path) -> Optional[Path]:
     return p if p.exists() else None
+
+
+def _rendered(notebook: Path) -> bool:
+    """Whether ``notebook`` is an executed notebook that papermill ran to its end (no ``metadata.papermill.
+    exception``): a readable one, since the book renders it as the run's page."""
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+    return not (meta.get("papermill") or {}).get("exception")
 
 
 def _epochs_done(path: Path) -> Tuple[int, int]:
