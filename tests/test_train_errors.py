@@ -376,3 +376,25 @@ def test_a_resume_records_its_own_session_and_trains_with_its_own_sgd_implementa
                 "compile", "compile_mode"):
         assert key in entry, key
     assert entry["python"] == rec["provenance"]["python"] and entry["bf16"] is False
+
+
+def test_a_first_checkpoint_that_fails_to_save_does_not_strand_the_run(tmp_path, monkeypatch):
+    """A full disk (or Ctrl-C) during the first save: the failed record must not name a checkpoint that was never
+    written, or every later resume would refuse it as stranded."""
+    import se_res2net.training.checkpoint as ck_mod
+
+    real = ck_mod.save_checkpoint
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck_mod, "save_checkpoint", full_disk)
+    cfg = tiny_config(epochs=2, milestones=(1,))
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, tmp_path, progress=False)
+    rec = read_record(tmp_path / "res2net29_seed0.json")
+    assert rec["status"] == "failed" and rec["checkpoint"] is None and len(rec["epochs"]) == 1
+    monkeypatch.setattr(ck_mod, "save_checkpoint", real)
+    done = train(cfg, tmp_path, resume=True, progress=False)  # nothing to resume from: it starts again
+    assert done["status"] == "complete" and done["checkpoint"] == "checkpoints/res2net29_seed0.pt"
+    assert load_checkpoint(tmp_path / done["checkpoint"])["record"]["checkpoint"] == done["checkpoint"]

@@ -1002,12 +1002,13 @@ def _save_checkpoint(run: _Run, record: Dict[str, Any], path: Path, rel_path: st
     rng = {"torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
            "order": run.order_gen.get_state(), "augment": run.aug_gen.get_state()}
-    record["checkpoint"] = rel_path
     save_checkpoint(path, {
         "model": run.config.model, "model_kwargs": run.config.model_kwargs_dict, "state_dict": run.model.state_dict(),
         "epoch": epoch_done, "config": run.ck_config, "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "rng": rng, "record": _jsonable(record),
+        "scheduler": run.scheduler.state_dict(), "rng": rng, "record": _jsonable(dict(record, checkpoint=rel_path)),
     })
+    # only once the file is there: a record that names a checkpoint never written would strand its run
+    record["checkpoint"] = rel_path
 
 
 def _report_epoch(bar: Any, entry: Mapping[str, Any], name: str, epochs: int, progress: bool) -> None:
