@@ -156,3 +156,27 @@ def test_runs_with_a_checkpoint_to_resume_start_before_new_ones(tmp_path, monkey
               overrides=TINY, progress=False)
     assert handed == ["res2net29_seed2", "se_res2net29_seed2", "res2net29_seed1", "se_res2net29_seed1",
                       "resnet56_seed1", "resnet56_seed2"]
+
+
+def test_a_lock_probe_at_a_runs_start_does_not_make_it_busy(tmp_path, monkeypatch):
+    """`progress` (polled during a GPU block) and `settle` probe a run's lock by taking it for an instant; a run
+    starting at that instant waits for it rather than being reported busy and left out of its sweep."""
+    import threading
+
+    import se_res2net.training.sweep as sw
+    from se_res2net.training.locks import RunLock, sweep_lock_path
+
+    prof = get_profile("smoke")
+    params = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=TINY)
+    run = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(params.items()), "python3")
+    done = sw.RunOutcome(run.model, run.seed, "skipped", run.record, None)
+    monkeypatch.setattr(sw, "_skip_reason", lambda r, p: (done, False))
+    probe = RunLock(sweep_lock_path(run.out_dir, run.name)).acquire()
+    threading.Timer(0.3, probe.release).start()
+    assert sw.run_one(run).status == "skipped"
+    held = RunLock(sweep_lock_path(run.out_dir, run.name)).acquire()  # a live holder: busy, after the grace
+    monkeypatch.setattr(sw, "LOCK_PROBE_GRACE_S", 0.2)
+    try:
+        assert sw.run_one(run).status == "busy"
+    finally:
+        held.release()

@@ -619,6 +619,9 @@ def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutc
     return outcome("completed", final_test_error=record["final_test_error"])
 
 
+LOCK_PROBE_GRACE_S = 2.0  # s a run's start waits for its sweep lock (RunLock.is_locked holds it for microseconds)
+
+
 def run_one(run: _Run, force: bool = False) -> RunOutcome:
     """Execute one run in this process: take its sweep lock, decide (skip / resume / busy), execute.
 
@@ -627,7 +630,9 @@ def run_one(run: _Run, force: bool = False) -> RunOutcome:
     """
     lock = RunLock(sweep_lock_path(run.out_dir, run.name), what=f"se-res2net sweep {run.name}")
     try:
-        lock.acquire()
+        # a few seconds: `progress` and `settle` probe the lock by taking it for an instant, and a probe that
+        # meets this start must not make the run "busy" for the whole sweep
+        lock.acquire(timeout_s=LOCK_PROBE_GRACE_S)
     except LockBusy as exc:
         return RunOutcome(run.model, run.seed, "busy", run.record, _existing(run.notebook),
                           error=f"another process is executing it ({exc})")
