@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import nbformat
 import pytest
@@ -180,3 +181,24 @@ def test_a_lock_probe_at_a_runs_start_does_not_make_it_busy(tmp_path, monkeypatc
         assert sw.run_one(run).status == "busy"
     finally:
         held.release()
+
+
+def test_the_sweep_never_marks_failed_a_run_that_another_process_is_training(tmp_path, monkeypatch):
+    """The sweep's attempt failed (e.g. its trainer gave up waiting for the train lock of a hand-started
+    `se-res2net train --resume`): the live trainer writes that record, and a "failed" written between its writes
+    could replace its complete record. A run nobody trains is marked failed as before."""
+    import se_res2net.training.sweep as sw
+    from se_res2net.training.locks import RunLock, train_lock_path
+
+    prof = get_profile("smoke")
+    params = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=TINY)
+    run = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(params.items()), "python3")
+    live = RunLock(train_lock_path(run.out_dir, run.name)).acquire()
+    try:
+        t0 = time.monotonic()
+        sw._mark_failed(run, "smoke", "RuntimeError: run res2net29_seed0 is being trained", "RuntimeError", 0.0)
+        assert not run.record.exists() and time.monotonic() - t0 >= 4.5  # waited its grace, wrote nothing
+    finally:
+        live.release()
+    sw._mark_failed(run, "smoke", "RuntimeError: the kernel died", "DeadKernelError", 0.0)
+    assert read_record(run.record)["status"] == "failed"

@@ -489,7 +489,24 @@ def _write_error_notebook(path: Path, run: _Run, error: str) -> None:
 
 def _mark_failed(run: _Run, profile_name: str, error: str, etype: str, started: float) -> None:
     """Make sure the run's record says ``failed``; a complete record is never touched, one the trainer
-    marked failed during this attempt is kept as it is."""
+    marked failed during this attempt is kept as it is, and so is the record of a run that another process is
+    training (its train lock held, after a few seconds' grace for a kernel on its way out): that trainer writes
+    it, and a "failed" written between its writes could replace its complete record."""
+    from .locks import LockBusy, RunLock, train_lock_path
+
+    lock = RunLock(train_lock_path(run.out_dir, run.name), what=f"se-res2net sweep marking {run.name} failed")
+    try:
+        lock.acquire(timeout_s=5.0)
+    except LockBusy as exc:
+        log.warning("%s: its record is left as it is, another process is training it (%s)", run.name, exc)
+        return
+    try:
+        _mark_failed_locked(run, profile_name, error, etype, started)
+    finally:
+        lock.release()
+
+
+def _mark_failed_locked(run: _Run, profile_name: str, error: str, etype: str, started: float) -> None:
     rec = run.record
     record: Optional[Dict[str, Any]] = None
     if rec.exists():
