@@ -681,6 +681,9 @@ EOF
       extras+=(--compile-cache "$HOME_DIR/inductor-sweep")
       [ -f "$RESULTS/machine.json" ] && extras+=(--compile-cache-machine "$RESULTS/machine.json")
     fi
+    # a checkpoint carried in that trained nothing here stays behind: the checkout has it (unpack's restore puts
+    # the lifted copy back), and the archives' room goes to the runs that did train
+    [ -d "$STAGE/resume" ] && extras+=(--skip-unchanged "$STAGE/resume")
     se pack "$out" --runs-root "$RUNS_ROOT" --prefix "$ARCHIVE_RUNS" "${extras[@]}" "$@"
     ls -l "$out"
     ;;

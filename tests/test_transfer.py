@@ -575,3 +575,32 @@ def test_unpack_checks_the_whole_set_of_archives_before_it_writes_anything(tmp_p
 
     dest = tmp_path / "dest-whole"
     assert len(unpack_results(tmp_path / "out", dest)["extracted"]) == 4  # the whole set: two records, two checkpoints
+
+
+def test_pack_leaves_behind_a_carried_checkpoint_that_trained_nothing(tmp_path):
+    """The block carried in every committed checkpoint, also of runs its sweep does not train (the CPU pair of
+    this checkout): one still byte for byte as it came stays behind, so the archives' room goes to what trained
+    (and git gets no new blob of the same epoch); one that trained on comes back."""
+    import argparse
+    import shutil
+    import tarfile
+
+    from se_res2net.training.transfer import add_pack_arguments, run_pack
+
+    runs, stage = tmp_path / "runs", tmp_path / "stage" / "resume"
+    for seed in (0, 1):
+        write_record(runs, make_record("res2net29", seed, None, profile="budget", status="running", logged=3))
+        _ckpt(runs / "budget" / "checkpoints" / f"res2net29_seed{seed}.pt", 1000 + seed)
+    shutil.copytree(runs / "budget" / "checkpoints", stage / "budget" / "checkpoints")
+    (runs / "budget" / "checkpoints" / "res2net29_seed1.pt").write_bytes(b"\x02" * 1001)  # seed 1 trained on here
+    p = argparse.ArgumentParser()
+    add_pack_arguments(p)
+    assert run_pack(p.parse_args([str(tmp_path / "out"), "--runs-root", str(runs), "--prefix", "book/runs",
+                                  "--skip-unchanged", str(tmp_path / "stage" / "resume")])) == 0
+    members = set()
+    for a in (tmp_path / "out").glob("results-*.tar.gz"):
+        with tarfile.open(a) as tar:
+            members |= set(tar.getnames())
+    assert "book/runs/budget/checkpoints/res2net29_seed1.pt" in members
+    assert "book/runs/budget/checkpoints/res2net29_seed0.pt" not in members
+    assert {"book/runs/budget/res2net29_seed0.json", "book/runs/budget/res2net29_seed1.json"} <= members

@@ -5,8 +5,9 @@ priority, every run record and sweep plan, the executed notebooks, the workers' 
 (benchmark results, versions, the sweep's log), model-only final weights of every complete run (``--weights``
 names runs whose weights must come back: one not finished yet is listed, not an error, since its checkpoint
 travels), and the checkpoints of runs that are **not**
-complete (so they resume elsewhere; a complete run's checkpoint stays behind; each travels compacted, the same
-tensors bit for bit, :func:`checkpoint.compacted_bytes`), and last, optionally, the
+complete (so they resume elsewhere; a complete run's checkpoint stays behind, and so does one that was carried
+in and trained nothing, ``--skip-unchanged``; each travels compacted, the same tensors bit for bit,
+:func:`checkpoint.compacted_bytes`), and last, optionally, the
 sweep's torch.compile cache (``--compile-cache``; the next block's compiles load it, :func:`seed_compile_cache`;
 left out without failing when it does not fit). It packs them into
 ``results-KK.tar.gz`` archives of at most ``max_bytes`` each, no more than ``max_files`` of them and no more
@@ -182,9 +183,14 @@ def collect(
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
     compile_cache: Optional[Tuple[PathLike, Mapping[str, Any]]] = None,
+    unchanged_from: Optional[PathLike] = None,
 ) -> Tuple[List[Item], Dict[str, str]]:
     """Everything worth bringing back from ``runs_root`` (``<profile>/...``) and ``extras``, by priority, and the
     ``weights`` runs whose final weights cannot be packed yet (run → why).
+
+    An unfinished run's checkpoint that is byte for byte the one at the same ``<profile>/checkpoints/`` path under
+    ``unchanged_from`` (where the block's resumable checkpoints were carried in) trained nothing here: it stays
+    behind, since the checkout it came from has it already (and the archives' room goes to what did train).
 
     Every complete run with a checkpoint travels as its final weights (model state only). ``weights`` names runs
     whose weights are wanted: one not finished yet (or not started) is no error, since its checkpoint travels to
@@ -230,6 +236,9 @@ def collect(
                 pending[name] = (f"{pdir.name}/{name} is not complete ({done} epoch(s) logged): its checkpoint "
                                  "travels to resume; pack its weights once it has finished")
             if status != "complete":
+                if unchanged_from is not None and _same_file(ckpt, Path(unchanged_from) / pdir.name / "checkpoints" / ckpt.name):
+                    log.info("%s is the checkpoint carried in, untrained here: it stays behind", ckpt)
+                    continue
                 items.append(Item(ckpt, f"{base}/checkpoints/{ckpt.name}", "checkpoint", ckpt.stat().st_size,
                                   epochs_done=done))
     for name in sorted(wanted_weights - packed_weights - set(pending)):
@@ -256,6 +265,11 @@ def collect(
     order = {k: i for i, k in enumerate(_PRIORITY)}
     # stable: keeps the folder order within a kind; checkpoints of the furthest trained runs first
     return sorted(items, key=lambda it: (order[it.kind], -it.epochs_done)), pending
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``b`` exists and holds the bytes of ``a``."""
+    return b.is_file() and a.stat().st_size == b.stat().st_size and _sha256(a.read_bytes()) == _sha256(b.read_bytes())
 
 
 def _compact_checkpoints(items: List[Item]) -> List[Item]:
@@ -315,6 +329,7 @@ def pack_results(
     extras: Sequence[PathLike] = (),
     weights: Sequence[str] = (),
     compile_cache: Optional[Tuple[PathLike, Mapping[str, Any]]] = None,
+    unchanged_from: Optional[PathLike] = None,
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     max_total: int = MAX_TOTAL,
@@ -325,7 +340,7 @@ def pack_results(
     if stale:
         raise FileExistsError(f"{out} already holds {stale}; pack into an empty folder (results are never overwritten)")
     prefix = prefix if prefix is not None else Path(runs_root).as_posix().strip("/")
-    items, weights_pending = collect(runs_root, prefix, extras, weights, compile_cache)
+    items, weights_pending = collect(runs_root, prefix, extras, weights, compile_cache, unchanged_from)
     bins, left = plan_archives(items, max_files, max_bytes, max_total)
     written = []
     for k, members in enumerate(bins, start=1):
@@ -979,6 +994,9 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
                         "left out without failing when it does not fit; unpack puts it in " + COMPILE_CACHE_MEMBER)
     p.add_argument("--compile-cache-machine", default=None, metavar="FILE",
                    help="the machine that compiled it, as 'se-res2net decide machine' writes it (default: this one)")
+    p.add_argument("--skip-unchanged", default=None, metavar="DIR",
+                   help="leave out each unfinished checkpoint that is byte for byte the one at the same "
+                        "<profile>/checkpoints/ path under DIR (carried in, untrained here: the checkout has it)")
     p.add_argument("--max-files", type=int, default=MAX_FILES, help=f"at most this many archives (default {MAX_FILES})")
     p.add_argument("--max-bytes", type=int, default=MAX_BYTES, help=f"bytes per archive (default {MAX_BYTES})")
     p.add_argument("--max-total", type=int, default=MAX_TOTAL, help=f"bytes of all archives (default {MAX_TOTAL})")
@@ -996,7 +1014,8 @@ def run_pack(args: argparse.Namespace) -> int:
             machine = this_machine()
         cache = (args.compile_cache, machine)
     s = pack_results(args.out, args.runs_root, prefix=args.prefix, extras=args.extra, weights=args.weights,
-                     compile_cache=cache, max_files=args.max_files, max_bytes=args.max_bytes,
+                     compile_cache=cache, unchanged_from=args.skip_unchanged, max_files=args.max_files,
+                     max_bytes=args.max_bytes,
                      max_total=args.max_total)
     if args.json:
         print(json.dumps(s, indent=2))
