@@ -398,3 +398,23 @@ def test_a_first_checkpoint_that_fails_to_save_does_not_strand_the_run(tmp_path,
     done = train(cfg, tmp_path, resume=True, progress=False)  # nothing to resume from: it starts again
     assert done["status"] == "complete" and done["checkpoint"] == "checkpoints/res2net29_seed0.pt"
     assert load_checkpoint(tmp_path / done["checkpoint"])["record"]["checkpoint"] == done["checkpoint"]
+
+
+def test_resuming_a_checkpoint_the_changed_model_code_cannot_load_names_the_fix(tmp_path, monkeypatch):
+    import se_res2net.training.checkpoint as ck_mod
+
+    cfg = tiny_config(epochs=3, milestones=(2,))
+    _interrupted_run(tmp_path, monkeypatch, cfg)
+    ckpt = tmp_path / "checkpoints" / "res2net29_seed0.pt"
+    real = ck_mod.load_checkpoint
+
+    def other_code(*a, **k):  # as if a layer had been renamed since the checkpoint was written
+        data = real(*a, **k)
+        data["state_dict"] = {f"renamed.{k}": v for k, v in data["state_dict"].items()}
+        return data
+
+    monkeypatch.setattr(ck_mod, "load_checkpoint", other_code)
+    before = (tmp_path / "res2net29_seed0.json").read_bytes(), ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"does not fit res2net29 as this code builds it.*--force"):
+        train(cfg, tmp_path, resume=True, progress=False)
+    assert ((tmp_path / "res2net29_seed0.json").read_bytes(), ckpt.read_bytes()) == before  # nothing written

@@ -900,7 +900,13 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
 
     config, device = run.config, run.device
     ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=run.ck_config, config_keys=CHECKPOINT_KEYS)
-    run.model.load_state_dict(ck["state_dict"])
+    try:
+        run.model.load_state_dict(ck["state_dict"])
+    except RuntimeError as exc:  # the model's code changed since the checkpoint was written
+        raise ValueError(
+            f"checkpoint {ckpt_path} does not fit {config.model} as this code builds it "
+            f"({str(exc).splitlines()[0]}); resume with the code that wrote it (its record names the commit), or "
+            "pass --force to start afresh") from None
     # load_state_dict also takes the saved groups' implementation flags (fused / foreach): this session's own
     # choice (recorded below) is put back, the hyperparameters and momenta stay the checkpoint's
     impl = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in run.optimizer.param_groups]
