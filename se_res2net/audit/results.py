@@ -219,7 +219,6 @@ def _session_values(rec: Mapping[str, Any], key: str) -> Optional[str]:
     return " + ".join(dict.fromkeys(str(v) for v in used if v)) or None
 
 
-
 def epoch_devices(rec: Mapping[str, Any]) -> List[Tuple[str, str]]:
     """``(device name, kind)`` of each logged epoch, in order (from :func:`trained_spans`: the start's
     ``provenance`` until the first resume, then each resume's device from its ``epoch`` on)."""
@@ -262,8 +261,7 @@ def epoch_log(root: PathLike = "book/runs") -> "pd.DataFrame":
             for ep in epochs[first:stop]:
                 took = float(ep["epoch_time_s"]) if _is_number(ep.get("epoch_time_s")) else math.nan
                 rows.append({"profile": prof, "path": str(path), "model": rec["model"], "epoch": ep.get("epoch"),
-                             "device": device,
-                             "epoch_time_s": took, "start": clock, "end": clock + took})
+                             "device": device, "epoch_time_s": took, "start": clock, "end": clock + took})
                 clock += took  # NaN from an epoch without a duration on: the rest of the span cannot be placed
     return pd.DataFrame(rows, columns=EPOCH_LOG_COLUMNS)
 

@@ -121,8 +121,8 @@ def compute_spent(log: "pd.DataFrame") -> "pd.DataFrame":
     epochs' wall times; ``device-hours`` is the time in which at least one run was inside an epoch on that
     machine (the union of the epochs' intervals), so runs that shared a device count once. A machine is known by
     its name: two machines of one name at the same time would count once. ``first start`` and ``last end`` are
-    the first epoch's start and the last epoch's end there (UTC, to the minute). Epochs without a duration count in ``epochs``
-    only."""
+    the first epoch's start and the last epoch's end there (UTC, to the minute). Epochs without a duration count
+    in ``epochs`` only."""
     import pandas as pd
 
     if log is None or len(log) == 0:

@@ -151,7 +151,7 @@ def _expand(packed: Any, map_location: str) -> Any:
     """The payload of a compacted checkpoint; anything else as it is."""
     import torch
 
-    if not (isinstance(packed, dict) and packed.get("container") == COMPACT):
+    if not _is_compact(packed):
         return packed
     raw = lzma.decompress(packed["blob"].cpu().numpy().tobytes())
     return _from_planes(torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True))
@@ -179,30 +179,32 @@ def same_payload(a: Any, b: Any) -> bool:
 
 def is_compacted(path: PathLike) -> bool:
     """Whether ``path`` is a compacted checkpoint (read from its outer dict, the payload is not expanded)."""
-    data = _read(Path(path), "cpu")
+    return _is_compact(_read(Path(path), "cpu"))
+
+
+def _outer(p: Path) -> Any:
+    """The ``torch.load``-ed content of the checkpoint file ``p`` as it is (a compacted one not expanded)."""
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
+    return _read(p, "cpu")
+
+
+def _is_compact(data: Any) -> bool:
     return isinstance(data, dict) and data.get("container") == COMPACT
 
 
 def _plain_payload(p: Path) -> Optional[Dict[str, Any]]:
     """The checked payload of the plain checkpoint at ``p``, or None when ``p`` is compacted already; the file is
     read once either way (a compacted one is not expanded)."""
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
-    data = _read(p, "cpu")
-    if isinstance(data, dict) and data.get("container") == COMPACT:
-        return None
-    return _checked(data, p)
+    data = _outer(p)
+    return None if _is_compact(data) else _checked(data, p)
 
 
 def checkpoint_epoch(path: PathLike) -> int:
     """The epoch a checkpoint was written at, read without expanding a compacted one (its outer dict names it)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the path of a .pt file written by 'se-res2net train'")
-    data = _read(p, "cpu")
-    if isinstance(data, dict) and data.get("container") == COMPACT:
-        return int(data["epoch"])
-    return int(_checked(data, p)["epoch"])
+    data = _outer(p)
+    return int((data if _is_compact(data) else _checked(data, p))["epoch"])
 
 
 def _load_bytes(blob: bytes) -> Any:
