@@ -248,11 +248,35 @@ def test_a_checkpoint_older_than_the_record_is_refused_not_resumed_silently(tmp_
     rec_path = tmp_path / "res2net29_seed0.json"
     before = (rec_path.read_bytes(), ckpt.read_bytes())
     assert len(read_record(rec_path)["epochs"]) == 3
-    with pytest.raises(FileNotFoundError, match=r"logged 3 epoch\(s\) but its checkpoint .* is of epoch 1.*--force"):
+    with pytest.raises(FileNotFoundError, match=r"written at epoch 3, but .* is of epoch 1.*--force"):
         train(cfg, tmp_path, resume=True, progress=False)
     assert (rec_path.read_bytes(), ckpt.read_bytes()) == before
     rec_path.rename(tmp_path / "moved-away.json")  # the explicit way: epochs 2-3 are trained again
     assert [e["epoch"] for e in train(cfg, tmp_path, resume=True, progress=False)["epochs"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_checkpoint_behind_the_record_by_less_than_checkpoint_every_resumes(tmp_path, monkeypatch):
+    """With a checkpoint every 2 epochs, a run stopped in epoch 4 has logged 3 epochs and saved epoch 2: the
+    normal case, which resumes from epoch 2 (epoch 3 is trained again, to the same numbers on a CPU)."""
+    import se_res2net.training.trainer as trainer_mod
+
+    cfg = tiny_config(epochs=4, milestones=(2,), checkpoint_every=2)
+    real, calls = trainer_mod.evaluate, {"n": 0}
+
+    def stop_in_epoch_4(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer_mod, "evaluate", stop_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path, progress=False)
+    monkeypatch.setattr(trainer_mod, "evaluate", real)
+    rec = read_record(tmp_path / "res2net29_seed0.json")
+    assert len(rec["epochs"]) == 3 and rec["checkpoint_epoch"] == 2
+    done = train(cfg, tmp_path, resume=True, progress=False)
+    assert [e["epoch"] for e in done["epochs"]] == [1, 2, 3, 4] and done["status"] == "complete"
 
 
 def _interrupted_run_at(tmp_path, monkeypatch, cfg, stop_at):

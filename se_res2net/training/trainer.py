@@ -791,18 +791,19 @@ def _finished_run(
         if is_stranded(existing, ckpt_path):
             # resuming from epoch 0 would overwrite the measured epochs: a lost checkpoint is the user's call
             raise FileNotFoundError(stranded_message(rec_path, ckpt_path, len(existing["epochs"])))
-        if ckpt_path.exists():
+        saved = existing.get("checkpoint_epoch")  # the epoch of the last checkpoint written (records since stop 39)
+        if saved is not None and ckpt_path.exists():
             from .checkpoint import checkpoint_epoch
 
-            # an older checkpoint than the record (the newer one did not come back from a GPU block, say):
-            # resuming from it would silently cut the record's later epochs and retrain them
-            at, logged = checkpoint_epoch(ckpt_path), len(existing["epochs"])
-            if at < logged:
+            # an older checkpoint than the last one written (the newer did not come back from a GPU block, say):
+            # resuming from it would silently cut the record's later epochs and train them again. (A checkpoint
+            # behind the logged epochs by less than checkpoint_every is the normal case, and resumes.)
+            at = checkpoint_epoch(ckpt_path)
+            if at < int(saved):
                 raise FileNotFoundError(
-                    f"{rec_path} has logged {logged} epoch(s) but its checkpoint {ckpt_path} is of epoch {at}: the "
-                    f"checkpoint of epoch {logged} is missing. Bring it back to resume; or move {rec_path} away to "
-                    f"resume from epoch {at} (epochs {at + 1}-{logged} are then trained again), or pass --force to "
-                    "start afresh")
+                    f"{rec_path} says its checkpoint was written at epoch {saved}, but {ckpt_path} is of epoch {at}: "
+                    f"the newer checkpoint is missing. Bring it back to resume; or move {rec_path} away to resume "
+                    f"from epoch {at} (the epochs after it are then trained again), or pass --force to start afresh")
     elif not (force or resume) and ckpt_path.exists():
         raise FileExistsError(
             f"a checkpoint of an unfinished run exists at {ckpt_path}; pass --resume to continue it or --force to start afresh"
@@ -1011,10 +1012,12 @@ def _save_checkpoint(run: _Run, record: Dict[str, Any], path: Path, rel_path: st
     save_checkpoint(path, {
         "model": run.config.model, "model_kwargs": run.config.model_kwargs_dict, "state_dict": run.model.state_dict(),
         "epoch": epoch_done, "config": run.ck_config, "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "rng": rng, "record": _jsonable(dict(record, checkpoint=rel_path)),
+        "scheduler": run.scheduler.state_dict(), "rng": rng,
+        "record": _jsonable(dict(record, checkpoint=rel_path, checkpoint_epoch=epoch_done)),
     })
-    # only once the file is there: a record that names a checkpoint never written would strand its run
-    record["checkpoint"] = rel_path
+    # only once the file is there: a record that names a checkpoint never written would strand its run, and one
+    # that names a later epoch than the file holds would refuse to resume from it
+    record["checkpoint"], record["checkpoint_epoch"] = rel_path, epoch_done
 
 
 def _report_epoch(bar: Any, entry: Mapping[str, Any], name: str, epochs: int, progress: bool) -> None:
