@@ -154,8 +154,9 @@ def test_corrupt_record_is_a_clear_error(tmp_path):
         read_record(path)
 
 
-def _interrupted_run(tmp_path, monkeypatch, cfg):
-    """A run that stops (KeyboardInterrupt) during epoch 2, leaving the epoch-1 checkpoint."""
+def _interrupted_run(tmp_path, monkeypatch, cfg, stop_at=2, resume=False):
+    """A run (resumed when ``resume``) that stops (KeyboardInterrupt) in the evaluation of the ``stop_at``-th
+    epoch it trains; by default a new run stopped in epoch 2, leaving the epoch-1 checkpoint."""
     import se_res2net.training.trainer as trainer_mod
 
     real = trainer_mod.evaluate
@@ -163,13 +164,13 @@ def _interrupted_run(tmp_path, monkeypatch, cfg):
 
     def flaky(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == stop_at:
             raise KeyboardInterrupt
         return real(*a, **k)
 
     monkeypatch.setattr(trainer_mod, "evaluate", flaky)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path, progress=False)
+        train(cfg, tmp_path, resume=resume, progress=False)
     monkeypatch.setattr(trainer_mod, "evaluate", real)
 
 
@@ -243,7 +244,8 @@ def test_a_checkpoint_older_than_the_record_is_refused_not_resumed_silently(tmp_
     ckpt = tmp_path / "checkpoints" / "res2net29_seed0.pt"
     _interrupted_run(tmp_path, monkeypatch, cfg)  # stopped in epoch 2: the epoch-1 checkpoint
     shutil.copy2(ckpt, tmp_path / "epoch1.pt")
-    _interrupted_run_at(tmp_path, monkeypatch, cfg, stop_at=4)  # resumed, stopped in epoch 4: record and checkpoint at 3
+    # resumed from epoch 1, stopped in its third epoch (epoch 4): record and checkpoint at epoch 3
+    _interrupted_run(tmp_path, monkeypatch, cfg, stop_at=3, resume=True)
     shutil.copy2(tmp_path / "epoch1.pt", ckpt)  # the newer checkpoint lost, the older one back
     rec_path = tmp_path / "res2net29_seed0.json"
     before = (rec_path.read_bytes(), ckpt.read_bytes())
@@ -258,45 +260,12 @@ def test_a_checkpoint_older_than_the_record_is_refused_not_resumed_silently(tmp_
 def test_a_checkpoint_behind_the_record_by_less_than_checkpoint_every_resumes(tmp_path, monkeypatch):
     """With a checkpoint every 2 epochs, a run stopped in epoch 4 has logged 3 epochs and saved epoch 2: the
     normal case, which resumes from epoch 2 (epoch 3 is trained again, to the same numbers on a CPU)."""
-    import se_res2net.training.trainer as trainer_mod
-
     cfg = tiny_config(epochs=4, milestones=(2,), checkpoint_every=2)
-    real, calls = trainer_mod.evaluate, {"n": 0}
-
-    def stop_in_epoch_4(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer_mod, "evaluate", stop_in_epoch_4)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path, progress=False)
-    monkeypatch.setattr(trainer_mod, "evaluate", real)
+    _interrupted_run(tmp_path, monkeypatch, cfg, stop_at=4)
     rec = read_record(tmp_path / "res2net29_seed0.json")
     assert len(rec["epochs"]) == 3 and rec["checkpoint_epoch"] == 2
     done = train(cfg, tmp_path, resume=True, progress=False)
     assert [e["epoch"] for e in done["epochs"]] == [1, 2, 3, 4] and done["status"] == "complete"
-
-
-def _interrupted_run_at(tmp_path, monkeypatch, cfg, stop_at):
-    """Resume ``cfg`` and stop it (KeyboardInterrupt) in the evaluation of epoch ``stop_at``."""
-    import se_res2net.training.trainer as trainer_mod
-
-    real = trainer_mod.evaluate
-    start = len(read_record(tmp_path / "res2net29_seed0.json")["epochs"])
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if start + calls["n"] == stop_at:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(trainer_mod, "evaluate", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path, resume=True, progress=False)
-    monkeypatch.setattr(trainer_mod, "evaluate", real)
 
 
 # ----------------------------------------------------------------------------- divergence
