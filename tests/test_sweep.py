@@ -6,10 +6,13 @@ import time
 
 import nbformat
 import pytest
+from fakes import make_record
 
 from se_res2net.training.profiles import get_profile
 from se_res2net.training.records import read_record, write_record
-from se_res2net.training.sweep import _Run, _skip_reason, notebook_parameters, resolve_notebook, run_sweep
+from se_res2net.training.sweep import (
+    _Run, _planned_config, _skip_reason, notebook_parameters, resolve_notebook, run_sweep,
+)
 
 TINY = {"train_subset": 64, "test_subset": 50, "data_source": "sample", "epochs": 1, "device": "cpu"}
 MODELS = ["res2net29", "resnet56"]
@@ -106,6 +109,34 @@ def test_resume_when_a_checkpoint_exists(tmp_path):
     run.checkpoint.parent.mkdir(parents=True)
     run.checkpoint.write_bytes(b"")
     assert _skip_reason(run, prof) == (None, True)
+
+
+def test_a_complete_run_on_the_sample_is_not_skipped_once_real_data_is_configured(tmp_path):
+    """Decided from the record's own provenance: a sample result is neither kept where real data is asked for
+    nor replaced silently; the error names --force. Real data asked for again later, or the sample again: skipped."""
+    prof = get_profile("smoke")
+    tiny = {k: v for k, v in TINY.items() if k != "data_source"}  # the profile's "auto"
+    on_sample = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=tiny)
+    run = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(on_sample.items()), "python3")
+    rec = make_record("res2net29", 0, 80.0, profile="smoke", sample=True)
+    rec["config"] = _planned_config(prof, on_sample).to_dict()
+    write_record(run.record, rec)
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"exception": None}})
+    nbformat.write(nb, run.notebook)
+    before = run.record.read_bytes()
+
+    assert _skip_reason(run, prof)[0].status == "skipped"  # no data set configured: the sample is what is asked
+
+    real = notebook_parameters(prof, "res2net29", 0, tmp_path, data_dir=str(tmp_path / "cifar10"), overrides=tiny)
+    run_real = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(real.items()), "python3")
+    outcome, resume = _skip_reason(run_real, prof)
+    assert outcome.status == "failed" and not resume
+    assert "embedded CIFAR-10 sample" in outcome.error and "--force" in outcome.error
+    assert run.record.read_bytes() == before
+
+    rec["provenance"].update(data_is_sample=False, data_source="folder")
+    write_record(run.record, rec)
+    assert _skip_reason(run_real, prof)[0].status == "skipped"
 
 
 def test_parameters_and_notebook(tmp_path):

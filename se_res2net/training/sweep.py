@@ -400,7 +400,8 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
             return RunOutcome(run.model, run.seed, "failed", run.record, _existing(run.notebook),
                               error=f"unreadable record: {exc}"), False
         if record["status"] == "complete":
-            planned = _planned_config(profile, run.params())
+            params = run.params()
+            planned = _planned_config(profile, params)
             if planned is not None:
                 want = planned.to_dict()
                 diff = [k for k in RESULT_KEYS if record["config"].get(k) != want.get(k)]
@@ -410,6 +411,15 @@ def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], boo
                         error=(f"{run.record} is a complete run with another configuration (differs in {diff}); "
                                "use --force to replace it or another --out-root"),
                     ), False
+            if (record.get("provenance") or {}).get("data_is_sample") and profile.resolve_data_source(
+                    params.get("data_dir"), params.get("data_source")) != "sample":
+                # trained on the embedded sample before a data set was configured: skipping it would keep a
+                # sample result where real data is asked for, and replacing it silently would lose a result
+                return RunOutcome(
+                    run.model, run.seed, "failed", run.record, _existing(run.notebook),
+                    error=(f"{run.record} is a complete run on the embedded CIFAR-10 sample, and real data is "
+                           "configured now; use --force to train it again on the real data, or another --out-root"),
+                ), False
             if _rendered(run.notebook):
                 return RunOutcome(run.model, run.seed, "skipped", run.record, run.notebook,
                                   final_test_error=record.get("final_test_error")), False
