@@ -197,27 +197,27 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
                 "that profile full has runs") in text, page
         assert "Profile smoke (plumbing checks) is left out." in text, f"{page}: the figure caption does not say so"
     results_text = _text((html / "results.html").read_text(encoding="utf-8"))
-    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(2 more not complete\), on Fake "
+    assert re.search(r"Profile full: 9 complete runs of 3 models, seeds 0–2 \(2 more not complete\), on Fake "
                      r"GPU \(GPU\)", results_text)
     assert re.search(r"full ResNet-56 0 stranded 40 of 300 ", results_text), "the stopped run is not listed as not a result"
     assert "A stranded run is one whose checkpoint is not in the repository" in results_text
     # a profile with no complete run has no table of its own: it is named, and its run listed as not a result
     assert "Profile budget:" not in results_text, "a profile with no complete run leads a table"
-    assert "No complete run under profile budget yet: 1 run(s) stopped between epochs or failed" in results_text
+    assert "No complete run under profile budget yet: 1 run stopped between epochs or failed" in results_text
     assert re.search(r"budget SE-Res2Net-29 0 incomplete 3 of 30 ", results_text)
     # the ablation page does not call that profile empty: its stopped run is of a model the ablation compares
     ablation_text = _text((html / "ablation.html").read_text(encoding="utf-8"))
     # its profile sentence counts the ablation's own unfinished runs (the stopped SE-on-streams-1-2), not resnet56
-    assert re.search(r"Profile full: 9 complete run\(s\) of 3 model\(s\), seeds 0–2 \(1 more not complete\), on Fake "
+    assert re.search(r"Profile full: 9 complete runs of 3 models, seeds 0–2 \(1 more not complete\), on Fake "
                      r"GPU \(GPU\)", ablation_text)
     assert "No runs under profile budget yet" not in ablation_text
-    assert ("No complete run under profile budget yet: 1 run(s) stopped between epochs or failed, listed on the "
+    assert ("No complete run under profile budget yet: 1 run stopped between epochs or failed, listed on the "
             "Results page under Runs that are not results .") in ablation_text
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
-    assert ("Training so far: the most faithful profile with complete runs is full , with 9 complete run(s) of 3 "
-            "model(s), 9 on a GPU (Fake GPU).") in intro, "the headline names another profile's runs or hardware"
+    assert ("Training so far: the most faithful profile with complete runs is full , with 9 complete runs of 3 "
+            "models, 9 on a GPU (Fake GPU).") in intro, "the headline names another profile's runs or hardware"
     # unfinished runs are counted per profile and kind of device (the first real block brought back only stopped ones)
-    assert re.search(r"Unfinished: 3 run\(s\), 1 on a GPU under budget ; 2 on a GPU under full \(listed under What "
+    assert re.search(r"Unfinished: 3 runs, 1 on a GPU under budget ; 2 on a GPU under full \(listed under What "
                      r"remains to run ?\)\.", intro), "the intro does not count the unfinished runs"
 
 

@@ -532,16 +532,16 @@ def test_hardware_data_and_profile_note_come_from_the_records():
     stopped = dict(df.iloc[0], seed=3, status="running", state="incomplete", final_test_error=math.nan)
     with_stopped = pd.concat([df, pd.DataFrame([stopped])], ignore_index=True)
     assert R.profile_note(with_stopped, "budget") == (
-        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2 (1 more not complete), on Fake GPU (GPU); data: "
+        "Profile budget: 6 complete runs of 2 models, seeds 0–2 (1 more not complete), on Fake GPU (GPU); data: "
         "CIFAR-10, 50,000 training / 10,000 test images.")
-    assert R.profile_note(df, "budget").startswith("Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on ")
+    assert R.profile_note(df, "budget").startswith("Profile budget: 6 complete runs of 2 models, seeds 0–2, on ")
     only_stopped = pd.DataFrame([stopped, dict(stopped, seed=4, status="failed", state="failed")])
     assert R.profile_note(only_stopped, "budget") == (
         "Profile budget: no complete run yet, 2 not complete, on Fake GPU (GPU); data: CIFAR-10, 50,000 training / "
         "10,000 test images.")
     elsewhere = dict(stopped, device_name="Other GPU", seed=5)
     assert R.profile_note(pd.concat([df, pd.DataFrame([stopped, elsewhere])], ignore_index=True), "budget") == (
-        "Profile budget: 6 complete run(s) of 2 model(s), seeds 0–2, on Fake GPU (GPU); 2 more not complete, on "
+        "Profile budget: 6 complete runs of 2 models, seeds 0–2, on Fake GPU (GPU); 2 more not complete, on "
         "Fake GPU (GPU), Other GPU (GPU); data: CIFAR-10, 50,000 training / 10,000 test images.")
     assert list(R.complete_runs(with_stopped)["seed"]) == list(df["seed"])
     assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
@@ -573,11 +573,11 @@ def test_a_profile_whose_runs_are_all_unfinished_neither_leads_nor_sets_the_smok
     assert R.profiles_with_results(table) == ["smoke"]  # ... but only smoke has a result
     assert R.page_profiles(R.profiles_with_results(table)) == (["smoke"], [])
     assert R.no_result_note(records, "budget") == (
-        "No complete run under profile **budget** yet: 2 run(s) stopped between epochs or failed, listed under "
+        "No complete run under profile **budget** yet: 2 runs stopped between epochs or failed, listed under "
         "*Runs that are not results* below.")
     assert R.no_result_note(records, "full") == "No runs under profile **full** yet."
     assert R.no_result_note(records, "budget", listed="listed elsewhere").endswith(
-        "2 run(s) stopped between epochs or failed, listed elsewhere.")  # another page points to where they are
+        "2 runs stopped between epochs or failed, listed elsewhere.")  # another page points to where they are
     write(root, record("res2net29", 1, 7.5))  # one complete budget run: budget leads, smoke is set aside
     table = results_table(load_records(root, include_failed=True))
     assert R.profiles_with_results(table) == ["budget", "smoke"]
@@ -592,7 +592,7 @@ def test_set_aside_tables_are_folded_with_their_note_and_say_why():
                             {"budget": R.styled(R.results_display(table, [], "budget"))}, ["full"])
     assert html.startswith('<details class="set-aside"><summary>Profile budget (a plumbing check, not a result): its '
                            'table, set aside and left out of the plots now that profile full has runs</summary>')
-    assert html.endswith("</table>\n</details>") and "Profile budget: 6 complete run(s)" in html
+    assert html.endswith("</table>\n</details>") and "Profile budget: 6 complete runs" in html
     assert html.index("</summary>") < html.index("<table") and "SE-Res2Net-29" in html
     assert R.set_aside_html({}, {}, ["full"]) == ""
 
@@ -764,7 +764,7 @@ def test_the_hardware_mix_is_said_in_prose_under_the_table_not_only_in_a_folded_
     df = load_records(root)
     pairs = [("res2net29", "se_res2net29"), ("resnet56", "se_resnet110")]
     text = hardware_mix_text(df, "budget", pairs)
-    assert text.startswith("**The two sides trained on different hardware** in 1 comparison(s): Res2Net-29 → "
+    assert text.startswith("**The two sides trained on different hardware** in 1 comparison: Res2Net-29 → "
                            "SE-Res2Net-29 (Res2Net-29: 1 on a CPU, 1 on a GPU; SE-Res2Net-29: 2 on a GPU)")
     assert hardware_mix_text(df, "budget", pairs[1:]) == ""
 

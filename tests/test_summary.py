@@ -178,20 +178,20 @@ def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(t
     records = load_records(root, include_failed=True)
     text = summary.training_so_far(records, claims.headline_profile(records))
     assert text == ("Training so far: the most faithful profile with complete runs is **budget**, with 3 complete "
-                    "run(s) of 2 model(s), 1 on a CPU, 2 on a GPU (Fake cpu, Fake cuda). Unfinished: 1 run(s), 1 on "
+                    "runs of 2 models, 1 on a CPU, 2 on a GPU (Fake cpu, Fake cuda). Unfinished: 1 run, 1 on "
                     "a CPU under **budget** (listed under *What remains to run*).")
     failed = make_record("resnet56", 0, None, profile="budget", status="failed")
     write_record(root, failed)
     with_failed = load_records(root, include_failed=True)
     assert summary.training_so_far(with_failed, "budget") == text[:-1] + (
-        "; 1 run(s) failed (their errors are listed with the runs that are not results).")
+        "; 1 run failed (their errors are listed with the runs that are not results).")
     # a run resumed on another machine: each machine named once, never "A + B" as if it were a third
     moved = make_record("res2net29", 2, 7.0, profile="budget", device_name="Fake cpu")
     moved["provenance"]["device"] = "cpu"
     moved["resumes"] = [{"epoch": 10, "time": "2026-12-05T00:00:00Z", "device_name": "Other cpu", "device": "cpu"}]
     write_record(root / "moved", moved, folder="budget")
     both = load_records(root / "moved", include_failed=True)
-    assert "1 complete run(s) of 1 model(s), 1 on a CPU (Fake cpu, Other cpu)" in summary.training_so_far(both, "budget")
+    assert "1 complete run of 1 model, 1 on a CPU (Fake cpu, Other cpu)" in summary.training_so_far(both, "budget")
     cpu_only = records[records["device"] == "cpu"]
     assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
     assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."

@@ -504,6 +504,11 @@ def hardware_mix_note(df: "pd.DataFrame", profile: str, baseline: str, candidate
             f"{model_label(candidate)}: {say_mix(b)}), so Δ may hold the devices' difference too")
 
 
+def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
+    """``counted(1, "run")`` -> ``"1 run"``, ``counted(2, "run")`` -> ``"2 runs"`` (prose reads better than "run(s)")."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def say_mix(mix: Mapping[str, int]) -> str:
     """``{"CPU": 1, "GPU": 3}`` -> ``"1 on a CPU, 3 on a GPU"``; a ``"CPU + GPU"`` run (resumed from one onto the
     other) reads ``"on a CPU and a GPU"``."""
@@ -521,7 +526,7 @@ def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[st
         return ""
     listed = "; ".join(f"{model_label(a)} → {model_label(b)} ({model_label(a)}: {mix(a)}; {model_label(b)}: {mix(b)})"
                        for a, b in bad)
-    return (f"**The two sides trained on different hardware** in {len(bad)} comparison(s): {listed}. Their Δ mixes "
+    return (f"**The two sides trained on different hardware** in {counted(len(bad), 'comparison')}: {listed}. Their Δ mixes "
             "the models' difference with the devices' (this trainer runs fp32 on a CPU, bf16 on a GPU); it becomes a "
             "comparison of the models alone once both sides hold the same mix of devices.")
 
@@ -777,8 +782,8 @@ def profile_note(df: "pd.DataFrame", profile: str) -> str:
     else:
         seeds = sorted({int(s) for s in ok["seed"]})
         seed_text = (f"seeds {seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
-                     else "seed(s) " + ", ".join(map(str, seeds)))
-        runs = f"{len(ok)} complete run(s) of {ok['model'].nunique()} model(s), {seed_text}"
+                     else ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds)))
+        runs = f"{counted(len(ok), 'complete run')} of {counted(ok['model'].nunique(), 'model')}, {seed_text}"
         rest = part.drop(ok.index)
         if not_complete and hardware(rest) != hardware(ok):
             # the results' hardware is theirs alone: unfinished runs on other hardware are named apart
@@ -809,8 +814,8 @@ def no_result_note(df: "pd.DataFrame", profile: str,
     part = df[df["profile"] == profile]
     if part.empty:
         return f"No runs under profile **{profile}** yet."
-    return (f"No complete run under profile **{profile}** yet: {len(part)} run(s) stopped between epochs or "
-            f"failed, {listed}.")
+    return (f"No complete run under profile **{profile}** yet: {counted(len(part), 'run')} stopped between epochs "
+            f"or failed, {listed}.")
 
 
 # --------------------------------------------------------------------------- tables for a reader

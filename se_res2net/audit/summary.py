@@ -149,7 +149,7 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     :func:`se_res2net.audit.claims.headline_profile`) with its complete runs, the kinds of device and the machines
     that trained them; then every unfinished run (of any profile) by profile and kind of device; and whether any
     GPU has trained a record. ``records``: :func:`~se_res2net.audit.results.load_records` with ``include_failed``."""
-    from .results import device_kind, say_mix
+    from .results import counted, device_kind, say_mix
 
     if records is None or len(records) == 0 or not head:
         return "No training run yet."
@@ -164,16 +164,16 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     # each machine once: a run resumed on another names both ("A + B" as one machine would read as a third)
     machines = (sorted({n for ns in done["machine_names"] if isinstance(ns, tuple) for n in ns})
                 if "machine_names" in done else sorted({n for n in done["device_name"].dropna()}))
-    text = (f"Training so far: the most faithful profile with complete runs is **{head}**, with {len(done)} complete "
-            f"run(s) of {done['model'].nunique()} model(s), {say_mix(mix(done))} "
+    text = (f"Training so far: the most faithful profile with complete runs is **{head}**, with "
+            f"{counted(len(done), 'complete run')} of {counted(done['model'].nunique(), 'model')}, {say_mix(mix(done))} "
             f"({', '.join(machines) or 'not recorded'})")
     unfinished = records[~records["status"].isin(["complete", "failed"])]
     if len(unfinished):
         per = "; ".join(f"{say_mix(mix(g))} under **{prof}**" for prof, g in unfinished.groupby("profile", sort=True))
-        text += f". Unfinished: {len(unfinished)} run(s), {per} (listed under *What remains to run*)"
+        text += f". Unfinished: {counted(len(unfinished), 'run')}, {per} (listed under *What remains to run*)"
     failed = int((records["status"] == "failed").sum())
     if failed:
-        text += f"; {failed} run(s) failed (their errors are listed with the runs that are not results)"
+        text += f"; {counted(failed, 'run')} failed (their errors are listed with the runs that are not results)"
     if not records["device_kinds"].str.contains("GPU").any():
         text += "; no GPU has trained a record yet"
     return text + "."
