@@ -367,3 +367,73 @@ def test_mps_is_recorded_only_where_a_daemon_answers_and_the_workers_ran_on_a_gp
         bench_concurrency(model="res2net29", variant="eager", counts=[1], device="cuda", sharing="mig")
     assert main(["bench", "--variants", "eager", "--sharing", "mps", "--device", "cuda"]) == 2
     assert "give --concurrency N ... too" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- stacked: N models in one step
+def test_stacked_bench_steps_n_models_together_and_the_rule_never_reads_it(capsys):
+    """``--stacked 1 2``: a row per level, each model of a level trained on its own batch (n x batch images a
+    step). Its result is of no kind the GPU block's rule decides from (se_res2net.training.decision.kind_of)."""
+    from se_res2net.cli import main
+    from se_res2net.training import bench as B
+    from se_res2net.training.decision import kind_of
+
+    rc = main(["bench", "--stacked", "1", "2", "--models", "res2net29", "--variants", "eager", "--device", "cpu",
+               "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["kind"] == "stacked" and kind_of(r) is None
+    assert [row["models"] for row in r["rows"]] == [1, 2] and r["rows"][0]["vs_first"] == 1.0
+    # one model stacked trains as the trainer's own step does: same init, batches, draws and loss
+    alone = B.bench(models=["res2net29"], variants=["eager"], device="cpu", batch_size=4, steps=2, warmup=1)
+    assert r["rows"][0]["mean_loss"] == pytest.approx(alone["rows"][0]["mean_loss"], rel=1e-3)
+    for row in r["rows"]:
+        assert math.isfinite(row["mean_loss"])
+        assert row["aggregate_images_per_s"] == pytest.approx(2 * row["models"] * 4 / (row["step_ms"] / 1000 * 2))
+    text = B.format_result(r)
+    assert text.startswith("stacked: res2net29 / eager on cpu") and "\n     2 " in text
+
+
+def test_stacked_bench_bad_input_and_a_failing_level(monkeypatch, capsys):
+    from se_res2net.cli import main
+    from se_res2net.training import bench as B
+    from se_res2net.training import stacked
+
+    with pytest.raises(ValueError, match="counts"):
+        B.bench_stacked(counts=[0], device="cpu")
+    with pytest.raises(ValueError, match="not plain"):
+        B.bench_stacked(variant="plain", device="cpu")
+    assert main(["bench", "--stacked", "2", "--concurrency", "2", "--device", "cpu"]) == 2
+
+    real = stacked.StackedModels
+
+    def out_of_memory_at_two(models):
+        if len(models) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(models)
+
+    monkeypatch.setattr(stacked, "StackedModels", out_of_memory_at_two)
+    rc = main(["bench", "--stacked", "1", "2", "4", "--models", "res2net29", "--device", "cpu", "--batch-size", "4",
+               "--steps", "1", "--warmup", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAILED at 2 stacked model(s): RuntimeError: CUDA out of memory (simulated)" in out
+    assert "\n     1 " in out and "\n     4 " not in out  # the level before is kept, none after
+
+
+def test_stacked_levels_are_set_beside_as_many_processes_of_the_same_model_variant_batch_and_machine():
+    from se_res2net.training.bench import stacked_vs_processes
+
+    machine = {"device": "cuda", "device_name": "GPU A", "torch": "2.11", "cuda": "13.0"}
+    stacked = {"kind": "stacked", "model": "se_res2net29", "variant": "cudagraphs", "batch_size_per_model": 128,
+               **machine, "rows": [{"models": 4, "aggregate_images_per_s": 50_000.0},
+                                   {"models": 3, "aggregate_images_per_s": 40_000.0}]}
+    conc = {"model": "se_res2net29", "variant": "cudagraphs", "batch_size": 128, **machine,
+            "rows": [{"processes": n, "aggregate_images_per_s": 20_000.0} for n in (1, 2, 4, 8)]}
+    assert stacked_vs_processes(stacked, [conc]) == [
+        "4 se_res2net29 stacked in one step: 50,000 images/s, 2.50x 4 processes (time-slicing, 20,000 images/s; "
+        "cudagraphs)"]
+    mps = dict(conc, sharing="mps", rows=[{"processes": 4, "aggregate_images_per_s": 40_000.0}])
+    assert stacked_vs_processes(stacked, [conc, mps])[1].endswith("1.25x 4 processes (mps, 40,000 images/s; cudagraphs)")
+    for other in (dict(conc, variant="eager"), dict(conc, batch_size=64), dict(conc, device_name="GPU B"),
+                  dict(mps, rejected="no process reached the MPS daemon")):
+        assert stacked_vs_processes(stacked, [other]) == []

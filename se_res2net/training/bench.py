@@ -32,7 +32,9 @@ pytorch/pytorch#93803).
 same run. ``achieved TFLOP/s`` counts 3 × 2 × thop MACs per image (forward, and a backward of about twice
 the forward). :func:`bench_concurrency` measures the aggregate images/s of N processes sharing the device,
 either taking turns on it (``time-slicing``, CUDA's default) or through CUDA MPS (``mps``: the processes' kernels
-run side by side; a control daemon must be running, see ``scripts/gpu-runbook.sh mps``).
+run side by side; a control daemon must be running, see ``scripts/gpu-runbook.sh mps``). :func:`bench_stacked`
+measures N models stacked into one vmapped step in one process (:mod:`se_res2net.training.stacked`), to set beside N
+processes (:func:`stacked_vs_processes`).
 Nothing here asserts a speed: the numbers depend on the machine (see ``benchmarks/NOTES.md``).
 
 An interrupt (Ctrl-C, or ``timeout -s INT`` when a time budget runs out) keeps what was measured: the result
@@ -583,6 +585,135 @@ def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size:
 
 
 # --------------------------------------------------------------------------------------------------
+# Stacking: N models in one process, one vmapped step (se_res2net.training.stacked)
+# --------------------------------------------------------------------------------------------------
+
+
+def bench_stacked(
+    model: str = "se_res2net29",
+    variant: str = "eager",
+    counts: Sequence[int] = (1, 2, 4, 8),
+    device: str = "auto",
+    batch_size: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+    data: str = "sample",
+    data_dir: Optional[str] = None,
+    seed: int = 0,
+    on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> Dict[str, Any]:
+    """Aggregate training images/s of ``n`` models of ``model`` stacked into one module and stepped together
+    (:class:`~se_res2net.training.stacked.StackedModels`, :func:`~se_res2net.training.stacked.stacked_train_step`),
+    for each ``n``, in this process: the numbers to set beside :func:`bench_concurrency`'s ``n`` processes.
+
+    Each model gets its own ``batch_size`` images per step (``n · batch_size`` images a step in all), with the
+    trainer's device-resident uint8 data, batched augmentation and the device's fast path, in ``variant``
+    (``eager``, ``compile`` or ``cudagraphs``; the whole stacked step's forward is compiled). A level that
+    raises (out of memory, a compile that fails) ends the bench there; the levels before it are kept.
+    """
+    import torch
+
+    from .data import load_cifar10
+    from .records import device_info, utc_now
+    from ..models.registry import create_model, get_factory
+    from .stacked import StackedModels, stacked_train_step
+    from .trainer import TrainConfig, _derive_seed, _numerics, make_optimizer, resolve_device, resolve_fast_path
+
+    _check_variants([variant])
+    if variant == "plain":
+        raise ValueError("stacking is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
+    _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
+        raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
+    get_factory(model)
+    dev = resolve_device(device)
+    cifar = load_cifar10(data, data_dir, progress=False)
+    info = device_info(dev)
+    mode = _COMPILE[variant]
+    config = TrainConfig(model, batch_size=batch_size, seed=seed, compile=mode is not None,
+                         compile_mode=mode or "default", device=str(dev))
+    fast = resolve_fast_path(config, dev.type)
+    rows: List[Dict[str, Any]] = []
+    failed: List[Dict[str, Any]] = []
+    interrupted: Optional[str] = None
+    measured_at = utc_now()
+
+    def result(pending: Optional[str]) -> Dict[str, Any]:
+        for r in rows:
+            r["vs_first"] = r["aggregate_images_per_s"] / rows[0]["aggregate_images_per_s"]
+        return {"kind": "stacked", "model": model, "variant": variant, "device": info["device"],
+                "device_name": info["device_name"], "cuda": info["cuda"], "torch": torch.__version__,
+                "measured_at": measured_at, "batch_size_per_model": batch_size, "warmup_steps_per_level": warmup,
+                "timed_steps": steps, "data_source": cifar.source, "data_is_sample": bool(cifar.is_sample),
+                "setup": f"uint8 on {dev.type}, batched data.augment, {fast.describe()}", "rows": rows,
+                "failed": failed, "interrupted": pending}
+
+    images = torch.from_numpy(cifar.train.images).to(dev)
+    labels = torch.from_numpy(cifar.train.labels).to(dev)
+    n_images = int(labels.shape[0])
+    for i, n in enumerate(counts):
+        try:
+            log.info("bench %s / %s, %d model(s) stacked on %s: batch %d each, %d warm-up + %d timed steps", model,
+                     variant, n, dev, batch_size, warmup, steps)
+            models = []
+            for k in range(n):
+                torch.manual_seed(seed + k)
+                models.append(create_model(model))
+            stack = StackedModels(models).to(dev).train()
+            if fast.channels_last:
+                stack.to(memory_format=torch.channels_last)
+            step_model = torch.compile(stack, mode=fast.compile_mode, dynamic=False) if fast.compile_mode else stack
+            optimizer = make_optimizer(stack, config, fast)
+            per_step = n * batch_size
+            total = (warmup + steps) * per_step
+            order_gen = torch.Generator().manual_seed(_derive_seed(seed, "order"))
+            order = torch.cat([torch.randperm(n_images, generator=order_gen)
+                               for _ in range(math.ceil(total / n_images))])[:total].to(dev)
+            aug_gen = torch.Generator(device=dev).manual_seed(_derive_seed(seed, "augment"))
+            loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+
+            def step(j: int) -> None:
+                idx = order[j * per_step:(j + 1) * per_step]
+                losses, _ = stacked_train_step(step_model, optimizer, images[idx].unflatten(0, (n, batch_size)),
+                                               labels[idx].view(n, batch_size), aug_gen, fast)
+                loss_sum.add_(losses.double().sum())
+
+            with _numerics(dev):
+                for j in range(warmup):
+                    step(j)
+                _sync(dev)
+                t0 = time.perf_counter()
+                for j in range(warmup, warmup + steps):
+                    step(j)
+                _sync(dev)
+                elapsed = time.perf_counter() - t0
+            mean_loss = loss_sum.item() / ((warmup + steps) * n)
+            if not math.isfinite(mean_loss):
+                raise RuntimeError(f"the stacked step's loss is not finite ({mean_loss})")
+            rows.append({"models": n, "aggregate_images_per_s": steps * per_step / elapsed,
+                         "step_ms": 1000.0 * elapsed / steps, "mean_loss": mean_loss})
+        except KeyboardInterrupt:
+            interrupted = f"during {n} stacked model(s)"
+            log.warning("stacked bench interrupted at %d model(s): keeping the %d level(s) measured before it", n,
+                        len(rows))
+            break
+        except Exception as exc:  # noqa: BLE001 -- out of memory or a failed compile at n: more would fail too
+            message = (str(exc).strip().splitlines() or [""])[0][:300]
+            log.error("stacked bench failed at %d model(s) (%s): keeping the levels measured before it", n, message)
+            failed.append({"models": n, "error": f"{type(exc).__name__}: {message}"})
+            break
+        finally:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+        if on_update is not None and i + 1 < len(counts):
+            on_update(result(f"before {counts[i + 1]} stacked model(s)"))
+    final = result(interrupted)
+    if on_update is not None:
+        on_update(final)
+    return final
+
+
+# --------------------------------------------------------------------------------------------------
 # Output and CLI
 # --------------------------------------------------------------------------------------------------
 
@@ -616,6 +747,49 @@ def format_table(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_stacked(result: Dict[str, Any]) -> str:
+    lines = [f"stacked: {result['model']} / {result['variant']} on {result['device']} ({result['device_name']}), "
+             f"batch {result['batch_size_per_model']} per model, {result['timed_steps']} timed steps, {result['setup']}",
+             f"{'models':>6} {'aggregate images/s':>19} {'vs 1st':>7} {'ms/step':>8}"]
+    for r in result["rows"]:
+        lines.append(f"{r['models']:>6} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x "
+                     f"{r['step_ms']:>8.1f}")
+    for f in result.get("failed") or []:
+        lines.append(f"FAILED at {f['models']} stacked model(s): {f['error']}")
+    if result.get("interrupted"):
+        lines.append(f"interrupted {result['interrupted']}: the levels above are all that was measured")
+    return "\n".join(lines)
+
+
+def stacked_vs_processes(stacked: Dict[str, Any], concurrency: Sequence[Dict[str, Any]]) -> List[str]:
+    """One line per level of a stacked bench that a concurrency bench of the same model, variant, batch per run and
+    machine measured with as many processes: the two aggregate images/s and their ratio (> 1: stacking wins)."""
+    from .decision import MACHINE_FIELDS, sharing_of
+
+    lines = []
+    for conc in concurrency:
+        if (conc.get("rejected") or any(conc.get(k) != stacked.get(k) for k in ("model", "variant", *MACHINE_FIELDS))
+                or conc.get("batch_size") != stacked.get("batch_size_per_model")):
+            continue
+        by_n = {r["processes"]: r["aggregate_images_per_s"] for r in conc.get("rows") or []}
+        for r in stacked.get("rows") or []:
+            n = r["models"]
+            if n in by_n:
+                lines.append(f"{n} {stacked['model']} stacked in one step: {r['aggregate_images_per_s']:,.0f} images/s, "
+                             f"{r['aggregate_images_per_s'] / by_n[n]:.2f}x {n} processes ({sharing_of(conc)}, "
+                             f"{by_n[n]:,.0f} images/s; {stacked['variant']})")
+    return lines
+
+
+def format_result(result: Dict[str, Any]) -> str:
+    """Any bench result as its table: a bench, a concurrency bench or a stacked bench, told by its own keys."""
+    if result.get("kind") == "stacked":
+        return format_stacked(result)
+    if "warmup_steps" in result:
+        return format_table(result)
+    return format_concurrency(result)
+
+
 def format_concurrency(result: Dict[str, Any]) -> str:
     lines = [f"concurrency: {result['model']} / {result['variant']} on {result['device']}, "
              f"{result.get('sharing') or 'time-slicing'}, batch {result['batch_size']}, {result['timed_steps']} timed "
@@ -646,6 +820,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="plain loop DataLoader workers (default 4 on CUDA, 0 on CPU)")
     p.add_argument("--concurrency", type=int, nargs="+", default=None, metavar="N",
                    help="instead: aggregate images/s of N concurrent processes (first model, first trainer variant)")
+    p.add_argument("--stacked", type=int, nargs="+", default=None, metavar="N",
+                   help="instead: aggregate images/s of N models stacked into one vmapped step in this process "
+                        "(first model, first trainer variant; se_res2net.training.stacked), to set beside --concurrency")
     p.add_argument("--sharing", choices=SHARING, default="time-slicing",
                    help="with --concurrency: how the processes share the GPU, as recorded with the result; mps "
                         "needs a running CUDA MPS control daemon (scripts/gpu-runbook.sh mps start)")
@@ -667,6 +844,19 @@ def run_bench(args: argparse.Namespace) -> int:
         on_update = lambda result: atomic_write_json(args.out, result)  # noqa: E731
     if args.sharing != "time-slicing" and not args.concurrency:
         raise ValueError(f"--sharing {args.sharing} describes concurrent processes: give --concurrency N ... too")
+    if args.stacked and args.concurrency:
+        raise ValueError("--stacked and --concurrency are two benches: give one of them")
+    if args.stacked:
+        variant = next((v for v in args.variants if v != "plain"), "eager")
+        result = bench_stacked(
+            model=args.models[0], variant=variant, counts=args.stacked, device=args.device,
+            batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, data=args.data, data_dir=args.data_dir,
+            on_update=on_update,
+        )
+        print(json.dumps(result, indent=2) if args.json else format_stacked(result), flush=True)
+        if result["interrupted"]:
+            return INTERRUPTED_EXIT
+        return FAILED_EXIT if result["failed"] else 0
     if args.concurrency:
         variant = next((v for v in args.variants if v != "plain"), "eager")
         result = bench_concurrency(
