@@ -53,7 +53,8 @@
 # PARITY_NOISE_SEEDS (extra seeds of the eager fp32 reference whose seed-to-seed difference is the noise a switch
 # may stay within; default 2; 0: fixed tolerances only; an earlier result is taken only with the same count),
 # PRIOR_RESULTS (':'-separated files or folders of earlier blocks' results; default benchmarks/gpu:book/parity),
-# REBENCH (non-empty: take nothing measured before), MPS (0: never measure under CUDA MPS); `start`: NO_COMPILE_CACHE
+# REBENCH (non-empty: take nothing measured before), MPS (0: never measure under CUDA MPS), STACKED_LEVELS (models
+# stacked into one step by the stacked bench, default 4; empty: not measured); `start`: NO_COMPILE_CACHE
 # (non-empty: do not seed the compile cache); `prepare`: PREPARE_DIRTY_OK (non-empty: a dirty tree goes), LIFT (0:
 # leave the committed checkpoints in the tree).
 set -euo pipefail
@@ -345,7 +346,7 @@ EOF
     mkdir -p "$RESULTS"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     se bench --json "$@" > "$RESULTS/bench-$stamp.json"
-    "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; from se_res2net.training.decision import kind_of; r=json.load(open(sys.argv[1])); print(format_table(r) if kind_of(r) == 'bench' else format_concurrency(r))" \
+    "$PY" -c "import json,sys; from se_res2net.training.bench import format_result; print(format_result(json.load(open(sys.argv[1]))))" \
       "$RESULTS/bench-$stamp.json" | tee "$RESULTS/bench-$stamp.txt"
     ;;
 
@@ -454,7 +455,8 @@ EOF
 
   block-fg)
     # 1. se_res2net29 in every variant, then its concurrency in the fastest trainer variant (the decision needs
-    #    both), then the other report models while the bench budget lasts (BENCH_SECONDS, default 390).
+    #    both), then it stacked (STACKED_LEVELS models in one step), then the other report models while the bench
+    #    budget lasts (BENCH_SECONDS, default 390).
     deadline=$(( $(date +%s) + ${BENCH_SECONDS:-390} ))
     left() { echo $(( deadline - $(date +%s) )); }
     BENCH_STEPS=${BENCH_STEPS:-50}; BENCH_WARMUP=${BENCH_WARMUP:-10}; CONC_STEPS=${CONC_STEPS:-200}
@@ -471,7 +473,7 @@ EOF
     keep() {
       if "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r['rows'] else 1)" "$1" 2> /dev/null; then
         mv "$1" "$2"
-        "$PY" -c "import json,sys; from se_res2net.training.bench import format_table, format_concurrency; from se_res2net.training.decision import kind_of; r=json.load(open(sys.argv[1])); print(format_table(r) if kind_of(r) == 'bench' else format_concurrency(r))" "$2"
+        "$PY" -c "import json,sys; from se_res2net.training.bench import format_result; print(format_result(json.load(open(sys.argv[1]))))" "$2"
       else
         rm -f "$1"; return 1
       fi
@@ -551,6 +553,25 @@ EOF
         "$0" mps stop 2>&1 | tee -a "$RESULTS/mps.txt" || say "the MPS daemon would not stop (above); what starts without its mps.env is not its client"
       else
         say "CUDA MPS could not be started (above): concurrency under it not measured" | tee -a "$RESULTS/mps.txt"
+      fi
+    fi
+    # N models of se_res2net29 stacked into one vmapped step (se_res2net.training.stacked) in the same variant, to
+    # set beside N processes: the first block's step was bound by its ~750 small kernels (floor: launches), which
+    # processes taking turns cannot shorten and N-times-wider kernels might. Measured once per block (nothing
+    # decides from it, so an earlier block's result is not looked for); STACKED_LEVELS= (empty): never
+    read -ra stacked_levels <<< "${STACKED_LEVELS-4}"
+    if [ ${#stacked_levels[@]} -gt 0 ] && [ ! -f "$RESULTS/stacked.json" ]; then
+      t=$(left)
+      if [ "$t" -gt 15 ]; then
+        say "stacked se_res2net29 $variant, ${stacked_levels[*]} model(s) in one step (at most ${t}s)"
+        timed "stacked bench" stacked "$t" --models se_res2net29 --variants "$variant" --stacked "${stacked_levels[@]}" \
+          --steps "$CONC_STEPS"
+        if [ -f "$RESULTS/stacked.json" ]; then
+          "$PY" -c "import glob,json,sys; from se_res2net.training.bench import stacked_vs_processes as f; [print(l) for l in f(json.load(open(sys.argv[1])), [json.load(open(c)) for c in sorted(glob.glob(sys.argv[2] + '/concurrency*.json'))])]" \
+            "$RESULTS/stacked.json" "$RESULTS" | while read -r line; do say "$line"; done | tee "$RESULTS/stacked.txt" || true
+        fi
+      else
+        say "bench budget spent: stacked se_res2net29 not measured"
       fi
     fi
     for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done

@@ -738,7 +738,7 @@ def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_i
     rb = Runbook(tmp_path)
     _fake_mps(rb, tmp_path)
     rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", CONC_STEPS="2", SE_RES2NET_DATA_DIR=str(SAMPLE),
-                  **CPU_PARITY)
+                  STACKED_LEVELS="", **CPU_PARITY)
     results = rb.home / "results"
     results.mkdir(parents=True)
     for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
@@ -792,6 +792,45 @@ exec {sys.executable} "$@"
     assert json.loads((results / "concurrency-mps.json").read_text())["sharing"] == "mps"
     assert "decided: --jobs 4 (eager) (fastest variant: eager, under CUDA MPS)" in text
     rb("mps", "stop")
+
+
+@pytest.mark.slow
+def test_block_measures_se_res2net29_stacked_once_and_decides_without_it(tmp_path):
+    """Everything the rule needs measured before: the block stacks STACKED_LEVELS models of se_res2net29 into one
+    step in the rule's variant, keeps and prints the result, decides exactly as without it, and a second block of
+    the session does not measure it again."""
+    from se_res2net.training.decision import machine
+
+    here = machine("cpu")
+    rb = Runbook(tmp_path)
+    rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", CONC_STEPS="1", MPS="0", STACKED_LEVELS="1 2",
+                  SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
+    results = rb.home / "results"
+    results.mkdir(parents=True)
+    for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
+        (results / f"bench-{m}.json").write_text(json.dumps({
+            **here, "measured_at": "2026-12-01T10:01:00Z", "batch_size": 128, "warmup_steps": 0, "timed_steps": 1,
+            "floor": None, "failed": [], "interrupted": None,
+            "rows": [{"model": m, "variant": v, "images_per_s": x}
+                     for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
+    (results / "concurrency.json").write_text(json.dumps({
+        "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
+        "warmup_steps_per_process": 0, "timed_steps": 1, "failed": [], "interrupted": None,
+        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
+    text = _run_block(rb, *TINY_SWEEP)
+    assert "stacked se_res2net29 eager, 1 2 model(s) in one step (at most" in text, text
+    stacked = json.loads((results / "stacked.json").read_text())
+    assert stacked["kind"] == "stacked" and stacked["variant"] == "eager" and stacked["interrupted"] is None
+    assert [r["models"] for r in stacked["rows"]] == [1, 2] and stacked["batch_size_per_model"] == 128
+    assert "stacked: se_res2net29 / eager on cpu" in text  # printed as it was kept
+    # each level beside as many processes of the concurrency bench, in the log and in results/stacked.txt
+    assert re.search(r"2 se_res2net29 stacked in one step: [\d,]+ images/s, [\d.]+x 2 processes \(time-slicing, 12 "
+                     r"images/s; eager\)", (results / "stacked.txt").read_text())
+    assert "1 se_res2net29 stacked in one step" in text
+    assert "decided: --jobs 2 (eager) (fastest variant: eager)" in text
+    assert "stacked" not in (results / "decision.json").read_text()
+    text = _run_block(rb, *TINY_SWEEP)
+    assert "stacked se_res2net29" not in text and "decided: --jobs 2 (eager)" in text
 
 
 @pytest.mark.slow
