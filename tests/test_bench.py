@@ -437,3 +437,16 @@ def test_stacked_levels_are_set_beside_as_many_processes_of_the_same_model_varia
     for other in (dict(conc, variant="eager"), dict(conc, batch_size=64), dict(conc, device_name="GPU B"),
                   dict(mps, rejected="no process reached the MPS daemon")):
         assert stacked_vs_processes(stacked, [other]) == []
+
+
+def test_stacked_bench_runs_the_cuda_fast_path(monkeypatch):
+    """On a GPU the fast path is bf16 autocast, channels-last and fused SGD; the stacked bench takes it (here on a
+    CPU, where every CUDA switch also runs): a level that could not lay out the stacked weights would fail."""
+    from se_res2net.training import trainer
+    from se_res2net.training.bench import bench_stacked
+
+    cuda_like = trainer.FastPath(bf16=True, channels_last=True, sgd_impl="fused", compile_mode=None)
+    monkeypatch.setattr(trainer, "resolve_fast_path", lambda config, device_type: cuda_like)
+    r = bench_stacked(model="res2net29", counts=[2], device="cpu", batch_size=4, steps=1, warmup=1)
+    assert r["failed"] == [] and [row["models"] for row in r["rows"]] == [2], r["failed"]
+    assert "bf16 autocast, channels_last, fused SGD" in r["setup"]

@@ -98,3 +98,27 @@ def test_only_one_architecture_stacks():
         StackedModels([create_model("res2net29"), create_model("se_res2net29")])
     with pytest.raises(ValueError, match="at least one"):
         StackedModels([])
+
+
+def test_channels_last_lays_out_each_models_weights_and_steps_the_same():
+    """``nn.Module.to(memory_format=channels_last)`` refuses the 5-d stacked weights; to_channels_last lays out each
+    slice as a single model's, and a step in that layout (the CUDA default) is the NCHW step."""
+    with pytest.raises(RuntimeError, match="rank 4"):
+        StackedModels(_models()).to(memory_format=torch.channels_last)
+    config = TrainConfig("res2net29")
+    nchw, nhwc = StackedModels(_models()).train(), StackedModels(_models()).train().to_channels_last()
+    convs = [p for p in nhwc.stacked_params if p.dim() == 5]
+    assert convs and all(p[k].is_contiguous(memory_format=torch.channels_last) for p in convs for k in range(N))
+    assert all(torch.equal(a, b) for a, b in zip(nchw.stacked_params, nhwc.stacked_params))
+    images, labels = _batch()
+    cl = FastPath(bf16=False, channels_last=True, sgd_impl="forloop", compile_mode=None)
+    for model, fast in ((nchw, FP32_CPU), (nhwc, cl)):
+        stacked_train_step(model, make_optimizer(model, config, fast), images, labels,
+                           torch.Generator().manual_seed(1), fast)
+    before = StackedModels(_models())
+    for k in range(N):
+        a, b, start = nchw.state_dict_of(k), nhwc.state_dict_of(k), before.state_dict_of(k)
+        floats = [n for n in a if a[n].is_floating_point()]
+        gap = torch.cat([(b[n] - a[n]).flatten() for n in floats]).norm()
+        step = torch.cat([(a[n] - start[n]).flatten() for n in floats]).norm()
+        assert float(gap / step) < 2e-2, f"model {k}: the channels-last step is {float(gap / step):.2e} off the NCHW one"

@@ -661,7 +661,7 @@ def bench_stacked(
                 models.append(create_model(model))
             stack = StackedModels(models).to(dev).train()
             if fast.channels_last:
-                stack.to(memory_format=torch.channels_last)
+                stack.to_channels_last()
             step_model = torch.compile(stack, mode=fast.compile_mode, dynamic=False) if fast.compile_mode else stack
             optimizer = make_optimizer(stack, config, fast)
             per_step = n * batch_size

@@ -75,6 +75,17 @@ class StackedModels(nn.Module):
 
         return vmap(one)(params, buffers, x)
 
+    def to_channels_last(self) -> "StackedModels":
+        """Each model's 4-d weights in channels-last layout, as ``model.to(memory_format=torch.channels_last)`` lays
+        out a single model's. ``nn.Module.to`` cannot do it here: the stacked weights are 5-d (``N`` first), and
+        torch's ``channels_last`` takes 4-d tensors only. The layout is per slice (``N``, out, kh, kw, in), so that
+        vmap's grouped conv, which flattens ``N`` into the output channels, sees a channels-last weight."""
+        with torch.no_grad():
+            for p in self.stacked_params:
+                if p.dim() == 5:
+                    p.data = p.data.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        return self
+
     def state_dict_of(self, k: int) -> Dict[str, torch.Tensor]:
         """Model ``k``'s parameters and buffers, keyed as its architecture's ``state_dict``."""
         if not 0 <= k < self.n:
