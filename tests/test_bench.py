@@ -389,6 +389,8 @@ def test_stacked_bench_steps_n_models_together_and_the_rule_never_reads_it(capsy
     for row in r["rows"]:
         assert math.isfinite(row["mean_loss"])
         assert row["aggregate_images_per_s"] == pytest.approx(2 * row["models"] * 4 / (row["step_ms"] / 1000 * 2))
+    one, two = (row["launches"] for row in r["rows"])  # two models launch what one does: what stacking is for
+    assert one > 100 and two < 1.2 * one
     text = B.format_result(r)
     assert text.startswith("stacked: res2net29 / eager on cpu") and "\n     2 " in text
 

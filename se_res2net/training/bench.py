@@ -687,11 +687,18 @@ def bench_stacked(
                     step(j)
                 _sync(dev)
                 elapsed = time.perf_counter() - t0
-            mean_loss = loss_sum.item() / ((warmup + steps) * n)
+                mean_loss = loss_sum.item() / ((warmup + steps) * n)
+                # what one step launches (outside the timed window): the same count for N models as for one is
+                # what stacking is for
+                try:
+                    launches: Optional[int] = _launches_per_step(lambda: step(0), dev)
+                except Exception as exc:  # noqa: BLE001 -- a profiler that fails here costs the count, not the row
+                    log.warning("could not count the launches of %d stacked %s: %s", n, model, exc)
+                    launches = None
             if not math.isfinite(mean_loss):
                 raise RuntimeError(f"the stacked step's loss is not finite ({mean_loss})")
             rows.append({"models": n, "aggregate_images_per_s": steps * per_step / elapsed,
-                         "step_ms": 1000.0 * elapsed / steps, "mean_loss": mean_loss})
+                         "step_ms": 1000.0 * elapsed / steps, "launches": launches, "mean_loss": mean_loss})
         except KeyboardInterrupt:
             interrupted = f"during {n} stacked model(s)"
             log.warning("stacked bench interrupted at %d model(s): keeping the %d level(s) measured before it", n,
@@ -750,10 +757,11 @@ def format_table(result: Dict[str, Any]) -> str:
 def format_stacked(result: Dict[str, Any]) -> str:
     lines = [f"stacked: {result['model']} / {result['variant']} on {result['device']} ({result['device_name']}), "
              f"batch {result['batch_size_per_model']} per model, {result['timed_steps']} timed steps, {result['setup']}",
-             f"{'models':>6} {'aggregate images/s':>19} {'vs 1st':>7} {'ms/step':>8}"]
+             f"{'models':>6} {'aggregate images/s':>19} {'vs 1st':>7} {'ms/step':>8} {'launches':>8}"]
     for r in result["rows"]:
+        launches = "—" if r.get("launches") is None else str(r["launches"])
         lines.append(f"{r['models']:>6} {r['aggregate_images_per_s']:>19.1f} {r['vs_first']:>6.2f}x "
-                     f"{r['step_ms']:>8.1f}")
+                     f"{r['step_ms']:>8.1f} {launches:>8}")
     for f in result.get("failed") or []:
         lines.append(f"FAILED at {f['models']} stacked model(s): {f['error']}")
     if result.get("interrupted"):
