@@ -123,7 +123,16 @@ def test_book_builds_without_warnings(built_book):
 
     profiles = set(load_records(BOOK / "runs")["profile"])  # profiles with complete runs have curves
     n_parity = len(list((BOOK / "parity").glob("*.json")))
-    assert protocol.count("<img") >= len(profiles) + n_parity, "figures missing from protocol.html"
+    from se_res2net.audit import throughput
+
+    gpu = throughput.load_results(BOOK.parent / "benchmarks" / "gpu")  # the GPU blocks' benches, by their own keys
+    n_sharing = 1 if gpu["concurrency"] or gpu["stacked"] else 0
+    assert protocol.count("<img") >= len(profiles) + n_parity + n_sharing, "figures missing from protocol.html"
+    protocol_text = _text(protocol)
+    for r in gpu["bench"]:  # each bench is shown with the machine and time it was measured on
+        assert throughput.machine_text(r) in protocol_text, throughput.machine_text(r)
+    if not any(gpu.values()):
+        assert "Not yet measured on a GPU: no GPU block has left a benchmark result" in protocol_text
     # The literature chapter draws the accuracy-vs-parameters frontier; the ledger shows every claim with a class.
     assert (HTML / "literature.html").read_text(encoding="utf-8").count("<img") >= 1, "frontier plot missing"
     ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
