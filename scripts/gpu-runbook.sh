@@ -557,22 +557,23 @@ EOF
     fi
     # N models of se_res2net29 stacked into one vmapped step (se_res2net.training.stacked) in the same variant, to
     # set beside N processes: the first block's step was bound by its ~750 small kernels (floor: launches), which
-    # processes taking turns cannot shorten and N-times-wider kernels might. Measured once per block (nothing
-    # decides from it, so an earlier block's result is not looked for); STACKED_LEVELS= (empty): never
+    # processes taking turns cannot shorten and N-times-wider kernels might. Nothing decides from it (the sweep does
+    # not stack); measured once per machine, as the rest; STACKED_LEVELS= (empty): never
     read -ra stacked_levels <<< "${STACKED_LEVELS-4}"
-    if [ ${#stacked_levels[@]} -gt 0 ] && [ ! -f "$RESULTS/stacked.json" ]; then
+    if [ ${#stacked_levels[@]} -gt 0 ] && ! measured stacked stacked --model se_res2net29 --variants "$variant" \
+         --batch-size 128 --steps "$CONC_STEPS" --warmup "$BENCH_WARMUP" --levels "${stacked_levels[@]}"; then
       t=$(left)
       if [ "$t" -gt 15 ]; then
         say "stacked se_res2net29 $variant, ${stacked_levels[*]} model(s) in one step (at most ${t}s)"
         timed "stacked bench" stacked "$t" --models se_res2net29 --variants "$variant" --stacked "${stacked_levels[@]}" \
           --steps "$CONC_STEPS"
-        if [ -f "$RESULTS/stacked.json" ]; then
-          "$PY" -c "import glob,json,sys; from se_res2net.training.bench import stacked_vs_processes as f; [print(l) for l in f(json.load(open(sys.argv[1])), [json.load(open(c)) for c in sorted(glob.glob(sys.argv[2] + '/concurrency*.json'))])]" \
-            "$RESULTS/stacked.json" "$RESULTS" | while read -r line; do say "$line"; done | tee "$RESULTS/stacked.txt" || true
-        fi
       else
         say "bench budget spent: stacked se_res2net29 not measured"
       fi
+    fi
+    if [ ${#stacked_levels[@]} -gt 0 ] && [ -f "$RESULTS/stacked.json" ]; then
+      "$PY" -c "import glob,json,sys; from se_res2net.training.bench import stacked_vs_processes as f; [print(l) for l in f(json.load(open(sys.argv[1])), [json.load(open(c)) for c in sorted(glob.glob(sys.argv[2] + '/concurrency*.json'))])]" \
+        "$RESULTS/stacked.json" "$RESULTS" | while read -r line; do say "$line"; done | tee "$RESULTS/stacked.txt" || true
     fi
     for m in res2net29 resnet56 se_resnet110 densenet_bc100; do bench_model "$m"; done
     # ... and the number of concurrent runs with the most aggregate images/s (1 when not measured), taking turns

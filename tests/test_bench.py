@@ -372,7 +372,7 @@ def test_mps_is_recorded_only_where_a_daemon_answers_and_the_workers_ran_on_a_gp
 # ----------------------------------------------------------------------------- stacked: N models in one step
 def test_stacked_bench_steps_n_models_together_and_the_rule_never_reads_it(capsys):
     """``--stacked 1 2``: a row per level, each model of a level trained on its own batch (n x batch images a
-    step). Its result is of no kind the GPU block's rule decides from (se_res2net.training.decision.kind_of)."""
+    step). Its result is of its own kind, which the GPU block's rule never decides from."""
     from se_res2net.cli import main
     from se_res2net.training import bench as B
     from se_res2net.training.decision import kind_of
@@ -381,7 +381,7 @@ def test_stacked_bench_steps_n_models_together_and_the_rule_never_reads_it(capsy
                "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json"])
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["kind"] == "stacked" and kind_of(r) is None
+    assert r["kind"] == "stacked" and kind_of(r) == "stacked"
     assert [row["models"] for row in r["rows"]] == [1, 2] and r["rows"][0]["vs_first"] == 1.0
     # one model stacked trains as the trainer's own step does: same init, batches, draws and loss
     alone = B.bench(models=["res2net29"], variants=["eager"], device="cpu", batch_size=4, steps=2, warmup=1)

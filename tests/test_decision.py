@@ -47,6 +47,14 @@ def parity_result(variants=("eager_fp32", "cuda_defaults", "cuda_defaults_cudagr
     return result
 
 
+def stacked_result(variant="cudagraphs", levels=(4,), *, at=H100, failed=(), interrupted=None, batch=128):
+    return {"kind": "stacked", "model": "se_res2net29", "variant": variant, **at,
+            "measured_at": "2026-12-01T10:06:00Z", "batch_size_per_model": batch, "warmup_steps_per_level": 10,
+            "timed_steps": 50, "interrupted": interrupted,
+            "rows": [{"models": n, "aggregate_images_per_s": 9000.0 * n} for n in levels],
+            "failed": [{"models": n, "error": "RuntimeError: out of memory"} for n in failed]}
+
+
 WANT = dict(model="se_res2net29", variants=VARIANTS, batch_size=128, steps=50, warmup=10)
 
 
@@ -54,6 +62,7 @@ def test_a_result_is_known_by_its_keys_not_its_name():
     assert kind_of(bench_result()) == "bench"
     assert kind_of(concurrency_result()) == "concurrency"
     assert kind_of(parity_result()) == "parity"
+    assert kind_of(stacked_result()) == "stacked"
     assert kind_of({"rows": [], "note": "anything else"}) is None
 
 
@@ -91,12 +100,23 @@ def test_a_result_is_known_by_its_keys_not_its_name():
     (parity_result(noise_seeds=0), {"kind": "parity", "noise_seeds": 0}, None),
     (parity_result(noise_seeds=1), {"kind": "parity", "noise_seeds": 2}, "1 noise seed(s), not 2"),
     (parity_result(noise_seeds=2), {"kind": "parity", "noise_seeds": 2, "epochs": 4}, None),
+    # stacked: the asked levels, each measured or failed (out of memory at 8 fails again), in the asked variant
+    (stacked_result(), {"kind": "stacked", "levels": [4]}, None),
+    (stacked_result(levels=(4,), failed=(8,)), {"kind": "stacked", "levels": [4, 8]}, None),
+    (stacked_result(levels=(2,)), {"kind": "stacked", "levels": [2, 4]}, "lacks the level(s) 4"),
+    (stacked_result(levels=()), {"kind": "stacked", "levels": []}, "lacks the level(s) every level"),
+    (stacked_result(), {"kind": "stacked", "variants": ["eager"]}, "not se_res2net29 / eager"),
+    (stacked_result(batch=64), {"kind": "stacked"}, "batch 64 per model, not 128"),
+    (stacked_result(at=H200), {"kind": "stacked"}, "another machine"),
+    (stacked_result(interrupted="during 4 stacked model(s)"), {"kind": "stacked"}, "cut short"),
+    (stacked_result(), {"kind": "concurrency"}, "not a concurrency result"),
 ])
 def test_why_a_result_can_or_cannot_stand_for_a_measurement(result, want, reason):
     want = dict(want)
     kind = want.pop("kind", "bench")
     args = {"model": "se_res2net29", **({k: v for k, v in WANT.items() if k != "model"} if kind == "bench" else
-                                        {"steps": 50, "warmup": 10, "batch_size": 128} if kind == "concurrency" else {})}
+                                        {"steps": 50, "warmup": 10, "batch_size": 128}
+                                        if kind in ("concurrency", "stacked") else {})}
     args.update(want)
     got = why_not(result, kind, H100, **args)
     assert (got is None) if reason is None else (got is not None and reason in got), got

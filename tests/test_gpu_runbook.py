@@ -357,6 +357,11 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
         "model": "se_res2net29", "variant": "cudagraphs", "sharing": "mps", **here, "measured_at": "2026-12-01T10:05:00Z",
         "batch_size": 128, "warmup_steps_per_process": 10, "timed_steps": 50, "failed": [], "interrupted": None,
         "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 2900.0), (2, 4000.0), (4, 5500.0))]}))
+    (prior / "stacked.json").write_text(json.dumps({
+        "kind": "stacked", "model": "se_res2net29", "variant": "cudagraphs", **here,
+        "measured_at": "2026-12-01T10:06:00Z", "batch_size_per_model": 128, "warmup_steps_per_level": 10,
+        "timed_steps": 50, "failed": [], "interrupted": None,
+        "rows": [{"models": 4, "aggregate_images_per_s": 11200.0}]}))
     # measured later and faster, but on another GPU: never taken
     other = {**here, "device": "cuda", "device_name": "NVIDIA H200", "cuda": "13.0"}
     (prior / "bench-se_res2net29-h200.json").write_text(json.dumps(
@@ -380,6 +385,8 @@ def test_a_later_block_takes_what_an_earlier_one_measured_on_this_machine_and_no
     assert "concurrency of se_res2net29: measured before on this machine" in text
     assert "concurrency under CUDA MPS of se_res2net29: measured before on this machine" in text
     assert (results / "concurrency-mps.json").read_bytes() == (prior / "concurrency-mps.json").read_bytes()
+    assert "stacked of se_res2net29: measured before on this machine" in text
+    assert "4 se_res2net29 stacked in one step: 11,200 images/s, 2.00x 4 processes (time-slicing" in text
     assert "not measured" not in text and "at most" not in text  # nothing was benched
     assert "decided: --jobs 4 --compile reduce-overhead (fastest variant: cudagraphs)" in text
     assert (rb.home / "sweep.args").read_text().split("\n")[-5:-1] == ["--jobs", "4", "--compile", "reduce-overhead"]
@@ -797,8 +804,8 @@ exec {sys.executable} "$@"
 @pytest.mark.slow
 def test_block_measures_se_res2net29_stacked_once_and_decides_without_it(tmp_path):
     """Everything the rule needs measured before: the block stacks STACKED_LEVELS models of se_res2net29 into one
-    step in the rule's variant, keeps and prints the result, decides exactly as without it, and a second block of
-    the session does not measure it again."""
+    step in the rule's variant, keeps and prints the result, sets each level beside as many processes, decides
+    exactly as without it, and a second block on this machine takes it instead of measuring it again."""
     from se_res2net.training.decision import machine
 
     here = machine("cpu")
@@ -829,8 +836,9 @@ def test_block_measures_se_res2net29_stacked_once_and_decides_without_it(tmp_pat
     assert "1 se_res2net29 stacked in one step" in text
     assert "decided: --jobs 2 (eager) (fastest variant: eager)" in text
     assert "stacked" not in (results / "decision.json").read_text()
-    text = _run_block(rb, *TINY_SWEEP)
-    assert "stacked se_res2net29" not in text and "decided: --jobs 2 (eager)" in text
+    text = _run_block(rb, *TINY_SWEEP)  # the block's own result stands for the measurement: not measured again
+    assert "stacked of se_res2net29: measured before on this machine" in text and "model(s) in one step" not in text
+    assert "2 se_res2net29 stacked in one step" in text and "decided: --jobs 2 (eager)" in text
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 A GPU block (``scripts/gpu-runbook.sh block``) leaves its measurements as JSON under ``benchmarks/gpu/<block>/results/``:
 benches of the trainer's variants against the plain loop (with the floor of a step), the aggregate images/s of
 concurrent processes, and N models stacked into one step. This module finds them by their own keys
-(:func:`se_res2net.training.decision.kind_of`, and ``kind: stacked``), never by their file names, and turns them
+(:func:`se_res2net.training.decision.kind_of`), never by their file names, and turns them
 into the tables and the figure of the protocol chapter. Every number comes from a result; each table says on
 which machine and when it was measured.
 """
@@ -33,8 +33,6 @@ def kind(result: Mapping[str, Any]) -> Union[str, None]:
     """``bench``, ``concurrency`` or ``stacked`` from a result's own keys; ``None`` for anything else."""
     from ..training.decision import kind_of
 
-    if result.get("kind") == "stacked":
-        return "stacked"
     k = kind_of(result)
     return k if k in KINDS else None
 

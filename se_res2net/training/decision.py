@@ -33,7 +33,7 @@ from .atomic import PathLike
 
 log = logging.getLogger(__name__)
 
-KINDS = ("bench", "concurrency", "parity")
+KINDS = ("bench", "concurrency", "parity", "stacked")
 # the fields that name the machine a result was measured on (bench, concurrency and parity results all hold them)
 MACHINE_FIELDS = ("device", "device_name", "torch", "cuda")
 RULE_MODEL = "se_res2net29"  # the model the rule measures (the report's headline model)
@@ -51,7 +51,9 @@ def machine(device: str = "auto") -> Dict[str, Any]:
 
 
 def kind_of(result: Mapping[str, Any]) -> Optional[str]:
-    """``bench``, ``concurrency`` or ``parity`` from a result's own keys; ``None`` for anything else."""
+    """``bench``, ``concurrency``, ``parity`` or ``stacked`` from a result's own keys; ``None`` for anything else."""
+    if result.get("kind") == "stacked" and "rows" in result:
+        return "stacked"
     if "rows" in result and "warmup_steps" in result:
         return "bench"
     if "rows" in result and "variant" in result and all("processes" in r for r in result.get("rows") or []):
@@ -73,13 +75,15 @@ def same_machine(result: Mapping[str, Any], here: Mapping[str, Any]) -> bool:
 def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, model: str,
             variants: Sequence[str] = (), batch_size: Optional[int] = None, steps: Optional[int] = None,
             warmup: Optional[int] = None, epochs: Optional[int] = None,
-            noise_seeds: Optional[int] = None, sharing: Optional[str] = None) -> Optional[str]:
+            noise_seeds: Optional[int] = None, sharing: Optional[str] = None,
+            levels: Sequence[int] = ()) -> Optional[str]:
     """Why ``result`` cannot stand for a measurement of ``kind`` asked of this machine; ``None`` when it can.
 
     ``noise_seeds`` (parity): a parity result judged by seed noise is another check than one with fewer noise
     seeds or judged by fixed tolerances only, so it stands only for the same count (``None``: not compared).
     ``sharing`` (concurrency): processes taking turns on the GPU and processes under CUDA MPS are two
-    measurements; a result that does not say was measured taking turns."""
+    measurements; a result that does not say was measured taking turns. ``levels`` (stacked): every number of
+    stacked models it must hold, measured or failed (a level that failed, out of memory say, fails again)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind_of(result) != kind:
@@ -103,6 +107,20 @@ def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, mo
         return None
     if result.get("interrupted") is not None:
         return f"cut short ({result['interrupted']})"
+    if kind == "stacked":
+        if result.get("model") != model or (variants and result.get("variant") not in variants):
+            return f"of {result.get('model')} / {result.get('variant')}, not {model} / {' or '.join(variants)}"
+        if batch_size is not None and result.get("batch_size_per_model") != batch_size:
+            return f"batch {result.get('batch_size_per_model')} per model, not {batch_size}"
+        if steps is not None and result.get("timed_steps") != steps:
+            return f"{result.get('timed_steps')} timed steps, not {steps}"
+        if warmup is not None and result.get("warmup_steps_per_level") != warmup:
+            return f"{result.get('warmup_steps_per_level')} warm-up steps, not {warmup}"
+        done = {r["models"] for r in result["rows"]} | {f["models"] for f in result.get("failed") or []}
+        missing = [n for n in levels if n not in done]
+        if missing or not done:
+            return f"lacks the level(s) {', '.join(map(str, missing)) or 'every level'}"
+        return None
     if batch_size is not None and result.get("batch_size") != batch_size:
         return f"batch {result.get('batch_size')}, not {batch_size}"
     if steps is not None and result.get("timed_steps") != steps:
@@ -232,6 +250,8 @@ def add_decide_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--steps", type=int, default=None, help="timed steps (bench, concurrency)")
     f.add_argument("--warmup", type=int, default=None, help="warm-up steps (bench, concurrency)")
     f.add_argument("--epochs", type=int, default=None, help="epochs (parity)")
+    f.add_argument("--levels", type=int, nargs="*", default=[], metavar="N",
+                   help="numbers of stacked models it must hold (stacked)")
     from .bench import SHARING  # the bench's own names for how processes share the GPU
 
     f.add_argument("--sharing", choices=SHARING, default="time-slicing",
@@ -266,7 +286,8 @@ def run_decide(args: argparse.Namespace) -> int:
         found = find_prior(args.roots, args.kind, here, model=args.model, variants=args.variants,
                            **({"epochs": args.epochs, "noise_seeds": args.noise_seeds} if args.kind == "parity" else
                               {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                               **({"sharing": args.sharing} if args.kind == "concurrency" else {})}))
+                               **({"sharing": args.sharing} if args.kind == "concurrency" else {}),
+                               **({"levels": args.levels} if args.kind == "stacked" else {})}))
         if found is None:
             return 1
         measured_at = json.loads(found.read_text(encoding="utf-8")).get("measured_at") or "at an unrecorded time"
