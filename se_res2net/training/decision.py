@@ -15,7 +15,9 @@ instead of measuring again, when the result itself says it fits (:func:`find_pri
   (``time-slicing`` for a result that does not say, or ``mps``), not cut, and not ``rejected`` by its block (an MPS
   result no process reached the daemon for); a parity check of
   the same model with every asked-for variant, run for the same number of epochs and with the same number of noise
-  seeds (extra seeds of the reference; a result without a ``noise`` block has 0).
+  seeds (extra seeds of the reference; a result without a ``noise`` block has 0); a stacked bench (N models in one
+  step, ``se-res2net bench --stacked``: measured for the notes, never decided from) of the same model, variant,
+  batch per model and steps, holding every asked-for level.
 
 Among several that fit, the one measured last is taken. ``se-res2net decide`` is the runbook's entry point;
 ``REBENCH=1`` there measures everything again.
