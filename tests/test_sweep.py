@@ -111,9 +111,14 @@ def test_resume_when_a_checkpoint_exists(tmp_path):
     assert _skip_reason(run, prof) == (None, True)
 
 
-def test_a_complete_run_on_the_sample_is_not_skipped_once_real_data_is_configured(tmp_path):
+def test_a_complete_run_on_the_sample_is_not_skipped_once_real_data_is_configured(tmp_path, monkeypatch):
     """Decided from the record's own provenance: a sample result is neither kept where real data is asked for
     nor replaced silently; the error names --force. Real data asked for again later, or the sample again: skipped."""
+    from se_res2net.training import data
+
+    # no data set configured, whatever this machine has (CI sets SE_RES2NET_DATA_DIR): "auto" is the sample
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "_torchvision_present", lambda root: False)
     prof = get_profile("smoke")
     tiny = {k: v for k, v in TINY.items() if k != "data_source"}  # the profile's "auto"
     on_sample = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=tiny)
