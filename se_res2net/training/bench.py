@@ -315,6 +315,16 @@ def _check_ints(**values: Any) -> None:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
+def _check_levels(what: str, variant: str, counts: Sequence[int], **ints: Any) -> None:
+    """The arguments of a bench by levels (concurrency, stacking): a trainer variant, counts >= 1, positive ints."""
+    _check_variants([variant])
+    if variant == "plain":
+        raise ValueError(f"{what} is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
+    _check_ints(**ints)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
+        raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
+
+
 def bench(
     models: Sequence[str] = ("se_res2net29",),
     variants: Sequence[str] = ("plain", "eager"),
@@ -488,13 +498,8 @@ def bench_concurrency(
     says how they share the GPU and goes into the result; ``mps`` needs a running MPS control daemon (checked
     here; its clients are the workers, which inherit ``CUDA_MPS_PIPE_DIRECTORY``) and a CUDA device.
     """
-    _check_variants([variant])
+    _check_levels("concurrency", variant, counts, steps=steps, warmup=warmup, batch_size=batch_size)
     _check_sharing(sharing, device)
-    if variant == "plain":
-        raise ValueError("concurrency is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
-    _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
-    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
-        raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
     from .records import utc_now
 
     rows: List[Dict[str, Any]] = []
@@ -619,12 +624,7 @@ def bench_stacked(
     from .stacked import StackedModels, stacked_train_step
     from .trainer import TrainConfig, _derive_seed, _numerics, make_optimizer, resolve_device, resolve_fast_path
 
-    _check_variants([variant])
-    if variant == "plain":
-        raise ValueError("stacking is measured for the trainer's variants (eager, compile, cudagraphs), not plain")
-    _check_ints(steps=steps, warmup=warmup, batch_size=batch_size)
-    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
-        raise ValueError(f"counts must be integers >= 1, got {list(counts)}")
+    _check_levels("stacking", variant, counts, steps=steps, warmup=warmup, batch_size=batch_size)
     get_factory(model)
     dev = resolve_device(device)
     cifar = load_cifar10(data, data_dir, progress=False)
