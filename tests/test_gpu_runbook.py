@@ -139,6 +139,24 @@ def _run_block(rb: Runbook, *sweep: str) -> str:
     return new()
 
 
+def _measured_before(rb: Runbook, here: dict, conc_steps: int) -> Path:
+    """What the rule needs, as a block on this machine left it in results/ (returned): every model's bench (eager
+    fastest) with 0 warm-up + 1 timed step, and se_res2net29's concurrency (2 processes best) with ``conc_steps``."""
+    results = rb.home / "results"
+    results.mkdir(parents=True)
+    for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
+        (results / f"bench-{m}.json").write_text(json.dumps({
+            **here, "measured_at": "2026-12-01T10:01:00Z", "batch_size": 128, "warmup_steps": 0, "timed_steps": 1,
+            "floor": None, "failed": [], "interrupted": None,
+            "rows": [{"model": m, "variant": v, "images_per_s": x}
+                     for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
+    (results / "concurrency.json").write_text(json.dumps({
+        "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
+        "warmup_steps_per_process": 0, "timed_steps": conc_steps, "failed": [], "interrupted": None,
+        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
+    return results
+
+
 @pytest.mark.slow
 def test_gpu_runbook_rehearsed_on_cpu(tmp_path):
     rb = Runbook(tmp_path)
@@ -746,18 +764,7 @@ def test_block_measures_concurrency_under_mps_and_drops_what_did_not_run_under_i
     _fake_mps(rb, tmp_path)
     rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", CONC_STEPS="2", SE_RES2NET_DATA_DIR=str(SAMPLE),
                   STACKED_LEVELS="", **CPU_PARITY)
-    results = rb.home / "results"
-    results.mkdir(parents=True)
-    for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
-        (results / f"bench-{m}.json").write_text(json.dumps({
-            **here, "measured_at": "2026-12-01T10:01:00Z", "batch_size": 128, "warmup_steps": 0, "timed_steps": 1,
-            "floor": None, "failed": [], "interrupted": None,
-            "rows": [{"model": m, "variant": v, "images_per_s": x}
-                     for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
-    (results / "concurrency.json").write_text(json.dumps({
-        "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
-        "warmup_steps_per_process": 0, "timed_steps": 2, "failed": [], "interrupted": None,
-        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
+    results = _measured_before(rb, here, conc_steps=2)
     text = _run_block(rb, *TINY_SWEEP)
     assert "concurrency of se_res2net29: measured before on this machine" in text
     assert "concurrency of se_res2net29 eager under CUDA MPS (at most" in text
@@ -812,18 +819,7 @@ def test_block_measures_se_res2net29_stacked_once_and_decides_without_it(tmp_pat
     rb = Runbook(tmp_path)
     rb.env.update(BENCH_SECONDS="120", BENCH_STEPS="1", BENCH_WARMUP="0", CONC_STEPS="1", MPS="0", STACKED_LEVELS="1 2",
                   SE_RES2NET_DATA_DIR=str(SAMPLE), **CPU_PARITY)
-    results = rb.home / "results"
-    results.mkdir(parents=True)
-    for m in ["se_res2net29", "res2net29", "resnet56", "se_resnet110", "densenet_bc100"]:
-        (results / f"bench-{m}.json").write_text(json.dumps({
-            **here, "measured_at": "2026-12-01T10:01:00Z", "batch_size": 128, "warmup_steps": 0, "timed_steps": 1,
-            "floor": None, "failed": [], "interrupted": None,
-            "rows": [{"model": m, "variant": v, "images_per_s": x}
-                     for v, x in (("plain", 9.0), ("eager", 10.0), ("compile", 5.0), ("cudagraphs", 5.0))]}))
-    (results / "concurrency.json").write_text(json.dumps({
-        "model": "se_res2net29", "variant": "eager", **here, "measured_at": "2026-12-01T10:04:00Z", "batch_size": 128,
-        "warmup_steps_per_process": 0, "timed_steps": 1, "failed": [], "interrupted": None,
-        "rows": [{"processes": n, "aggregate_images_per_s": x} for n, x in ((1, 10.0), (2, 12.0))]}))
+    results = _measured_before(rb, here, conc_steps=1)
     text = _run_block(rb, *TINY_SWEEP)
     assert "stacked se_res2net29 eager, 1 2 model(s) in one step (at most" in text, text
     stacked = json.loads((results / "stacked.json").read_text())
