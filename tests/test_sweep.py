@@ -1,5 +1,6 @@
 """The papermill sweep on a tiny profile: executed notebooks, records, skip, failure, no temp files."""
 
+import dataclasses
 import json
 import os
 import time
@@ -110,6 +111,34 @@ def test_resume_when_a_checkpoint_exists(tmp_path):
     run.checkpoint.write_bytes(b"")
     assert _skip_reason(run, prof) == (None, True)
 
+
+@pytest.mark.slow
+def test_a_run_unfinished_after_the_sweep_looked_is_resumed_not_refused(tmp_path, monkeypatch):
+    """Whether to resume is the trainer's call, under its lock. The sweep looked when the run had no file; then the
+    kernel of a killed sweep wrote its first epoch on its way out. Deciding "start afresh" from the earlier look made
+    the trainer refuse the unfinished run (FileExistsError); it now goes on from that epoch's checkpoint."""
+    import se_res2net.training.sweep as sw
+    from se_res2net.training import trainer
+
+    prof = get_profile("smoke")
+    tiny = {**TINY, "epochs": 2, "checkpoint_every": 1}
+    params = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides=tiny)
+    run = _Run("res2net29", 0, tmp_path, resolve_notebook(), tuple(params.items()), "python3")
+    assert _skip_reason(run, prof) == (None, False)  # what the sweep saw: nothing to go on from
+
+    # the leftover kernel: trains epoch 1 (checkpoint written), then is stopped
+    def stop_after_epoch_1(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "_report_epoch", stop_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(dataclasses.replace(_planned_config(prof, params), checkpoint_every=1), tmp_path, progress=False)
+    assert len(read_record(run.record)["epochs"]) == 1 and run.checkpoint.exists()
+
+    monkeypatch.setattr(sw, "_skip_reason", lambda r, p: (None, False))  # the look taken before that kernel wrote
+    outcome = sw.run_one(run)
+    assert outcome.status == "completed", outcome.error
+    rec = read_record(run.record)
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2] and len(rec["resumes"]) == 1
 
 def test_a_complete_run_on_the_sample_is_not_skipped_once_real_data_is_configured(tmp_path, monkeypatch):
     """Decided from the record's own provenance: a sample result is neither kept where real data is asked for

@@ -31,6 +31,10 @@ Rules, whatever the executor
   again, which renders the record without training; a run with a checkpoint or an unfinished record is
   **resumed**; a run whose lock another live process holds is reported **busy** and left alone.
   ``force=True`` re-runs from scratch.
+* Whether a run starts afresh or goes on from its checkpoint is the trainer's call, made under its own lock: the
+  sweep executes every run it does not skip with ``resume=True`` (which starts at epoch 0 where there is no
+  checkpoint). A decision taken here, before that lock, could be overtaken by the kernel of a killed sweep writing
+  the run's first record on its way out, and the trainer would then refuse the unfinished run.
 * The trainer holds a second lock while it trains (:func:`se_res2net.training.trainer.train`), so even the kernel of a
   killed sweep that has not yet exited cannot write at the same time as the restarted sweep.
 * papermill writes its output notebook cell by cell, so it executes into a hidden temporary file
@@ -389,7 +393,7 @@ def _planned_config(profile: Profile, params: Mapping[str, Any]) -> Any:
 
 
 def _skip_reason(run: _Run, profile: Profile) -> Tuple[Optional[RunOutcome], bool]:
-    """(outcome if the run is not to be executed, resume flag)."""
+    """(outcome if the run is not to be executed, whether it has a record or a checkpoint to go on from)."""
     from .trainer import RESULT_KEYS
 
     rec_exists = run.record.exists()
@@ -588,11 +592,13 @@ def _retitle(path: Path, title: str) -> None:
     nbformat.write(nb, str(path))
 
 
-def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutcome:
+def _execute(run: _Run, resumed: bool, force: bool, profile_name: str) -> RunOutcome:
+    """Execute the run's notebook. ``resumed``: whether the run had a record or a checkpoint when it was looked at
+    (for the report); the trainer itself decides, under its lock, whether there is anything to resume."""
     import papermill as pm
 
     params = run.params()
-    params["resume"] = bool(resume)
+    params["resume"] = not force
     params["force"] = bool(force)
     final = run.notebook
     _remove_stale_temps(final)
@@ -627,7 +633,7 @@ def _execute(run: _Run, resume: bool, force: bool, profile_name: str) -> RunOutc
     device = os.environ.get("CUDA_VISIBLE_DEVICES")
 
     def outcome(status: str, **kw: Any) -> RunOutcome:
-        return RunOutcome(run.model, run.seed, status, run.record, final, wall_time_s=wall, resumed=resume,
+        return RunOutcome(run.model, run.seed, status, run.record, final, wall_time_s=wall, resumed=resumed,
                           images_trained=images, device=device, **kw)
 
     if error is not None:
@@ -665,13 +671,13 @@ def run_one(run: _Run, force: bool = False) -> RunOutcome:
                           error=f"another process is executing it ({exc})")
     try:
         prof = run.get_profile()
-        resume = False
+        resumed = False
         if not force:
-            skipped, resume = _skip_reason(run, prof)
+            skipped, resumed = _skip_reason(run, prof)
             if skipped is not None:
                 return skipped
         os.environ["JUPYTER_PATH"] = jupyter_path()  # the kernel inherits this process's environment
-        return _execute(run, resume, force, prof.name)
+        return _execute(run, resumed, force, prof.name)
     finally:
         lock.release()
 
