@@ -536,7 +536,10 @@ def _join_notes(*notes: str) -> str:
 
 
 def _fmt_pm(mean: float, std: float) -> str:
-    return "" if math.isnan(mean) else f"{mean:.2f} ± " + ("n/a" if math.isnan(std) else f"{std:.2f}")
+    """``mean ± SD``; one run has no sample SD, and says so rather than showing "± n/a"."""
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.2f} (1 run, no SD)" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 ABLATION_COLUMNS = ["profile", "model", "variant", "n", "mean_error", "std_error", "error", "params_m",
