@@ -471,6 +471,28 @@ def test_ablation_display_names_the_variant_and_the_report():
     assert "at least 2 values" in one.loc["SE on all streams (fused output), full SE-Res2Net-29", "note"]
 
 
+def test_ablation_lists_a_variant_whose_runs_are_unfinished_beside_the_reports_value():
+    """With unfinished runs in the frame, a profile that has a complete variant run lists every variant that has
+    a run, so the report's ablation value is on the page before ours is measured; a profile with no complete run
+    of a variant has no table (the page says so in a sentence instead)."""
+    df = _table_records()
+    unfinished = {**df.iloc[0].to_dict(), "model": "se_res2net29_streams12", "status": "running", "state": "incomplete",
+                  "final_test_error": math.nan, "params": 660_777}
+    df = pd.concat([df, pd.DataFrame([unfinished, {**unfinished, "profile": "full"}])], ignore_index=True)
+    abl = ablation_table(df)
+    assert set(abl.profile) == {"budget"}
+    row = abl.set_index("model").loc["se_res2net29_streams12"]
+    assert (row.n, row.n_not_complete, row.error) == (0, 1, "") and math.isnan(row.diff_vs_baseline)
+    shown = R.ablation_display(abl, CLAIMS, "budget").set_index("variant")
+    streams12 = shown.loc[dict(R.ABLATION_VARIANTS)["se_res2net29_streams12"]]
+    assert streams12["n"] == "0 (+1 not complete)" and streams12["test error (%)"] == "—"
+    assert streams12["report (%)"].startswith("3.04") and streams12["Δ vs Res2Net-29 (pp)"] == "—"
+    assert streams12["params (M)"] == pytest.approx(0.660777)
+    assert shown.loc["SE on all streams (fused output), full SE-Res2Net-29", "n"] == "3"
+    # complete runs alone (what the page passed before): the unfinished variant is not listed
+    assert "se_res2net29_streams12" not in set(ablation_table(df[df.status == "complete"]).model)
+
+
 def test_error_vs_params_marks_ours_and_the_reports_claims():
     table = results_table(_table_records())
     fig = R.plot_error_vs_params(table, CLAIMS, "Fake GPU (GPU)")

@@ -542,8 +542,8 @@ def _fmt_pm(mean: float, std: float) -> str:
     return f"{mean:.2f} (1 run, no SD)" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-ABLATION_COLUMNS = ["profile", "model", "variant", "n", "mean_error", "std_error", "error", "params_m",
-                    "diff_vs_baseline", "welch_p", "cohens_d", "note"]
+ABLATION_COLUMNS = ["profile", "model", "variant", "n", "n_not_complete", "mean_error", "std_error", "error",
+                    "params_m", "diff_vs_baseline", "welch_p", "cohens_d", "note"]
 
 
 def ablation_table(df: "pd.DataFrame", variants: Sequence[Tuple[str, str]] = ABLATION_VARIANTS,
@@ -553,26 +553,35 @@ def ablation_table(df: "pd.DataFrame", variants: Sequence[Tuple[str, str]] = ABL
     Each row: mean ± σ, n, params (M) and :func:`~se_res2net.audit.stats.compare` against
     ``baseline`` (``diff_vs_baseline`` = baseline − variant, positive = variant has lower
     error; Welch p; Cohen's d, same sign).
+
+    ``df`` may hold unfinished runs too (``load_records(..., include_failed=True)``): in a profile where some
+    variant has a complete run, a variant whose runs are all unfinished then has its row with ``n`` 0 and
+    ``n_not_complete`` counted, so that the table lists the whole ablation and the report's value of each variant
+    beside ours, measured or not yet. A profile without any complete run of a variant has no rows.
     """
     import pandas as pd
 
     rows = []
-    present = set(zip(df["profile"], df["model"]))
-    for prof in sorted(df["profile"].unique()):
+    models = [m for m, _ in variants]
+    done = _complete(df)
+    with_results = set(done[done["model"].isin(models)]["profile"])
+    for prof in sorted(with_results):
         base = _errors(df, prof, baseline)
         for model, desc in variants:
-            if (prof, model) not in present:
+            g = df[(df["profile"] == prof) & (df["model"] == model)]
+            if g.empty:
                 continue
             errs = _errors(df, prof, model)
-            g = df[(df["profile"] == prof) & (df["model"] == model)]
             params = _first_param(g["params"], "params", model) / 1e6
             c = compare(base, errs, names=(baseline, model), seed=seed, n_resamples=2000)
             is_base = model == baseline
             note = "reference" if is_base else _join_notes(c.as_row()["note"], hardware_mix_note(df, prof, baseline, model))
             if not is_base and not base:
                 note = f"no complete {baseline} runs in this profile"
+            if not errs and not is_base:
+                note = ""  # nothing measured to compare yet; the n column says how many runs are under way
             rows.append({
-                "profile": prof, "model": model, "variant": desc, "n": c.b.n,
+                "profile": prof, "model": model, "variant": desc, "n": c.b.n, "n_not_complete": len(g) - c.b.n,
                 "mean_error": c.b.mean, "std_error": c.b.std, "error": _fmt_pm(c.b.mean, c.b.std),
                 "params_m": params,
                 "diff_vs_baseline": math.nan if is_base else c.diff,
@@ -944,9 +953,10 @@ RUNS_FORMATS = {"test error (%)": "{:.2f}", "stopped at test error (%), not a re
 
 
 def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: Optional[str] = None) -> "pd.DataFrame":
-    """An :func:`ablation_table` (of one ``profile``) for a reader: the variant, n, measured error mean ± SD and the
-    report's, params measured and claimed, Δ vs the baseline (pp; "reference" on the baseline's row), Welch p
-    (2 significant digits), Cohen's d and the note folded into a ``<details>`` (no note column without notes)."""
+    """An :func:`ablation_table` (of one ``profile``) for a reader: the variant, n (and the runs not complete yet),
+    measured error mean ± SD and the report's, params measured and claimed, Δ vs the baseline (pp; "reference" on
+    the baseline's row), Welch p (2 significant digits), Cohen's d and the note folded into a ``<details>`` (no
+    note column without notes)."""
     import pandas as pd
 
     from .stats import format_p, format_sig
@@ -960,7 +970,7 @@ def ablation_display(abl: "pd.DataFrame", claims: Iterable[Any] = (), profile: O
         ref = r["model"] == ABLATION_BASELINE
         rows.append({
             "variant": r["variant"],
-            "n": int(r["n"]),
+            "n": f"{int(r['n'])}" + (f" (+{int(r['n_not_complete'])} not complete)" if r["n_not_complete"] else ""),
             "test error (%)": r["error"] or "—",
             "report (%)": _claimed_error(c),
             "params (M)": r["params_m"],
