@@ -106,23 +106,12 @@ def stacked_train_step(
     """
     import torch.nn.functional as F
 
-    from .data import augment
-    from .trainer import _autocast
+    from .trainer import _autocast, sgd_update, step_input
 
     n, b = labels.shape
-    if fast.cudagraphs:
-        torch.compiler.cudagraph_mark_step_begin()
-    x = augment(images_uint8.flatten(0, 1), aug_gen)
-    if fast.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x = x.unflatten(0, (n, b))
+    x = step_input(images_uint8.flatten(0, 1), aug_gen, fast).unflatten(0, (n, b))
     with _autocast(images_uint8.device, fast.bf16):
         out = model(x)
         per_model = F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none").view(n, b).mean(1)
-    optimizer.zero_grad(set_to_none=True)
-    per_model.sum().backward()
-    optimizer.step()
-    per_model = per_model.detach()
-    if fast.cudagraphs:
-        per_model = per_model.clone()
-    return per_model, (out.detach().argmax(-1) == labels).sum(1)
+    # sgd_update minimises the sum of the per-model means: each model's slice gets its own gradient
+    return sgd_update(optimizer, per_model, fast), (out.detach().argmax(-1) == labels).sum(1)

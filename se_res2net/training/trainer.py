@@ -580,8 +580,20 @@ def train_step(
     Returns the batch's mean loss and number of correct predictions as device tensors (no host
     sync: the caller reads them once per epoch). Used by :func:`train_epoch` and by the benchmark.
     """
-    import torch
     import torch.nn.functional as F
+
+    x = step_input(images_uint8, aug_gen, fast, augmentation)
+    with _autocast(images_uint8.device, fast.bf16):
+        out = model(x)
+        loss = F.cross_entropy(out, labels)
+    return sgd_update(optimizer, loss, fast), (out.detach().argmax(1) == labels).sum()
+
+
+def step_input(images_uint8: Any, aug_gen: Any, fast: FastPath, augmentation: str = "crop4-flip") -> Any:
+    """The first part of a training step (:func:`train_step`, :func:`se_res2net.training.stacked.stacked_train_step`):
+    a new CUDA-graph iteration where graphs are on, the batch augmented (or only normalised) on the device, in the
+    fast path's memory format."""
+    import torch
 
     from .data import augment, normalize
 
@@ -590,16 +602,18 @@ def train_step(
     x = augment(images_uint8, aug_gen) if augmentation == "crop4-flip" else normalize(images_uint8)
     if fast.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with _autocast(images_uint8.device, fast.bf16):
-        out = model(x)
-        loss = F.cross_entropy(out, labels)
+    return x
+
+
+def sgd_update(optimizer: Any, loss: Any, fast: FastPath) -> Any:
+    """The last part of a training step: backward from ``loss`` and one optimiser step. ``loss`` is a scalar, or one
+    loss per stacked model, whose sum is minimised. Returns ``loss`` detached, as a tensor of its own where CUDA
+    graphs are on (the next replay overwrites the graph's outputs)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if loss.dim() == 0 else loss.sum()).backward()  # a scalar as it is: no extra kernel in the plain step
     optimizer.step()
     loss = loss.detach()
-    if fast.cudagraphs:  # the next replay overwrites the graph's output buffers
-        loss = loss.clone()
-    return loss, (out.detach().argmax(1) == labels).sum()
+    return loss.clone() if fast.cudagraphs else loss
 
 
 def train_epoch(
