@@ -398,7 +398,7 @@ def test_results_display_has_human_columns_and_carried_precision():
     assert r.at["SE-Res2Net-29", "report (%)"] == "2.98 ± 0.04"
     assert r.at["Res2Net-29", "ours − report (pp)"] == "+0.00"
     one = R.results_display(results_table(_table_records().query("seed == 0")), CLAIMS, "budget").set_index("model")
-    assert one.at["Res2Net-29", "test error (%)"].endswith("(1 run, no SD)")  # not "± n/a"
+    assert one.at["Res2Net-29", "test error (%)"] == "3.40"  # one run: its error alone, not "3.40 ± n/a"
     html = R.styled(shown, R.RESULTS_FORMATS, nowrap=R.RESULTS_NOWRAP).to_html()
     assert "0.651" in html and "0.651122" not in html and "106.3" in html
     assert html.count("white-space: nowrap") >= 1 and "white-space: normal" in html

@@ -536,10 +536,10 @@ def _join_notes(*notes: str) -> str:
 
 
 def _fmt_pm(mean: float, std: float) -> str:
-    """``mean ± SD``; one run has no sample SD, and says so rather than showing "± n/a"."""
+    """``mean ± SD``; one run has no sample SD: its error alone (the table's n says 1), not "± n/a"."""
     if math.isnan(mean):
         return ""
-    return f"{mean:.2f} (1 run, no SD)" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 ABLATION_COLUMNS = ["profile", "model", "variant", "n", "n_not_complete", "mean_error", "std_error", "error",
