@@ -68,7 +68,8 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
     write_record(out / "res2net29_seed1.json", rec)
     (out / "notes.json").write_text('{"not": "a run record"}', encoding="utf-8")
     (out / ".sweep-plan.json").write_text(json.dumps({"models": ["res2net29"], "seeds": [0], "epochs": 30,
-                                                      "slots": ["cpu"]}), encoding="utf-8")
+                                                      "slots": ["cpu"], "started": "2026-12-07T04:55:42Z"}),
+                                          encoding="utf-8")
     # its epochs without their checkpoint (left on the machine that trained): stranded, not resumable here
     (stranded,) = sweep_progress(tmp_path, "budget")["other_runs"]
     assert stranded["state"] == "stranded" and stranded["eta_s"] == 0
@@ -85,6 +86,7 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
     assert other["epochs_done"] == len(rec["epochs"])
     assert other["eta_s"] == pytest.approx((30 - len(rec["epochs"])) * other["epoch_s"])
     text = format_progress(p)
+    assert text.splitlines()[0].endswith("(the plan of the sweep started 2026-12-07T04:55:42Z)")
     assert "1 other run(s) in this folder, not in this sweep's plan (1 resumable" in text
     assert text.splitlines()[-1].startswith("res2net29_seed1")
     # naming the runs asks for exactly those

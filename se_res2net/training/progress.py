@@ -165,7 +165,9 @@ def format_progress(p: Dict[str, Any]) -> str:
         f"{p['profile']} sweep in {p['out_dir']}: {c['complete']} complete, {c['training']} training, "
         f"{c['incomplete']} incomplete (resumable), "
         + (f"{c['stranded']} stranded (trained epochs, checkpoint not here), " if c["stranded"] else "")
-        + f"{c['failed']} failed, {c['pending'] + c['starting']} pending",
+        + f"{c['failed']} failed, {c['pending'] + c['starting']} pending"
+        # the plan is the last sweep's that had runs to execute (one that skipped every run leaves it): say whose
+        + (f" (the plan of the sweep started {p['plan_started']})" if p.get("plan_started") else ""),
         f"{'run':<34} {'state':<11} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} {'ETA':>9}",
     ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
