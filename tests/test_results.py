@@ -843,3 +843,43 @@ def test_the_device_pace_counts_runs_that_shared_the_device_once(tmp_path):
     (row,) = epoch_times(root).itertuples()
     assert row.models == "res2net29, se_res2net29" and row.epochs_logged == 12 and row.s_per_epoch == 10.0
     assert row.device_s_per_epoch == pytest.approx(80 / 12)  # the device ran from 10:00:00 to 10:01:20
+
+
+def test_seed_sd_sources_pools_the_report_the_literature_and_ours():
+    from types import SimpleNamespace as E
+
+    report = {"sd_a": 0.05, "n_a": 3, "sd_b": 0.04, "n_b": 3}
+    entries = [E(sd=0.16, source="he2016resnet", model="ResNet-110", runs=5),
+               E(sd=0.16, source="he2016resnet", model="ResNet-110", runs=5),  # the same spread, listed twice
+               E(sd=None, source="x", model="no spread", runs=None),
+               E(sd=0.149, source="jordan2024variance", model="ResNet-9", runs=60000)]
+    df = _table_records()
+    smoke = df.assign(profile="smoke", final_test_error=df["final_test_error"] * 20)  # a plumbing check's spread
+    sds = R.seed_sd_sources(report, entries, pd.concat([df, smoke], ignore_index=True))
+    pooled = math.sqrt((2 * 0.05**2 + 2 * 0.04**2) / 4)
+    assert list(sds.values()) == sorted(sds.values()) and len(sds) == 4  # smallest first; smoke left out
+    (rep,) = [v for k, v in sds.items() if k.startswith("the report's")]
+    (ours,) = [v for k, v in sds.items() if k.startswith("ours, profile budget (n = 3 + 3")]
+    assert rep == pytest.approx(pooled)
+    assert ours == pytest.approx(math.sqrt((np.var([3.40, 3.45, 3.50], ddof=1) + np.var([2.94, 2.98, 3.02], ddof=1)) / 2))
+    assert sds["ResNet-9, 60,000 runs (jordan2024variance)"] == 0.149
+    one_seed = R.seed_sd_sources(report, [], df[df.seed == 0])  # n = 1 + 1 has no σ of ours
+    assert list(one_seed) == [next(iter(one_seed))] and next(iter(one_seed)).startswith("the report's")
+
+
+def test_plot_detectable_difference_draws_a_line_per_seed_count_and_numbers_each_sigma():
+    from se_res2net.audit.stats import detectable_difference
+
+    sds = {"small": 0.05, "published": 0.16}
+    fig = R.plot_detectable_difference(sds, 0.47, ns=(3, 5))
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]
+    assert len(lines) == 2
+    x, y = lines[0].get_xdata(), lines[0].get_ydata()
+    assert y[-1] == pytest.approx(detectable_difference(x[-1], 3, 3))
+    assert [t.get_text() for t in ax.texts] == ["1", "2"]
+    assert ax.texts[1].xy == pytest.approx((0.16, detectable_difference(0.16, 3, 3)))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["3 + 3 seeds", "5 + 5 seeds", "the report's Δ = 0.47 pp", "σ: small", "σ: published"]
+    with pytest.raises(ValueError, match="no seed-to-seed SD"):
+        R.plot_detectable_difference({}, 0.47)

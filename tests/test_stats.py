@@ -270,3 +270,40 @@ def test_consistency_display_reads_like_the_report():
     assert t.at["Δ = mean a − mean b (pp)", "claimed (rounding range)"] == "0.47 (0.465–0.475)"
     assert t["consistent"].tolist() == ["yes", "no", "no", "no"]
     assert t.at["p (two-sided)", "how"].startswith("<details><summary>how</summary>two-sided")
+
+
+# --------------------------------------------------------------------------- power
+
+
+@pytest.mark.parametrize("diff, sd, n", [(0.47, 0.16, 3), (0.3, 0.2, 5), (0.2, 0.16, 3)])
+def test_t_test_power_matches_simulated_experiments(diff, sd, n):
+    """The noncentral-t power against the rejection rate of scipy's own t test over simulated experiments."""
+    from scipy import stats as sps
+
+    from se_res2net.audit.stats import t_test_power
+
+    rng = np.random.default_rng(7)
+    trials = 40_000
+    a = rng.normal(3.0 + diff, sd, size=(trials, n))
+    b = rng.normal(3.0, sd, size=(trials, n))
+    rate = float(np.mean(sps.ttest_ind(a, b, axis=1).pvalue < 0.05))
+    power = t_test_power(diff, sd, n, n)
+    assert abs(rate - power) < 4 * math.sqrt(power * (1 - power) / trials), (rate, power)
+
+
+def test_detectable_difference_and_seeds_needed_invert_the_power():
+    from se_res2net.audit.stats import detectable_difference, power_table, seeds_needed, t_test_power
+
+    assert t_test_power(0.0, 0.16, 3, 3) == pytest.approx(0.05)  # no difference: the test's level
+    assert t_test_power(-0.47, 0.16, 3, 3) == pytest.approx(t_test_power(0.47, 0.16, 3, 3))  # two-sided
+    d = detectable_difference(0.16, 3, 3)
+    assert t_test_power(d, 0.16, 3, 3) == pytest.approx(0.8, abs=1e-6)
+    assert detectable_difference(0.16, 10, 10) < d < detectable_difference(0.32, 3, 3)
+    n = seeds_needed(0.47, 0.16)
+    assert t_test_power(0.47, 0.16, n, n) >= 0.8 > t_test_power(0.47, 0.16, n - 1, n - 1)
+    t = power_table(0.47, {"a": 0.16, "b": 0.04}).set_index("σ from")
+    assert t.at["a", "seeds needed"] == n and t.at["b", "power"] > t.at["a", "power"]
+    with pytest.raises(ValueError, match="sd must be > 0"):
+        t_test_power(0.47, 0.0, 3, 3)
+    with pytest.raises(ValueError, match="power must be in"):
+        detectable_difference(0.16, 3, 3, power=0.01)

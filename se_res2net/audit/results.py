@@ -78,6 +78,8 @@ __all__ = [
     "plot_error_vs_params",
     "claimed_differences",
     "plot_differences",
+    "seed_sd_sources",
+    "plot_detectable_difference",
     "efficiency_display",
     "parity_data_text",
     "parity_display",
@@ -1261,6 +1263,73 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
     if hardware_text:
         text += f"\nours measured on {hardware_text}"
     ax.set_title(text, fontsize=11)
+    return fig
+
+
+def seed_sd_sources(report: Mapping[str, Any], entries: Sequence[Any], records: "pd.DataFrame",
+                    pair: Tuple[str, str] = ("res2net29", "se_res2net29"),
+                    profiles: Sequence[str] = ("budget", "full")) -> Dict[str, float]:
+    """Seed-to-seed SDs (pp) to judge a test of ``pair`` by, label → σ: the report's own (its two ±σ pooled, read as
+    sample SDs; ``report`` as :func:`se_res2net.audit.claims.report_statistics` gives it), each published seed SD in
+    the literature ``entries`` (one per source and model), and ours: the pooled SD of the pair's complete runs in each
+    of ``profiles`` where both models have at least 2 (smoke is left out: its spread is that of a plumbing check).
+    Ordered by σ, smallest first."""
+    from .stats import summarize
+
+    def pooled(sa: float, na: int, sb: float, nb: int) -> float:
+        return math.sqrt(((na - 1) * sa**2 + (nb - 1) * sb**2) / (na + nb - 2))
+
+    out = {f"the report's ±σ, pooled ({model_label(pair[0])} {report['sd_a']:g}, {model_label(pair[1])} "
+           f"{report['sd_b']:g}; n = {report['n_a']} + {report['n_b']})":
+           pooled(report["sd_a"], report["n_a"], report["sd_b"], report["n_b"])}
+    for e in entries:  # one per model and source: an entry listed twice (best and mean of the same runs) has one key
+        if e.sd is not None:
+            out[f"{e.model}{f', {e.runs:,} runs' if e.runs else ''} ({e.source})"] = float(e.sd)
+    for prof in profiles:
+        a, b = summarize(_errors(records, prof, pair[0])), summarize(_errors(records, prof, pair[1]))
+        if a.n >= 2 and b.n >= 2:
+            out[f"ours, profile {prof} (n = {a.n} + {b.n}, {hardware(records, prof)})"] = pooled(a.std, a.n, b.std, b.n)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))  # smallest σ first: the plot numbers them in this order
+
+
+def plot_detectable_difference(sds: Mapping[str, float], claimed_diff: float, ns: Sequence[int] = (3, 5, 10),
+                               alpha: float = 0.05, power: float = 0.8) -> "Figure":
+    """The smallest true Δ a two-sided t test of n + n seeds detects with probability ``power``, against the
+    seed-to-seed SD σ, one line per n in ``ns``; the report's Δ as a dashed line; each σ of ``sds`` (label → σ, as
+    :func:`seed_sd_sources` gives them) as a marker numbered 1, 2, ... in the order of ``sds`` on the first n's
+    line, named in the legend."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from .stats import detectable_difference
+
+    if not sds:
+        raise ValueError("no seed-to-seed SD to mark; seed_sd_sources gives at least the report's own")
+    top = max(0.3, 1.25 * max(sds.values()))
+    grid = np.linspace(top / 200, top, 120)
+    fig = Figure(figsize=(FIG_WIDTH, 4.6), dpi=FIG_DPI, layout="constrained")
+    ax = fig.subplots()
+    handles = []
+    for n, color in zip(ns, ["tab:blue", "tab:green", "tab:purple", "tab:brown"]):
+        ax.plot(grid, [detectable_difference(s, n, n, alpha, power) for s in grid], color=color, lw=1.8)
+        handles.append(Line2D([], [], color=color, lw=1.8, label=f"{n} + {n} seeds"))
+    ax.axhline(claimed_diff, color="tab:red", ls="--", lw=1.4)
+    handles.append(Line2D([], [], color="tab:red", ls="--", label=f"the report's Δ = {claimed_diff:.2f} pp"))
+    n0 = ns[0]
+    for k, (label, s) in enumerate(sds.items(), start=1):
+        y = detectable_difference(s, n0, n0, alpha, power)
+        ax.plot(s, y, "o", ms=15, color="white", mec="black", zorder=4)
+        ax.annotate(str(k), (s, y), ha="center", va="center", fontsize=8, zorder=5)
+        handles.append(Line2D([], [], marker=f"${k}$", color="black", ls="", ms=7, label=f"σ: {label}"))
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, None)
+    ax.set_xlabel("seed-to-seed SD of the test error, σ (pp)")
+    ax.set_ylabel(f"Δ detected with {power:.0%} power (pp)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"The smallest difference a two-sided t test at α = {alpha:g} detects with {power:.0%} power",
+                 fontsize=11)
+    fig.legend(handles=handles, loc="outside lower center", ncol=1, fontsize=8.5, frameon=False)
     return fig
 
 

@@ -49,6 +49,10 @@ __all__ = [
     "d_required_for_p",
     "p_implied_by_d",
     "report_consistency",
+    "t_test_power",
+    "detectable_difference",
+    "seeds_needed",
+    "power_table",
     "efficiency_table",
     "format_p",
     "format_sig",
@@ -391,6 +395,67 @@ def p_implied_by_d(d: float, n_a: int, n_b: int) -> float:
     n_a, n_b = _check_n(n_a, "n_a"), _check_n(n_b, "n_b")
     t = abs(d) * math.sqrt(n_a * n_b / (n_a + n_b))
     return float(2 * sps.t.sf(t, n_a + n_b - 2))
+
+
+# --------------------------------------------------------------------------- power: how many seeds a test needs
+
+
+def t_test_power(diff: float, sd: float, n_a: int, n_b: int, alpha: float = 0.05) -> float:
+    """Probability that a two-sided two-sample t test at level ``alpha`` gives p < ``alpha`` when the true
+    difference of means is ``diff`` and both groups have the seed-to-seed SD ``sd``.
+
+    ``T`` is noncentral t with ``df = n_a + n_b − 2`` and noncentrality ``diff / (sd·sqrt(1/n_a + 1/n_b))``;
+    power is ``P(|T| > t_{1−α/2, df})`` (``scipy.stats.nct``). This is Student's test; with equal SDs and equal n,
+    Welch's test has the same df and t, so the same power.
+    """
+    from scipy import stats as sps
+
+    n_a, n_b = _check_n(n_a, "n_a"), _check_n(n_b, "n_b")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not sd > 0:
+        raise ValueError(f"sd must be > 0 (a seed-to-seed standard deviation), got {sd}")
+    df = n_a + n_b - 2
+    crit = float(sps.t.isf(alpha / 2, df))
+    nc = abs(diff) / (sd * math.sqrt(1 / n_a + 1 / n_b))  # the test is two-sided: the sign does not matter
+    # the far tail P(T < −crit) as nct.sf(crit, df, −nc): the same number by symmetry, where scipy's nct.cdf
+    # returns NaN for some large noncentralities (e.g. 12 and 16 at df 4)
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.sf(crit, df, -nc))
+
+
+def detectable_difference(sd: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference of means (same unit as ``sd``) that :func:`t_test_power` detects with
+    probability ``power`` (``scipy.optimize.brentq``)."""
+    from scipy.optimize import brentq
+
+    if not alpha < power < 1:
+        raise ValueError(f"power must be in (alpha, 1) = ({alpha}, 1), got {power}")
+    hi = sd
+    while t_test_power(hi, sd, n_a, n_b, alpha) < power:
+        hi *= 2
+    return float(brentq(lambda d: t_test_power(d, sd, n_a, n_b, alpha) - power, 0.0, hi, xtol=1e-9 * sd))
+
+
+def seeds_needed(diff: float, sd: float, alpha: float = 0.05, power: float = 0.8, most: int = 1000) -> int:
+    """The smallest number of seeds per model (the same for both) with which :func:`t_test_power` reaches
+    ``power`` for a true difference ``diff``; ``ValueError`` beyond ``most``."""
+    for n in range(2, most + 1):
+        if t_test_power(diff, sd, n, n, alpha) >= power:
+            return n
+    raise ValueError(f"more than {most} seeds per model would be needed for a difference of {diff} at SD {sd}")
+
+
+def power_table(diff: float, sds: Mapping[str, float], n: int = 3, alpha: float = 0.05,
+                power: float = 0.8) -> "pd.DataFrame":
+    """For each source of a seed-to-seed SD (label → σ): the power of an ``n`` + ``n`` seed test to detect the true
+    difference ``diff``, the smallest difference it detects with probability ``power``, and the seeds per model
+    that ``diff`` needs for that power."""
+    import pandas as pd
+
+    rows = [{"σ from": label, "σ (pp)": sd, "power": t_test_power(diff, sd, n, n, alpha),
+             "detectable (pp)": detectable_difference(sd, n, n, alpha, power),
+             "seeds needed": seeds_needed(diff, sd, alpha, power)} for label, sd in sds.items()]
+    return pd.DataFrame(rows, columns=["σ from", "σ (pp)", "power", "detectable (pp)", "seeds needed"])
 
 
 # --------------------------------------------------------------------------- report consistency
