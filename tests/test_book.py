@@ -133,6 +133,10 @@ def test_book_builds_without_warnings(built_book):
         assert throughput.machine_text(r) in protocol_text, throughput.machine_text(r)
     if not any(gpu.values()):
         assert "Not yet measured on a GPU: no GPU block has left a benchmark result" in protocol_text
+    # The significance chapter's power section: its table and its figure, beside the plot of the differences.
+    significance = (HTML / "significance.html").read_text(encoding="utf-8")
+    assert "Δ detected with 80 % power, 3 + 3 (pp)" in _text(significance), "the power table is missing"
+    assert significance.count("<img") >= 2, "figures missing from significance.html"
     # The literature chapter draws the accuracy-vs-parameters frontier; the ledger shows every claim with a class.
     assert (HTML / "literature.html").read_text(encoding="utf-8").count("<img") >= 1, "frontier plot missing"
     ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
@@ -220,6 +224,12 @@ def test_gpu_results_lead_and_the_smoke_checks_are_set_aside(book_after_a_gpu_bl
     assert re.search(r"Profile full: 9 complete runs of 3 models, seeds 0–2 \(1 more not complete\), on Fake "
                      r"GPU \(GPU\)", ablation_text)
     assert "No runs under profile budget yet" not in ablation_text
+    # the variant whose only run stopped is listed beside the report's value, with nothing measured yet
+    assert re.search(r"SE on streams i=1,2 0 \(\+1 not complete\) — 3\.04 ", ablation_text), "unfinished variant missing"
+    # the power of the 3-seed test at our own seed spread, once a profile has 2 + 2 complete runs of the pair
+    significance_text = _text((html / "significance.html").read_text(encoding="utf-8"))
+    assert "ours, profile full (n = 3 + 3, Fake GPU (GPU))" in significance_text
+    assert "No σ of ours yet" not in significance_text
     assert ("No complete run under profile budget yet: 1 run stopped between epochs or failed, listed on the "
             "Results page under Runs that are not results .") in ablation_text
     intro = _text((html / "intro.html").read_text(encoding="utf-8"))
