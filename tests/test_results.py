@@ -883,3 +883,21 @@ def test_plot_detectable_difference_draws_a_line_per_seed_count_and_numbers_each
     assert legend == ["3 + 3 seeds", "5 + 5 seeds", "the report's Δ = 0.47 pp", "σ: small", "σ: published"]
     with pytest.raises(ValueError, match="no seed-to-seed SD"):
         R.plot_detectable_difference({}, 0.47)
+
+
+def test_power_at_published_sds_says_the_range_and_when_the_test_is_weak():
+    from types import SimpleNamespace as E
+
+    from se_res2net.audit.stats import seeds_needed, t_test_power
+
+    report = {"mean_a": 3.45, "mean_b": 2.98}
+    entries = [E(sd=0.14, source="a", model="A", runs=5), E(sd=0.20, source="b", model="B", runs=5),
+               E(sd=None, source="c", model="C", runs=None)]
+    said = R.power_at_published_sds(report, entries)
+    diff = 3.45 - 2.98
+    assert "(0.14–0.20 pp)" in said and "Δ = 0.47 pp" in said
+    assert f"power of {t_test_power(diff, 0.20, 3, 3):.2f}–{t_test_power(diff, 0.14, 3, 3):.2f}" in said
+    assert f"takes {seeds_needed(diff, 0.14)}–{seeds_needed(diff, 0.20)} seeds per model" in said
+    assert "weak evidence" in said  # at σ = 0.20 three seeds have less than 80 % power
+    assert "weak evidence" not in R.power_at_published_sds(report, entries[:1] + [E(sd=0.05, source="d", model="D", runs=3)])
+    assert R.power_at_published_sds(report, entries[2:]) == ""

@@ -78,6 +78,8 @@ __all__ = [
     "plot_error_vs_params",
     "claimed_differences",
     "plot_differences",
+    "published_sds",
+    "power_at_published_sds",
     "seed_sd_sources",
     "plot_detectable_difference",
     "efficiency_display",
@@ -1266,6 +1268,34 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
     return fig
 
 
+def published_sds(entries: Sequence[Any]) -> Dict[str, float]:
+    """Each seed-to-seed SD (pp) the literature ``entries`` publish, labelled by model, runs and source; one per model
+    and source (an entry listed twice, as the best and the mean of the same runs, has one key)."""
+    return {f"{e.model}{f', {e.runs:,} runs' if e.runs else ''} ({e.source})": float(e.sd)
+            for e in entries if e.sd is not None}
+
+
+def power_at_published_sds(report: Mapping[str, Any], entries: Sequence[Any], n: int = 3) -> str:
+    """One sentence: the power of ``n`` + ``n`` seeds to detect the report's difference of claimed means at the
+    published seed SDs, and the seeds per model that 80 % power takes (:func:`se_res2net.audit.stats.power_table`);
+    "" when the literature has no SD."""
+    from .stats import format_sig, power_table
+
+    sds = published_sds(entries)
+    if not sds:
+        return ""
+    diff = report["mean_a"] - report["mean_b"]
+    t = power_table(diff, sds, n=n)
+    lo, hi = t["σ (pp)"].min(), t["σ (pp)"].max()
+    weakest = float(t["power"].min())
+    return (f"At the published seed spreads ({lo:.2f}–{hi:.2f} pp), {n} + {n} seeds detect the report's Δ = {diff:.2f} pp "
+            f"with a power of {format_sig(weakest, 2)}–{format_sig(float(t['power'].max()), 2)} (two-sided t test, "
+            f"α = 0.05); 80 % power takes {int(t['seeds needed'].min())}–{int(t['seeds needed'].max())} seeds per model."
+            + (f" So, at those spreads, a {n}-seed result that does not separate the two models is weak evidence "
+               f"against the report's Δ: the test would miss a true Δ of that size with a probability of up to "
+               f"{format_sig(1 - weakest, 2)}." if weakest < 0.8 else ""))
+
+
 def seed_sd_sources(report: Mapping[str, Any], entries: Sequence[Any], records: "pd.DataFrame",
                     pair: Tuple[str, str] = ("res2net29", "se_res2net29"),
                     profiles: Sequence[str] = ("budget", "full")) -> Dict[str, float]:
@@ -1282,9 +1312,7 @@ def seed_sd_sources(report: Mapping[str, Any], entries: Sequence[Any], records: 
     out = {f"the report's ±σ, pooled ({model_label(pair[0])} {report['sd_a']:g}, {model_label(pair[1])} "
            f"{report['sd_b']:g}; n = {report['n_a']} + {report['n_b']})":
            pooled(report["sd_a"], report["n_a"], report["sd_b"], report["n_b"])}
-    for e in entries:  # one per model and source: an entry listed twice (best and mean of the same runs) has one key
-        if e.sd is not None:
-            out[f"{e.model}{f', {e.runs:,} runs' if e.runs else ''} ({e.source})"] = float(e.sd)
+    out.update(published_sds(entries))
     for prof in profiles:
         a, b = summarize(_errors(records, prof, pair[0])), summarize(_errors(records, prof, pair[1]))
         if a.n >= 2 and b.n >= 2:
