@@ -514,14 +514,14 @@ def _delta_checks(claims: Sequence[Claim]) -> Dict[str, ReportCheck]:
                                         + (" (the only one)" if fits == [c.baseline] else ""))
         elif c.kind == "overhead_params" or c.kind == "overhead_macs":
             table = params if c.kind == "overhead_params" else macs
-            v, b = table.get(c.model), table.get(c.baseline or "")
-            if v is None or b is None:
+            var, ref = table.get(c.model), table.get(c.baseline or "")
+            if var is None or ref is None:
                 continue
-            lo = 100 * ((v.value - v.half_unit) / (b.value + b.half_unit) - 1)
-            hi = 100 * ((v.value + v.half_unit) / (b.value - b.half_unit) - 1)
+            lo = 100 * ((var.value - var.half_unit) / (ref.value + ref.half_unit) - 1)
+            hi = 100 * ((var.value + var.half_unit) / (ref.value - ref.half_unit) - 1)
             ok = _overlaps(_interval(c.value, c.half_unit), (lo, hi))
-            out[c.id] = ReportCheck(ok, f"{v.value_text} / {b.value_text} in the report's table gives "
-                                        f"{100 * (v.value / b.value - 1):+.1f} % ({lo:+.1f} to {hi:+.1f} % under rounding)")
+            out[c.id] = ReportCheck(ok, f"{var.value_text} / {ref.value_text} in the report's table gives "
+                                        f"{100 * (var.value / ref.value - 1):+.1f} % ({lo:+.1f} to {hi:+.1f} % under rounding)")
         elif c.kind == "efficiency" and c.baseline:
             pv, pb, ev, eb = params.get(c.model), params.get(c.baseline), errors.get(c.model), errors.get(c.baseline)
             if None in (pv, pb, ev, eb):

@@ -249,7 +249,7 @@ def make_mosaics(
     labels: Any,
     n: int,
     seed: int,
-    candidates: Optional[Sequence[int]] = None,
+    candidates: Optional[Union[Sequence[int], np.ndarray]] = None,
 ) -> List[Mosaic]:
     """Draw ``n`` distinct 2×2 mosaics of four images of four different classes, deterministically from ``seed``.
 
@@ -787,7 +787,7 @@ def save_overlay_data(
     cells = _target_cells(rows, cells)
     names = list(cams_by_model)
     target = np.stack([np.stack([np.asarray(cams_by_model[n])[r, cells[r]] for r in range(rows)]) for n in names])
-    arrays = {
+    arrays: Dict[str, Any] = {
         "images": mosaic_batch(mosaics[:rows]),
         "labels": np.asarray([m.labels for m in mosaics[:rows]], dtype=np.int64),
         "indices": np.asarray([m.indices for m in mosaics[:rows]], dtype=np.int64),

@@ -288,11 +288,14 @@ def plot_frontier(entries: Sequence[Entry], claims: Sequence["Claim"], ours: Opt
     std = _standard(entries)
     ax.scatter([e.params_m for e in std], [e.error for e in std], s=22, color="0.55", label="published (standard aug.)", zorder=2)
     fr = frontier(entries)
-    xs = [e.params_m for e in fr] + [max(e.params_m for e in std) * 1.5]  # type: ignore[type-var]
+    xs = [e.params_m for e in fr] + [max(e.params_m for e in std if e.params_m is not None) * 1.5]
     ys = [e.error for e in fr] + [fr[-1].error]
     ax.step(xs, ys, where="post", color="0.3", lw=1, ls="--", label="published frontier", zorder=1)
-    rep = [(c, _params_claimed(claims, c.model)) for c in claims if c.kind == "test_error"]
-    rep = [(c, p) for c, p in rep if p is not None]
+    rep: List[Tuple["Claim", float]] = []  # each test-error claim at the report's parameter count, where it gives one
+    for c in claims:
+        p = _params_claimed(claims, c.model) if c.kind == "test_error" else None
+        if p is not None:
+            rep.append((c, p))
     ax.scatter([p for _, p in rep], [c.value for c, _ in rep], marker="*", s=110, color="tab:red", label="the report's claims", zorder=3)
     clusters: List[List[Tuple["Claim", float]]] = []  # points on top of each other share one label (E1, A3, A1)
     for c, p in sorted(rep, key=lambda cp: cp[0].value):

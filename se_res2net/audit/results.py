@@ -18,7 +18,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeGuard, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -134,7 +134,7 @@ def model_order(models: Iterable[str]) -> List[str]:
 # --------------------------------------------------------------------------- loading
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 

@@ -495,7 +495,9 @@ def _half_unit(x: float) -> float:
     """Half a unit in the last printed significant digit of ``x`` (its rounding radius)."""
     if x == 0 or not math.isfinite(x):
         return 0.0
-    return 0.5 * 10.0 ** Decimal(f"{abs(x):.10g}").as_tuple().exponent
+    exponent = Decimal(f"{abs(x):.10g}").as_tuple().exponent
+    assert isinstance(exponent, int)  # x is finite: not NaN's "n" nor infinity's "F"
+    return 0.5 * 10.0 ** exponent
 
 
 def _overlap(a_lo: float, a_hi: float, b_lo: float, b_hi: float) -> bool:
@@ -577,6 +579,7 @@ def report_consistency(claims: Mapping[str, Any] | None = None, **kwargs: Any) -
         hp, hd = _half_unit(cp), _half_unit(cd)
         # p is decreasing in |d|: the claimed d interval maps to [p(d_hi), p(d_lo)].
         p_lo, p_hi = p_implied_by_d(abs(cd) + hd, na, nb), p_implied_by_d(max(abs(cd) - hd, 0.0), na, nb)
+        assert p_for_d is not None and d_for_p is not None  # both set above: p and d are given
         checks.append(ConsistencyCheck(
             "p_vs_d", cp, cp - hp, cp + hp, p_for_d, p_lo, p_hi, _overlap(cp - hp, cp + hp, p_lo, p_hi),
             f"p implied by the claimed d alone (Student, n={na},{nb}); the claimed p needs d≈{d_for_p:.3g}"))

@@ -99,7 +99,8 @@ def plot_families(table: "pd.DataFrame", ax: Optional["matplotlib.axes.Axes"] = 
         left = [l + n for l, n in zip(left, counts)]
     ax.set_yticks(y, fam["family"].tolist(), fontsize=10)
     ax.set_xlabel("claims")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    # whole claims on the axis; the default locator is an AutoLocator, a MaxNLocator (the stub says Locator)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9, frameon=False)
     return ax

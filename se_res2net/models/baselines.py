@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Literal, Optional, Type
+from typing import Any, List, Literal, Optional, Type, cast
 
 import torch
 import torch.nn as nn
@@ -73,7 +73,7 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def cam_target_layer(self) -> nn.Module:
-        return self.stages[-1][-1]
+        return cast(nn.Sequential, self.stages[-1])[-1]
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

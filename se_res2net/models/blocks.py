@@ -101,6 +101,8 @@ class StreamSqueezeExcite(nn.Module):
     streams of our Res2Net-29 at r=16.) ``se_layer`` must accept ``hidden=``.
     """
 
+    channel_index: Tensor  # a buffer: the chosen streams' channels
+
     def __init__(
         self,
         width: int,

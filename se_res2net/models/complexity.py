@@ -302,7 +302,7 @@ def search_res2net29(
         rows.append(
             {
                 **{k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-                "subset_widths": [plain.stages[i][0].width for i in range(len(plain.stages))],
+                "subset_widths": [stage[0].width for stage in plain.stages],  # type: ignore[index]
                 "params_M": p / 1e6,
                 "macs_M": m / 1e6,
                 "se_params_M": sp / 1e6,

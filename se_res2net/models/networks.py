@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Literal, Optional, Tuple, Type, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Type, Union, cast
 
 import torch
 import torch.nn as nn
@@ -193,7 +193,7 @@ class Res2Net(nn.Module):
 
     def cam_target_layer(self) -> nn.Module:
         """Grad-CAM target: the last block of the last stage."""
-        return self.stages[-1][-1]
+        return cast(nn.Sequential, self.stages[-1])[-1]
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _time_plain_path(
     )
     dataset = _PILDataset(data.train.images, data.train.labels, transform)
     loader = DataLoader(
-        dataset,
+        cast(Any, dataset),  # a Dataset by its protocol; subclassing would import torch with this module
         batch_size=batch_size,
         shuffle=True,
         drop_last=True,
@@ -564,7 +564,7 @@ def _concurrent_level(n: int, model: str, variant: str, device: str, batch_size:
             while len(list(Path(tmp).glob("ready-*"))) < n:
                 dead = [p for p in procs if p.poll() is not None]
                 if dead:
-                    raise RuntimeError(f"a bench process exited early: {dead[0].stderr.read()[-2000:]}")
+                    raise RuntimeError(f"a bench process exited early: {dead[0].communicate()[1][-2000:]}")
                 if time.monotonic() > deadline:
                     raise TimeoutError("bench processes never became ready")
                 time.sleep(0.05)

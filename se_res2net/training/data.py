@@ -266,7 +266,7 @@ def canonical_order(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.lexsort((as_bytes, np.asarray(labels))).astype(np.int64)
 
 
-def to_canonical(images: np.ndarray, labels: Sequence[int], layout: str = "NCHW") -> CifarSplit:
+def to_canonical(images: np.ndarray, labels: Union[np.ndarray, Sequence[int]], layout: str = "NCHW") -> CifarSplit:
     """Any uint8 image array + labels → a :class:`CifarSplit` in canonical order.
 
     ``layout="NHWC"`` is torchvision's ``CIFAR10.data`` layout ``(N, 32, 32, 3)``; ``"NCHW"`` is ours.

@@ -119,9 +119,9 @@ def why_not(result: Mapping[str, Any], kind: str, here: Mapping[str, Any], *, mo
         if warmup is not None and result.get("warmup_steps_per_level") != warmup:
             return f"{result.get('warmup_steps_per_level')} warm-up steps, not {warmup}"
         done = {r["models"] for r in result["rows"]} | {f["models"] for f in result.get("failed") or []}
-        missing = [n for n in levels if n not in done]
-        if missing or not done:
-            return f"lacks the level(s) {', '.join(map(str, missing)) or 'every level'}"
+        missing_levels = [n for n in levels if n not in done]
+        if missing_levels or not done:
+            return f"lacks the level(s) {', '.join(map(str, missing_levels)) or 'every level'}"
         return None
     if batch_size is not None and result.get("batch_size") != batch_size:
         return f"batch {result.get('batch_size')}, not {batch_size}"

@@ -370,7 +370,7 @@ def _tf32(enabled: bool) -> Iterator[None]:
     """
     import torch
 
-    b = torch.backends
+    b: Any = torch.backends  # its per-backend fp32_precision knobs are newer than some torch type stubs
     if hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
         knobs = [b.cudnn.conv, b.cudnn.rnn]
         saved = [k.fp32_precision for k in knobs]
@@ -991,7 +991,8 @@ def compile_cache_summary() -> str:
         from torch._dynamo.utils import counters
     except ImportError:  # pragma: no cover - torch without dynamo
         return "compile cache counters unavailable"
-    fx, aot = counters.get("inductor", {}), counters.get("aot_autograd", {})
+    fx: Mapping[str, int] = counters.get("inductor", {})
+    aot: Mapping[str, int] = counters.get("aot_autograd", {})
     return (f"compile cache: FX graph {fx.get('fxgraph_cache_hit', 0)} hit(s) / {fx.get('fxgraph_cache_miss', 0)} "
             f"miss(es), AOTAutograd {aot.get('autograd_cache_hit', 0)} hit(s) / {aot.get('autograd_cache_miss', 0)} "
             "miss(es)")
@@ -1228,7 +1229,7 @@ def evaluate_checkpoint(
                                               "evaluated_on": epoch_device(record, int(ck["epoch"]))},
         # the record's error again, to the digit: fp32 evaluation makes this hold across machines (rounding moves
         # the loss in its last digits, almost never a prediction); None when the data or subset differ
-        "reproduces_record": (entry["test_error"] == error) if comparable else None,
+        "reproduces_record": (entry["test_error"] == error) if comparable and entry is not None else None,
     }
 
 

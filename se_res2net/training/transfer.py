@@ -88,6 +88,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _member_bytes(tar: tarfile.TarFile, member: Any) -> bytes:
+    """The bytes of a regular file in ``tar`` (``member``: its name or TarInfo); ``KeyError`` when there is none."""
+    f = tar.extractfile(member)
+    if f is None:  # a directory or a link: no bytes to read
+        raise KeyError(f"{member} is not a regular file in {tar.name!r}")
+    return f.read()
+
+
 def _model_weights(checkpoint: Path) -> bytes:
     """The model state only (no optimiser, no RNG) of a checkpoint, as a loadable se_res2net checkpoint."""
     import torch
@@ -95,7 +103,7 @@ def _model_weights(checkpoint: Path) -> bytes:
     from .checkpoint import SCHEMA, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    slim = {k: ck[k] for k in ("model", "model_kwargs", "state_dict", "epoch", "config") if k in ck}
+    slim: Dict[str, Any] = {k: ck[k] for k in ("model", "model_kwargs", "state_dict", "epoch", "config") if k in ck}
     slim["schema"] = SCHEMA
     slim["record"] = ck.get("record")
     buf = io.BytesIO()
@@ -152,8 +160,8 @@ def _seed_compile_cache(archive: Path, target: Path, partial: Path, here: Mappin
 
     with tarfile.open(archive, "r:gz") as tar:
         try:
-            theirs = json.loads(tar.extractfile(COMPILE_CACHE_MACHINE).read())
-        except (KeyError, AttributeError, ValueError):
+            theirs = json.loads(_member_bytes(tar, COMPILE_CACHE_MACHINE))
+        except (KeyError, ValueError):
             return f"{archive} is no compile cache written by 'se-res2net pack --compile-cache': not used"
         if not same_machine(theirs, here):
             named = ", ".join(f"{k}={theirs.get(k)!r}" for k in MACHINE_FIELDS)
@@ -170,7 +178,7 @@ def _seed_compile_cache(archive: Path, target: Path, partial: Path, here: Mappin
                 raise ValueError(f"{archive}: refusing the path {m.name} (outside the cache)")
             out = partial / Path(*rel.parts)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(tar.extractfile(m).read())
+            out.write_bytes(_member_bytes(tar, m))
         if target.exists():
             target.rmdir()  # empty (checked above)
         partial.rename(target)  # whole or not at all: a half-seeded cache is never what a compile reads
@@ -345,7 +353,7 @@ def pack_results(
     written = []
     for k, members in enumerate(bins, start=1):
         path = out / f"results-{k:02d}.tar.gz"
-        manifest = {"schema": MANIFEST_SCHEMA, "archive": path.name, "of": len(bins), "files": []}
+        manifest: Dict[str, Any] = {"schema": MANIFEST_SCHEMA, "archive": path.name, "of": len(bins), "files": []}
         blobs = []
         for it in members:
             data = it.data if it.data is not None else it.source.read_bytes()
@@ -353,7 +361,7 @@ def pack_results(
             blobs.append((it.member, data))
         mdata = json.dumps(manifest, indent=1).encode()
 
-        def write(tmp: str, blobs: List[Tuple[str, bytes]] = blobs, mdata: bytes = mdata, k: int = k) -> None:
+        def write(tmp: Path, blobs: List[Tuple[str, bytes]] = blobs, mdata: bytes = mdata, k: int = k) -> None:
             with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
                 for name, data in [(f"MANIFEST-{k:02d}.json", mdata)] + blobs:
                     info = tarfile.TarInfo(name)
@@ -421,7 +429,7 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
                 mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
                 if len(mnames) != 1:
                     raise ValueError(f"{archive} has no manifest; it was not written by 'se-res2net pack'")
-                manifest = json.loads(tar.extractfile(mnames[0]).read())
+                manifest = json.loads(_member_bytes(tar, mnames[0]))
                 if manifest.get("of") is not None and int(manifest["of"]) != len(archives):
                     raise ValueError(f"{archive} is one of {manifest['of']} archives, but {src} holds {len(archives)} "
                                      "(results-*.tar.gz): bring them all into one folder; nothing was extracted")
@@ -452,7 +460,7 @@ def unpack_results(archive_dir: PathLike, dest: PathLike = ".", *, force: bool =
     for archive in archives:
         with tarfile.open(archive, "r:gz") as tar:
             mnames = [n for n in tar.getnames() if n.startswith("MANIFEST-")]
-            manifest = json.loads(tar.extractfile(mnames[0]).read())
+            manifest = json.loads(_member_bytes(tar, mnames[0]))
             for entry in manifest["files"]:
                 member = PurePosixPath(entry["path"])
                 if member.is_absolute() or ".." in member.parts:
@@ -663,7 +671,7 @@ def lift_checkpoints(repo: PathLike = ".", runs_dir: str = "book/runs", lifted: 
                               "run scripts/gpu-runbook.sh restore first")
     # :(glob): each * stays within one folder (git's plain pathspec * would also match a/b/checkpoints)
     listing = _git_out(root, "ls-files", "-s", "--", f":(glob){runs_dir}/*/checkpoints/*.pt")
-    entries = []
+    entries: List[Dict[str, Any]] = []
     for line in listing.splitlines():
         meta, rel = line.split("\t", 1)
         blob = meta.split()[1]
@@ -673,12 +681,12 @@ def lift_checkpoints(repo: PathLike = ".", runs_dir: str = "book/runs", lifted: 
         entries.append({"path": rel, "blob": blob, "bytes": src.stat().st_size})
     shutil.rmtree(dest, ignore_errors=True)
     for e in entries:
-        rel = PurePosixPath(e["path"])
-        target = dest / "resume" / rel.parent.parent.name / "checkpoints" / rel.name
+        committed = PurePosixPath(e["path"])
+        target = dest / "resume" / committed.parent.parent.name / "checkpoints" / committed.name
         ensure_writable_dir(target.parent)
-        shutil.copy2(root / rel, target)
+        shutil.copy2(root / committed, target)
         if _git_blob(target) != e["blob"]:
-            raise RuntimeError(f"the copy {target} of {rel} differs from it; nothing was removed")
+            raise RuntimeError(f"the copy {target} of {committed} differs from it; nothing was removed")
         e["copy"] = str(target.relative_to(root)) if target.is_relative_to(root) else str(target)
     summary = {"runs_dir": runs_dir, "lifted": entries}
     atomic_write_bytes(dest / LIFTED_LIST, json.dumps(summary, indent=2).encode())
