@@ -209,6 +209,16 @@ def test_statistics_claims_and_the_reports_own_consistency(claim_list):
         assert row(t, cid)["report check"].startswith(C.INCONSISTENT)
         assert "standard error" in row(t, cid)["report check"] and "ddof=0" in row(t, cid)["report check"]
     assert row(t, "S1")["report check"].startswith("consistent") and row(t, "S1")["class"] == C.REPRODUCED
+    assert "power" not in row(t, "S2")["note"]  # reproduced: nothing to weigh
+    # not separated at a wide spread: the verdict says how likely the test was to detect the claimed Δ at that spread
+    wide = records(*(rec("full", "res2net29", i, e) for i, e in enumerate([3.2, 3.8, 3.5])),
+                   *(rec("full", "se_res2net29", i, e) for i, e in enumerate([3.0, 3.6, 3.3])))
+    r = row(C.ledger(s, wide), "S2")
+    assert C.verdict_category(r["verdict"]) == C.NOT_REPRODUCED
+    from se_res2net.audit.stats import t_test_power
+
+    assert (f"at our pooled σ = 0.30 pp, 3 + 3 seeds detect the claimed Δ = 0.47 pp with a power of "
+            f"{t_test_power(0.47, 0.3, 3, 3):.2f}") in r["note"]
     only_smoke = records(rec("smoke", "res2net29", 0, 80.0), rec("smoke", "se_res2net29", 0, 79.0))
     r = row(C.ledger(s, only_smoke), "S2")
     assert r["verdict"] == C.NOT_YET and r["profile"] == "smoke"

@@ -811,8 +811,11 @@ def _ordering(c: Claim, records: "pd.DataFrame") -> _Row:
     return row
 
 
-def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
-    from .stats import cohens_d, welch_t
+def _stat(c: Claim, records: "pd.DataFrame", claimed_diff: Optional[float] = None) -> _Row:
+    """``claimed_diff``: the report's Δ for the same pair (its ``stat_diff`` claim). A significance claim found not
+    reproduced then says how likely our test was to detect that Δ at our own spread: a miss at low power is weak
+    evidence against the claim."""
+    from .stats import _pooled_sd, cohens_d, summarize, t_test_power, welch_t
 
     row = _Row()
     models = [c.baseline or "", c.model]
@@ -840,6 +843,14 @@ def _stat(c: Claim, records: "pd.DataFrame") -> _Row:
         ok = p_welch <= alpha and diff * (1 if c.value >= 0 else -1) > 0
         row.verdict = (f"{REPRODUCED} (p ≤ {alpha:g}, an improvement)" if ok
                        else f"{NOT_REPRODUCED} (p = {p_welch:.2g} > {alpha:g}, or no improvement)")
+        sa, sb = summarize(a), summarize(b)
+        if not ok and claimed_diff is not None and sa.n >= 2 and sb.n >= 2:
+            s = _pooled_sd(sa.std, sa.n, sb.std, sb.n)
+            if s > 0:
+                power = t_test_power(claimed_diff, s, sa.n, sb.n, alpha)
+                row.note = _notes(row.note, f"at our pooled σ = {s:.2f} pp, {sa.n} + {sb.n} seeds detect the claimed "
+                                            f"Δ = {claimed_diff:g} pp with a power of {power:.2f} (two-sided t test, "
+                                            f"α = {alpha:g})")
     else:
         from scipy import stats as sps
 
@@ -1070,7 +1081,8 @@ def ledger(
         elif c.kind in ("ranking", "ordering"):
             row = _ordering(c, records)
         elif c.kind in ("stat_diff", "stat_p", "stat_d"):
-            row = _stat(c, records)
+            row = _stat(c, records, next((d.value for d in claims if d.kind == "stat_diff" and d.model == c.model
+                                          and d.baseline == c.baseline), None))
         elif c.kind in _COUNTED_KINDS:
             row = _counted(c, complexity, blocks)
         elif c.kind in ("efficiency", "delta_error"):
