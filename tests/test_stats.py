@@ -18,6 +18,7 @@ from se_res2net.audit.stats import (
     efficiency_table,
     from_reported,
     p_implied_by_d,
+    pooled_sd,
     report_consistency,
     student_t,
     summarize,
@@ -76,6 +77,22 @@ def test_cohens_d_by_formula_and_sign():
     assert cohens_d(A, B) > 0 and cohens_d(B, A) == pytest.approx(-h["d"])
     # textbook: two groups 1 SD apart with equal SDs -> d = 1
     assert cohens_d([1.0, 2.0, 3.0], [0.0, 1.0, 2.0]) == pytest.approx(1.0)
+
+
+def test_pooled_sd_is_the_within_group_root_mean_square():
+    # independent of the formula: the residuals about each group's mean, over n_a + n_b - 2 degrees of freedom
+    resid = np.concatenate([np.asarray(A) - np.mean(A), np.asarray(B) - np.mean(B)])
+    within = math.sqrt(float(resid @ resid) / (len(A) + len(B) - 2))
+    assert pooled_sd(np.std(A, ddof=1), len(A), np.std(B, ddof=1), len(B)) == pytest.approx(within, rel=1e-12)
+    # and Student's t is the mean difference over s_p * sqrt(1/n_a + 1/n_b)
+    sp = pooled_sd(np.std(A, ddof=1), len(A), np.std(B, ddof=1), len(B))
+    t = (np.mean(A) - np.mean(B)) / (sp * math.sqrt(1 / len(A) + 1 / len(B)))
+    assert t == pytest.approx(sps.ttest_ind(A, B, equal_var=True).statistic, rel=1e-12)
+    # a group of one adds neither a square nor a degree of freedom; two groups of one leave no degree of freedom
+    assert pooled_sd(5.0, 1, 2.0, 2) == pytest.approx(2.0)
+    for na, nb in ((1, 1), (0, 3)):
+        with pytest.raises(ValueError, match="pooled SD needs"):
+            pooled_sd(1.0, na, 1.0, nb)
 
 
 def test_small_samples_give_nan_with_reason():

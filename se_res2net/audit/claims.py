@@ -815,7 +815,7 @@ def _stat(c: Claim, records: "pd.DataFrame", claimed_diff: Optional[float] = Non
     """``claimed_diff``: the report's Δ for the same pair (its ``stat_diff`` claim). A significance claim found not
     reproduced then says how likely our test was to detect that Δ at our own spread: a miss at low power is weak
     evidence against the claim."""
-    from .stats import _pooled_sd, cohens_d, summarize, t_test_power, welch_t
+    from .stats import cohens_d, pooled_sd, summarize, t_test_power, welch_t
 
     row = _Row()
     models = [c.baseline or "", c.model]
@@ -845,7 +845,7 @@ def _stat(c: Claim, records: "pd.DataFrame", claimed_diff: Optional[float] = Non
                        else f"{NOT_REPRODUCED} (p = {p_welch:.2g} > {alpha:g}, or no improvement)")
         sa, sb = summarize(a), summarize(b)
         if not ok and claimed_diff is not None and sa.n >= 2 and sb.n >= 2:
-            s = _pooled_sd(sa.std, sa.n, sb.std, sb.n)
+            s = pooled_sd(sa.std, sa.n, sb.std, sb.n)
             if s > 0:
                 power = t_test_power(claimed_diff, s, sa.n, sb.n, alpha)
                 row.note = _notes(row.note, f"at our pooled σ = {s:.2f} pp, {sa.n} + {sb.n} seeds detect the claimed "

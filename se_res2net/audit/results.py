@@ -1304,7 +1304,7 @@ def seed_sd_sources(report: Mapping[str, Any], entries: Sequence[Any], records: 
     the literature ``entries`` (one per source and model), and ours: the pooled SD of the pair's complete runs in each
     of ``profiles`` where both models have at least 2 (smoke is left out: its spread is that of a plumbing check).
     Ordered by σ, smallest first."""
-    from .stats import _pooled_sd as pooled, summarize  # the pooled SD of Cohen's d
+    from .stats import pooled_sd as pooled, summarize  # the pooled SD of Cohen's d
 
     out = {f"the report's ±σ, pooled ({model_label(pair[0])} {report['sd_a']:g}, {model_label(pair[1])} "
            f"{report['sd_b']:g}; n = {report['n_a']} + {report['n_b']})":

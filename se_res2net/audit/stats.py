@@ -43,6 +43,7 @@ __all__ = [
     "welch_t",
     "student_t",
     "cohens_d",
+    "pooled_sd",
     "bootstrap_diff_ci",
     "compare",
     "from_reported",
@@ -163,7 +164,13 @@ def student_t(a: Iterable[float], b: Iterable[float]) -> TTest:
 
 
 # by hand: scipy has no Cohen's d (nor a pooled SD on its own)
-def _pooled_sd(sa: float, na: int, sb: float, nb: int) -> float:
+def pooled_sd(sa: float, na: int, sb: float, nb: int) -> float:
+    """The pooled standard deviation of two groups from their sample SDs ``sa``, ``sb`` (ddof = 1) and sizes:
+    ``sqrt(((na-1) sa² + (nb-1) sb²) / (na + nb - 2))``, the ``s_p`` of Student's t and of Cohen's d.
+
+    Raises ``ValueError`` when ``na + nb < 3`` (no degree of freedom left) or a size is below 1."""
+    if na < 1 or nb < 1 or na + nb < 3:
+        raise ValueError(f"a pooled SD needs n_a, n_b >= 1 and n_a + n_b >= 3; got {na} and {nb}")
     return math.sqrt(((na - 1) * sa**2 + (nb - 1) * sb**2) / (na + nb - 2))
 
 
@@ -171,7 +178,7 @@ def _d_from_stats(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: flo
     reason = _too_small(n_a, n_b)
     if reason:
         return NAN, reason
-    sp = _pooled_sd(sd_a, n_a, sd_b, n_b)
+    sp = pooled_sd(sd_a, n_a, sd_b, n_b)
     if sp == 0:
         return NAN, "pooled standard deviation is zero; Cohen's d is undefined"
     return (mean_a - mean_b) / sp, None
