@@ -144,11 +144,27 @@ def test_book_builds_without_warnings(built_book):
 
     for c in load_claims(BOOK / "claims.yaml"):
         assert f"<b>{c.id}</b>" in ledger_html, f"claim {c.id} missing from the ledger page"
+    # Text reaches the pages escaped: a "<" that opens no tag is text a table printed raw (A5's ordering once did),
+    # and the next claim or note that holds "<b" or "<0.5" would turn into markup.
+    raw = {str(f.relative_to(HTML)): hits for f in sorted(HTML.rglob("*.html")) if (hits := raw_less_than(f.read_text(encoding="utf-8")))}
+    assert not raw, raw
     # Every run notebook present was rendered (listed by the runs/*/* glob of _toc.yml).
     for nb in sorted((BOOK / "runs").glob("*/*.ipynb")):
         assert (HTML / "runs" / nb.parent.name / f"{nb.stem}.html").is_file(), nb
         # ...with papermill's outputs: the build never re-executes a run notebook.
         assert f"{nb}: Executing notebook" not in log, f"the build re-executed {nb}"
+
+
+def raw_less_than(html: str) -> list:
+    """Where ``html`` has a "<" that opens no tag, comment or declaration (so: text left unescaped), with context;
+    scripts and styles, where "<" is code, are left out."""
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    return [html[max(0, m.start() - 40):m.start() + 40] for m in re.finditer(r"<(?![A-Za-z/!?])", html)]
+
+
+def test_raw_less_than_tells_text_from_tags():
+    assert raw_less_than("<p>a &lt; b</p><!-- c --><script>if (i < n) {}</script>") == []
+    assert len(raw_less_than("<td>SE on all streams < SE on streams 1,2 <= no SE</td>")) == 2
 
 
 def _text(html: str) -> str:
