@@ -547,6 +547,15 @@ def test_plot_differences_draws_welch_intervals_against_zero_and_the_reports_dif
     assert short.get_yticklabels()[0].get_text().startswith("SE-Res2Net-29\np = ")
     with pytest.raises(ValueError, match="no comparisons"):
         R.plot_differences(sig.iloc[0:0])
+    # the legend says why a row has no interval, and only when one has none
+    def legend(fig):
+        return [t.get_text() for t in fig.legends[0].get_texts()]
+
+    assert not any("one run" in t for t in legend(fig))
+    one = df[(df["model"] != "se_res2net29") | (df["seed"] == df["seed"].min())]
+    lone = R.plot_differences(significance_table(one, [("res2net29", "se_res2net29")], n_resamples=200), claimed)
+    assert not lone.axes[0].containers[0].lines[2]  # no interval drawn
+    assert "Welch 95% CI (none where a side has one run)" in legend(lone)[0]
 
 
 def test_hardware_data_and_profile_note_come_from_the_records():

@@ -1238,9 +1238,12 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
     ax = fig.subplots()
     colors = {p: c for p, c in zip(["smoke", "budget", "full"], ["tab:gray", "tab:orange", "tab:blue"])}
     labels = []
+    no_interval = set()  # profiles with a row whose CI is undefined (one run on a side): the legend says why
     for y, r in enumerate(rows):
         lo, hi, d = r["welch_ci_low"], r["welch_ci_high"], r["diff"]
         xerr = None if math.isnan(lo) or math.isnan(hi) else [[d - lo], [hi - d]]
+        if xerr is None:
+            no_interval.add(r["profile"])
         ax.errorbar(d, y, xerr=xerr, fmt=PROFILE_MARKERS.get(r["profile"], "o"), ms=7, capsize=4, lw=1.6,
                     color=colors.get(r["profile"], "tab:purple"), zorder=3)
         key = (r["baseline"], r["candidate"])
@@ -1256,7 +1259,8 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
     ax.set_xlabel("Δ = baseline error − candidate error (pp)\n> 0: the candidate has the lower error")
     ax.grid(True, axis="x", alpha=0.3)
     handles = [Line2D([], [], marker=PROFILE_MARKERS.get(p, "o"), color=colors.get(p, "tab:purple"), ls="-",
-                      label=f"ours, profile {p}: Δ and Welch {CI_LEVEL:.0%} CI") for p in profiles]
+                      label=f"ours, profile {p}: Δ and Welch {CI_LEVEL:.0%} CI"
+                            + (" (none where a side has one run)" if p in no_interval else "")) for p in profiles]
     if claimed:
         handles.append(Line2D([], [], marker="*", color="tab:red", mec="black", ls="", ms=12,
                               label="the report: difference of its claimed means"))
