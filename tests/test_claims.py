@@ -102,6 +102,23 @@ def test_error_measured_only_under_smoke_is_not_yet_measured(claim_list):
     assert "full" in r["note"] and "smoke" in r["note"]
 
 
+def test_smoke_runs_are_set_aside_once_another_profile_has_complete_runs(claim_list):
+    """As on the results pages: a claim whose models have only smoke runs shows no number once budget or full has
+    complete runs (of any model), and says why; budget numbers and the smoke-only ledger are unchanged."""
+    smoke = [rec("smoke", m, s, 90.0 + s, "CPU x") for m in ("se_resnet110", "resnet56", "res2net29", "se_res2net29")
+             for s in range(3)]
+    budget = [rec("budget", m, 0, e, "CPU x") for m, e in (("res2net29", 9.6), ("se_res2net29", 9.4))]
+    cl = by_id(claim_list, "E3", "E1", "F4")
+    alone = C.ledger(cl, records(*smoke))
+    assert "91.00 ± 1.00" in row(alone, "E3")["measured"] and row(alone, "E3")["profile"] == "smoke"
+    t = C.ledger(cl, records(*smoke, *budget))
+    e3, f4 = row(t, "E3"), row(t, "F4")
+    assert e3["measured"] == "—" and e3["profile"] == "—" and e3["verdict"] == C.NOT_YET
+    assert "no complete run of se_resnet110 under budget" in e3["note"] and "smoke runs are a plumbing check" in e3["note"]
+    assert f4["measured"] == "—" and "set aside now that budget has complete runs" in f4["note"]
+    assert row(t, "E1")["profile"] == "budget" and "9.40" in row(t, "E1")["measured"]
+
+
 def test_error_band_is_our_measured_spread_not_a_fixed_band(claim_list):
     e1 = by_id(claim_list, "E1")  # claimed 2.98
     # mean 3.10, s = 0.10, n = 3: the 95 % t interval is 3.10 ± 4.30·0.0577 = 2.85–3.35 → contains 2.98

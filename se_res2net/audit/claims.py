@@ -17,8 +17,8 @@ Each claim gets three independent judgements and one class:
     it, from the report's number of seeds, and inside / outside the band of the claim's kind: for trained
     claims a 95 % interval from **our measured seed spread**, for counts the report's printing precision;
     ``inconclusive`` — measured so, but the measured spread cannot decide (a ranking gap within noise);
-    ``not yet measured`` — no such measurement (a smoke or budget number is shown with its profile; too
-    few seeds are counted and named); ``not testable as stated``; ``consistent by construction`` — our
+    ``not yet measured`` — no such measurement (a budget number is shown with its profile, and a smoke
+    number only while no other profile has complete runs; too few seeds are counted and named); ``not testable as stated``; ``consistent by construction`` — our
     widths were searched to land on the report's counts, so agreement confirms nothing.
 ``report check`` (the report against itself)
     ``internally inconsistent`` when the claim contradicts other numbers of the same report under every
@@ -720,10 +720,21 @@ def _seed_shortfall(c: Claim, records: "pd.DataFrame", models: Sequence[str]) ->
 
 def _pick_profile(c: Claim, records: "pd.DataFrame", models: Sequence[str], row: _Row) -> Optional[str]:
     """The verdict profile when all ``models`` have runs under it, else the most faithful one that has them
-    (shown, not judged), else None with a note."""
+    (shown, not judged), else None with a note. A plumbing profile (smoke) counts only while no other profile has
+    complete runs, as on the results pages (:func:`se_res2net.audit.results.page_profiles`): its chance-level
+    errors beside trained ones would read as results."""
+    from .results import page_profiles
+
     profs = _profiles_with(records, models)
+    ok = _complete(records)
+    shown, set_aside = page_profiles(p for p in ok["profile"].unique() if p in PROFILE_ORDER) if len(ok) else ([], [])
+    aside = [p for p in profs if p in set_aside]
+    profs = [p for p in profs if p not in set_aside]
     if not profs:
         row.note = f"no complete run of {' and '.join(models)} under any profile"
+        if aside:
+            row.note = (f"no complete run of {' and '.join(models)} under {' or '.join(shown)}; the {', '.join(aside)} "
+                        f"runs are a plumbing check, set aside now that {', '.join(shown)} has complete runs")
         return None
     prof = c.verdict_profile if c.verdict_profile in profs else profs[0]
     row.profile, row.hardware = prof, _hardware(records, prof, models)
