@@ -146,7 +146,8 @@ def test_book_builds_without_warnings(built_book):
         assert f"<b>{c.id}</b>" in ledger_html, f"claim {c.id} missing from the ledger page"
     # Text reaches the pages escaped: a "<" that opens no tag is text a table printed raw (A5's ordering once did),
     # and the next claim or note that holds "<b" or "<0.5" would turn into markup.
-    raw = {str(f.relative_to(HTML)): hits for f in sorted(HTML.rglob("*.html")) if (hits := raw_less_than(f.read_text(encoding="utf-8")))}
+    raw = {str(f.relative_to(HTML)): hits for f in sorted(HTML.rglob("*.html"))
+           if (hits := raw_less_than(f.read_text(encoding="utf-8")))}
     assert not raw, raw
     # Every run notebook present was rendered (listed by the runs/*/* glob of _toc.yml).
     for nb in sorted((BOOK / "runs").glob("*/*.ipynb")):

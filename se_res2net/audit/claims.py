@@ -18,8 +18,9 @@ Each claim gets three independent judgements and one class:
     claims a 95 % interval from **our measured seed spread**, for counts the report's printing precision;
     ``inconclusive`` — measured so, but the measured spread cannot decide (a ranking gap within noise);
     ``not yet measured`` — no such measurement (a budget number is shown with its profile, and a smoke
-    number only while no other profile has complete runs; too few seeds are counted and named); ``not testable as stated``; ``consistent by construction`` — our
-    widths were searched to land on the report's counts, so agreement confirms nothing.
+    number only while no other profile has complete runs; too few seeds are counted and named);
+    ``not testable as stated``; ``consistent by construction`` — our widths were searched to land on the
+    report's counts, so agreement confirms nothing.
 ``report check`` (the report against itself)
     ``internally inconsistent`` when the claim contradicts other numbers of the same report under every
     reading of them (e.g. a p-value and Cohen's d against its means and ±σ, read as sd with ddof 1 or 0
@@ -727,7 +728,8 @@ def _pick_profile(c: Claim, records: "pd.DataFrame", models: Sequence[str], row:
 
     profs = _profiles_with(records, models)
     ok = _complete(records)
-    shown, set_aside = page_profiles(p for p in ok["profile"].unique() if p in PROFILE_ORDER) if len(ok) else ([], [])
+    present = [p for p in ok["profile"].unique() if p in PROFILE_ORDER] if ok is not None and len(ok) else []
+    shown, set_aside = page_profiles(present)
     aside = [p for p in profs if p in set_aside]
     profs = [p for p in profs if p not in set_aside]
     if not profs:
