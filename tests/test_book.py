@@ -138,7 +138,18 @@ def test_book_builds_without_warnings(built_book):
     assert "Δ detected with 80 % power, 3 + 3 (pp)" in _text(significance), "the power table is missing"
     assert significance.count("<img") >= 2, "figures missing from significance.html"
     # The literature chapter draws the accuracy-vs-parameters frontier; the ledger shows every claim with a class.
-    assert (HTML / "literature.html").read_text(encoding="utf-8").count("<img") >= 1, "frontier plot missing"
+    literature_html = (HTML / "literature.html").read_text(encoding="utf-8")
+    assert literature_html.count("<img") >= 1, "frontier plot missing"
+    # Sources are cited author–year as the prose cites them, never by a BibTeX key a reader does not know
+    # (tables computed in cells once printed "he2016identity").
+    from se_res2net.audit.bibliography import load_bibliography
+    from se_res2net.audit.literature import load_literature
+
+    keys = set(load_bibliography(BOOK / "references.bib"))
+    shown = {str(f.relative_to(HTML)): hits for f in sorted(HTML.rglob("*.html"))
+             if (hits := sorted(k for k in keys if k in _text(f.read_text(encoding="utf-8"))))}
+    assert not shown, f"pages show BibTeX keys: {shown}"
+    assert all(e.cite in _text(literature_html) for e in load_literature(BOOK / "literature.yaml"))
     ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
     from se_res2net.audit.claims import load_claims
 

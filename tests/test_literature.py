@@ -30,6 +30,11 @@ def claim_list():
 def test_every_entry_has_a_source_in_the_bibliography(entries):
     keys = set(re.findall(r"@\w+\{([^,]+),", BIB.read_text(encoding="utf-8")))
     assert {e.source for e in entries} <= keys, sorted({e.source for e in entries} - keys)
+    # each is labelled author–year from its BibTeX entry, never by its key
+    assert all(e.cite != e.source and re.search(r", (19|20)\d\d[a-z]?$", e.cite) for e in entries), \
+        [(e.source, e.cite) for e in entries if e.cite == e.source]
+    by_key = {e.source: e for e in entries}
+    assert by_key["he2016identity"].source_title == "Identity Mappings in Deep Residual Networks"
     assert all(e.where and e.protocol for e in entries)
     # the report's baselines each have a published result of their own architecture
     assert {"resnet56", "densenet_bc100", "se_resnet110"} <= {e.ours for e in entries}
@@ -40,7 +45,14 @@ def test_bad_literature_files_are_refused(tmp_path):
             "statistic: single, augmentation: standard, protocol: p, source: s, where: w%s}\n")
     p = tmp_path / "l.yaml"
     p.write_text(good % "")
-    assert L.load_literature(p)[0].error == 5.0
+    with pytest.raises(FileNotFoundError, match="references.bib"):
+        L.load_literature(p)
+    (tmp_path / "references.bib").write_text("@misc{s, author = {Doe, Jane}, title = {T}, year = {2020}}\n")
+    e = L.load_literature(p)[0]
+    assert e.error == 5.0 and e.cite == "Doe, 2020" and e.source_title == "T"
+    p.write_text(good.replace("source: s,", "source: t,") % "")
+    with pytest.raises(ValueError, match="source 't' is not a key of .*references.bib; add its BibTeX entry"):
+        L.load_literature(p)
     for text, msg in ((good % ", error2: 1", "unknown fields"),
                       (good.replace("statistic: single", "statistic: mode") % "", "statistic must be")):
         p.write_text(text)

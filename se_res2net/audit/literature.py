@@ -78,22 +78,45 @@ class Entry:
     source: str
     where: str
     url: str
+    #: the source's author–year label and title, from the bibliography (:func:`load_literature` fills them in;
+    #: an entry made without one is labelled by its key)
+    cite: str = ""
+    source_title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cite:
+            object.__setattr__(self, "cite", self.source)
+
+
+#: fields :func:`load_literature` derives from the bibliography, which the literature file does not set
+_DERIVED = ("cite", "source_title")
 
 
 _REQUIRED = ("id", "model", "family", "kind", "error", "statistic", "augmentation", "protocol", "source", "where")
 
 
-def load_literature(path: PathLike = "book/literature.yaml") -> List[Entry]:
-    """Read and validate the literature file; a problem is a ``ValueError`` naming the entry and the fix."""
+def load_literature(path: PathLike = "book/literature.yaml", bib: Optional[PathLike] = None) -> List[Entry]:
+    """Read and validate the literature file; a problem is a ``ValueError`` naming the entry and the fix.
+
+    Each entry's ``source`` must be a key of the BibTeX file ``bib`` (default: ``references.bib`` beside the
+    literature file), which gives the entry its author–year label (``cite``) and title.
+    """
     import yaml
+
+    from .bibliography import load_bibliography
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"literature file {p} does not exist; pass the path of book/literature.yaml")
+    bib_path = Path(bib) if bib is not None else p.with_name("references.bib")
+    if not bib_path.is_file():
+        raise FileNotFoundError(f"bibliography {bib_path} does not exist; each source of {p} is a key of it "
+                                "(pass bib= the path of book/references.bib)")
+    refs = load_bibliography(bib_path)
     doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
         raise ValueError(f"literature file {p} must be a mapping with schema: {SCHEMA}")
-    names = {f.name for f in fields(Entry)}
+    names = {f.name for f in fields(Entry)} - set(_DERIVED)
     out: List[Entry] = []
     seen = set()
     for i, raw in enumerate(doc.get("entries") or []):
@@ -109,6 +132,9 @@ def load_literature(path: PathLike = "book/literature.yaml") -> List[Entry]:
         if raw["id"] in seen:
             raise ValueError(f"{where}: duplicate id {raw['id']!r}")
         seen.add(raw["id"])
+        ref = refs.get(str(raw["source"]))
+        if ref is None:
+            raise ValueError(f"{where}: source {raw['source']!r} is not a key of {bib_path}; add its BibTeX entry there")
         if raw["statistic"] not in STATISTICS or raw["augmentation"] not in AUGMENTATIONS:
             raise ValueError(f"{where}: statistic must be one of {STATISTICS} and augmentation one of {AUGMENTATIONS}")
         err = float(raw["error"])
@@ -121,7 +147,7 @@ def load_literature(path: PathLike = "book/literature.yaml") -> List[Entry]:
             runs=None if raw.get("runs") is None else int(raw["runs"]), params_m=num("params_m"),
             macs_m=num("macs_m"), flops_as_published=raw.get("flops_as_published"),
             augmentation=str(raw["augmentation"]), protocol=str(raw["protocol"]), source=str(raw["source"]),
-            where=str(raw["where"]), url=str(raw.get("url") or ""),
+            where=str(raw["where"]), url=str(raw.get("url") or ""), cite=ref.label, source_title=ref.title,
         ))
     if not out:
         raise ValueError(f"literature file {p} has no entries")
@@ -129,13 +155,13 @@ def load_literature(path: PathLike = "book/literature.yaml") -> List[Entry]:
 
 
 def literature_table(entries: Sequence[Entry]) -> "pd.DataFrame":
-    """The entries as a table for the book (source shown as its BibTeX key)."""
+    """The entries as a table for the book (source shown as its author–year label, e.g. "He et al., 2016b")."""
     import pandas as pd
 
     return pd.DataFrame([{
         "model": e.model, "error (%)": e.error, "statistic": e.statistic + (f", {e.runs:,} run{'s' if e.runs != 1 else ''}" if e.runs else ""),
         "seed SD (pp)": e.sd, "params (M)": e.params_m, "MACs (M)": e.macs_m, "augmentation": e.augmentation,
-        "kind": e.kind, "source": e.source, "where": e.where, "protocol": e.protocol, "ours": e.ours or "",
+        "kind": e.kind, "source": e.cite, "where": e.where, "protocol": e.protocol, "ours": e.ours or "",
     } for e in entries])
 
 
@@ -180,7 +206,7 @@ def baseline_comparison(claims: Sequence["Claim"], entries: Sequence[Entry]) -> 
     import pandas as pd
 
     rows = [{"claim": c.id, "model": c.model, "report (%)": c.value, "published": e.model, "published (%)": e.error,
-             "statistic": e.statistic, "kind": e.kind, "source": e.source,
+             "statistic": e.statistic, "kind": e.kind, "source": e.cite,
              "report − published (pp)": round(c.value - e.error, 4)}
             for c in claims if c.kind == "test_error" for e in entries if e.ours == c.model]
     return pd.DataFrame(rows, columns=["claim", "model", "report (%)", "published", "published (%)", "statistic",
@@ -252,7 +278,7 @@ def literature_checks(claims: Sequence["Claim"], entries: Sequence[Entry]) -> Di
                 gap = f.error - c.value
                 head = IMPLAUSIBLE if gap > margin else "in line with the literature"
                 parts.append(f"the best published result with ≤ {params:g} M params is {f.error:g} % ({f.model}, "
-                             f"{f.params_m:g} M, {f.source}); the claim is {abs(gap):.2f} pp "
+                             f"{f.params_m:g} M, {f.cite}); the claim is {abs(gap):.2f} pp "
                              f"{'below' if gap > 0 else 'above'} it (margin {MARGIN_SDS:g} × {hi_sd:g} pp)")
             if same:
                 lo, hi = min(e.error for e in same), max(e.error for e in same)
@@ -269,9 +295,9 @@ def literature_checks(claims: Sequence["Claim"], entries: Sequence[Entry]) -> Di
             if better:
                 std = [e for e in better if e.augmentation == "standard"]
                 text = (f"{len(better)} published result(s) below {c.value:g} %, lowest {better[0].error:g} % "
-                        f"({better[0].model}, {better[0].source}; {better[0].augmentation} augmentation)")
+                        f"({better[0].model}, {better[0].cite}; {better[0].augmentation} augmentation)")
                 if std:
-                    text += f"; with standard augmentation: {std[0].error:g} % ({std[0].model}, {std[0].source})"
+                    text += f"; with standard augmentation: {std[0].error:g} % ({std[0].model}, {std[0].cite})"
                 out[c.id] = (CONTRADICTED, text)
             else:
                 out[c.id] = ("in line with the literature", f"no published result in book/literature.yaml is below {c.value:g} %")

@@ -1275,7 +1275,7 @@ def plot_differences(sig: "pd.DataFrame", claimed: Optional[Mapping[Tuple[str, s
 def published_sds(entries: Sequence[Any]) -> Dict[str, float]:
     """Each seed-to-seed SD (pp) the literature ``entries`` publish, labelled by model, runs and source; one per model
     and source (an entry listed twice, as the best and the mean of the same runs, has one key)."""
-    return {f"{e.model}{f', {e.runs:,} runs' if e.runs else ''} ({e.source})": float(e.sd)
+    return {f"{e.model}{f', {e.runs:,} runs' if e.runs else ''} ({e.cite})": float(e.sd)
             for e in entries if e.sd is not None}
 
 
