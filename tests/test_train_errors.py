@@ -183,6 +183,11 @@ def test_resume_with_another_config_is_refused(tmp_path, monkeypatch):
         train(cfg.replace(lr=0.05), tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match=r"train_subset"):
         train(cfg.replace(train_subset=50), tmp_path, resume=True, progress=False)
+    # bf16 resolved by device type: a run started with bf16 off (a CPU) and resumed with it on (as on a GPU) is
+    # refused, and the error names the flag that matches the checkpoint
+    with pytest.raises(ValueError, match=r"bf16_resolved: checkpoint=False now=True\); bf16 after 'auto' depends on "
+                                         r"the device type: .* pass --no-bf16, as the run started; resume with"):
+        train(cfg.replace(bf16=True), tmp_path, resume=True, progress=False)
     assert ckpt.read_bytes() == before
     # non-result settings may change on resume
     rec = train(cfg.replace(checkpoint_every=5, eval_batch_size=7), tmp_path, resume=True, progress=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import lzma
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .atomic import PathLike, atomic_save, atomic_write_bytes
 
@@ -70,12 +70,14 @@ def load_checkpoint(
     expect_model: Optional[str] = None,
     expect_config: Optional[Mapping[str, Any]] = None,
     config_keys: Tuple[str, ...] = (),
+    fixes: Optional[Mapping[str, Callable[[Any, Any], str]]] = None,
     map_location: str = "cpu",
 ) -> Dict[str, Any]:
     """Load and validate a checkpoint.
 
     ``expect_model`` / ``expect_config`` (compared on ``config_keys``) guard
-    ``--resume`` against continuing another run's checkpoint.
+    ``--resume`` against continuing another run's checkpoint; ``fixes[key](checkpoint_value, current_value)`` names, for a
+    key whose mismatch has a fix better than "the same settings", that fix (added to the error).
     """
     p = Path(path)
     if not p.is_file():
@@ -91,9 +93,11 @@ def load_checkpoint(
         diff = {k: (saved.get(k), expect_config.get(k)) for k in config_keys if saved.get(k) != expect_config.get(k)}
         if diff:
             details = ", ".join(f"{k}: checkpoint={a!r} now={b!r}" for k, (a, b) in diff.items())
+            named = [fixes[k](a, b) for k, (a, b) in diff.items() if fixes and k in fixes]
             raise ValueError(
                 f"checkpoint {p} was written with another configuration ({details}); "
-                "resume with the same settings, or use --force to start afresh"
+                + "".join(f"{fix}; " for fix in named)
+                + "resume with the same settings, or use --force to start afresh"
             )
     return data
 

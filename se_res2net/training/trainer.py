@@ -60,7 +60,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .atomic import PathLike, ensure_writable_dir
 from .records import (
@@ -113,6 +113,16 @@ RESULT_KEYS: Tuple[str, ...] = (
     "augment",
 )
 CHECKPOINT_KEYS: Tuple[str, ...] = RESULT_KEYS + ("data_fingerprint", "bf16_resolved")
+# What to do when a resume finds one of the keys the trainer adds changed ("auto" resolves bf16 by device type, so
+# a run started on a GPU and resumed on a CPU meets the first).
+RESUME_FIXES: Dict[str, Callable[[Any, Any], str]] = {
+    "bf16_resolved": lambda ck, now: (
+        "bf16 after 'auto' depends on the device type: resume on the type the run started on, or with "
+        f"'se-res2net train' pass {'--bf16' if ck else '--no-bf16'}, as the run started"),
+    "data_fingerprint": lambda ck, now: (
+        "the training data changed: point SE_RES2NET_DATA_DIR (or --data-dir) at the data the run started with "
+        f"(fingerprint {str(ck)[:12]}…)"),
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -914,7 +924,8 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     from .checkpoint import load_checkpoint
 
     config, device = run.config, run.device
-    ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=run.ck_config, config_keys=CHECKPOINT_KEYS)
+    ck = load_checkpoint(ckpt_path, expect_model=config.model, expect_config=run.ck_config, config_keys=CHECKPOINT_KEYS,
+                         fixes=RESUME_FIXES)
     try:
         run.model.load_state_dict(ck["state_dict"])
     except RuntimeError as exc:  # the model's code changed since the checkpoint was written
