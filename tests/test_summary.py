@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from se_res2net.audit import claims, summary
 from se_res2net.audit.results import load_records
 from tests.fakes import make_record, write_record
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ledger(rows):
@@ -195,6 +199,36 @@ def test_training_so_far_counts_complete_and_unfinished_runs_by_kind_of_device(t
     cpu_only = records[records["device"] == "cpu"]
     assert summary.training_so_far(cpu_only, "budget").endswith("; no GPU has trained a record yet.")
     assert summary.training_so_far(records.iloc[0:0], None) == "No training run yet."
+
+
+def test_errors_so_far_gives_each_models_error_beside_the_reports_and_says_how_far_from_a_test(tmp_path):
+    """The bottom line gives the trained networks' errors (computed from the records, never typed), beside the
+    report's claimed errors, with the profile, epochs and seed count that make them indicative or not."""
+    claim_list = claims.load_claims(ROOT / "book" / "claims.yaml")
+    e1 = next(c for c in claim_list if c.id == "E1")
+    root = tmp_path / "runs"
+    for model, seed, err, status in [("res2net29", 0, 9.5, "complete"), ("se_res2net29", 0, 9.0, "complete"),
+                                     ("se_res2net29", 1, 9.2, "complete"), ("resnet56", 0, None, "running")]:
+        write_record(root, make_record(model, seed, err, profile="budget", status=status))
+    records = load_records(root, include_failed=True)
+    text = summary.errors_so_far(records, "budget", claim_list)
+    assert text.startswith("Their test errors under **budget** (30 epochs, at most 2 seeds per model: indicative only, "
+                           "they test no claim of the report): ")
+    assert "Res2Net-29 9.50 % (the report: 3.45 %)" in text
+    assert f"SE-Res2Net-29 9.10 ± 0.14 % (the report: {e1.value:.2f} %)" in text
+    assert "ResNet-56" not in text  # no complete run: no number
+    # one seed each: said so; a model the report gives no error for has none beside it
+    write_record(tmp_path / "one", make_record("res2net29", 0, 9.5, profile="budget"))
+    write_record(tmp_path / "one", make_record("res2net29_report", 0, 9.4, profile="budget"))
+    one = summary.errors_so_far(load_records(tmp_path / "one", include_failed=True), "budget", claim_list)
+    assert "one seed per model" in one and "(the report" not in one.split("; ")[-1]
+    write_record(tmp_path / "full", make_record("se_res2net29", 0, 3.1))
+    full = load_records(tmp_path / "full", include_failed=True)
+    assert summary.errors_so_far(full, "full", claim_list) == (
+        "Their test errors under **full** (one seed per model; their verdicts are in the *Claims ledger*): "
+        f"SE-Res2Net-29 3.10 % (the report: {e1.value:.2f} %) (*Results*).")
+    assert summary.errors_so_far(records, "full", claim_list) == ""  # no complete run under it
+    assert summary.errors_so_far(records.iloc[0:0], None, claim_list) == ""
 
 
 def test_projected_device_hours_prices_a_profile_from_the_epochs_of_another_with_the_same_work(tmp_path):

@@ -26,6 +26,7 @@ __all__ = [
     "plot_families",
     "compute_spent",
     "training_so_far",
+    "errors_so_far",
     "remaining_runs",
     "projected_device_hours",
     "build_environment",
@@ -178,6 +179,35 @@ def training_so_far(records: "pd.DataFrame", head: Optional[str]) -> str:
     if not records["device_kinds"].str.contains("GPU").any():
         text += "; no GPU has trained a record yet"
     return text + "."
+
+
+def errors_so_far(records: "pd.DataFrame", head: Optional[str], claims: Sequence["_claims.Claim"] = ()) -> str:
+    """One markdown sentence for the bottom line: the test error of each model with complete runs under ``head``
+    (mean ± SD over seeds; one run: its error), beside the report's claimed error where it makes one, and how
+    far those runs are from a test of the report. "" when ``head`` has no complete run."""
+    import math
+
+    from .results import _fmt_pm, model_label, results_table
+
+    if records is None or len(records) == 0 or not head:
+        return ""
+    table = results_table(records[records["profile"] == head])
+    table = table[table["n"] > 0]
+    if table.empty:
+        return ""
+    claimed = {c.model: c.value for c in claims if c.kind == "test_error"}
+    items = [f"{model_label(r['model'])} {_fmt_pm(r['mean_error'], r['std_error'])} %"
+             + (f" (the report: {claimed[r['model']]:.2f} %)" if r["model"] in claimed else "")
+             for _, r in table.iterrows()]
+    n_max = int(table["n"].max())
+    seeds = f"{'one seed' if n_max == 1 else f'at most {n_max} seeds'} per model"
+    if head == "full":
+        how = f"{seeds}; their verdicts are in the *Claims ledger*"
+    else:
+        epochs = records.loc[records["profile"] == head, "planned_epochs"].dropna()
+        shortened = f"{int(epochs.iloc[0])} epochs, " if len(epochs) and not math.isnan(epochs.iloc[0]) else ""
+        how = f"{shortened}{seeds}: indicative only, they test no claim of the report"
+    return f"Their test errors under **{head}** ({how}): " + "; ".join(items) + " (*Results*)."
 
 
 def remaining_runs(records: "pd.DataFrame", models: Sequence[str], seeds: Sequence[int],
