@@ -44,6 +44,7 @@ def test_same_authors_and_year_get_a_suffix_in_title_order(tmp_path):
     assert refs["he2016resnet"].label == "He et al., 2016a"
     assert refs["he2016identity"].label == "He et al., 2016b"
     assert refs["he2015prelu"].label == "He et al., 2015"  # alone in its year: no suffix
+    assert (refs["he2016identity"].year, refs["he2016identity"].suffix, refs["he2015prelu"].suffix) == ("2016", "b", "")
 
 
 def test_the_books_bibliography_has_one_label_per_entry():

@@ -145,10 +145,20 @@ def test_book_builds_without_warnings(built_book):
     from se_res2net.audit.bibliography import load_bibliography
     from se_res2net.audit.literature import load_literature
 
-    keys = set(load_bibliography(BOOK / "references.bib"))
-    shown = {str(f.relative_to(HTML)): hits for f in sorted(HTML.rglob("*.html"))
-             if (hits := sorted(k for k in keys if k in _text(f.read_text(encoding="utf-8"))))}
+    refs = load_bibliography(BOOK / "references.bib")
+    pages = {str(f.relative_to(HTML)): _text(f.read_text(encoding="utf-8")) for f in sorted(HTML.rglob("*.html"))}
+    shown = {page: hits for page, text in pages.items() if (hits := sorted(k for k in refs if k in text))}
     assert not shown, f"pages show BibTeX keys: {shown}"
+    # ...and a label names one paper on every page: where two share authors and year, prose, tables and the
+    # reference list all carry the suffix (book/_ext/year_suffix.py), none the bare "He et al., 2016"
+    bare = {r.label[:-len(r.suffix)] for r in refs.values() if r.suffix}
+    # (the prose's "He <em>et al.</em>, 2016" is "He et al. , 2016" as text: no space before punctuation)
+    joined = {page: re.sub(r"\s+(?=[,.;:)])", "", text) for page, text in pages.items()}
+    unsuffixed = {page: hits for page, text in joined.items()
+                  if (hits := sorted(b for b in bare if re.search(re.escape(b) + r"(?![a-z])", text)))}
+    assert not unsuffixed, f"pages cite without the year suffix: {unsuffixed}"
+    references = pages["references.html"]
+    assert all(f"{r.year}{r.suffix}" in references for r in refs.values() if r.suffix)
     assert all(e.cite in _text(literature_html) for e in load_literature(BOOK / "literature.yaml"))
     ledger_html = (HTML / "ledger.html").read_text(encoding="utf-8")
     from se_res2net.audit.claims import load_claims

@@ -6,7 +6,8 @@ reader knows. :func:`load_bibliography` reads the file with pybtex (the parser s
 uses) and labels each entry the way that style does: one author "Yang, 2017", two "Zagoruyko and Komodakis,
 2016", three or more "He et al., 2016". Where two entries would get the same label (He et al.'s two 2016
 papers) a year suffix tells them apart, as author–date styles do (CSL's ``disambiguate-add-year-suffix``):
-"2016a", "2016b", lettered in order of title.
+"2016a", "2016b", lettered in order of title. The book's prose and reference list get the same suffixes
+(``book/_ext/year_suffix.py``), so a label means one paper on every page.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ _SUFFIXES = "abcdefghijklmnopqrstuvwxyz"
 
 @dataclass(frozen=True)
 class Reference:
-    """One entry of the bibliography: its key, author–year label, title and URL (empty when it gives none)."""
+    """One entry of the bibliography: its key, author–year label, title and URL (empty when it gives none); the
+    label's year is ``year`` followed by ``suffix`` ("" unless another entry has the same authors and year)."""
 
     key: str
     label: str
     title: str
     url: str
+    year: str
+    suffix: str
 
 
 def _text(latex: str) -> str:
@@ -66,18 +70,21 @@ def load_bibliography(path: PathLike) -> Dict[str, Reference]:
     except PybtexError as exc:
         raise ValueError(f"bibliography {p} is not valid BibTeX: {exc}") from exc
     base: Dict[str, str] = {}
+    years: Dict[str, str] = {}
     groups: Dict[str, List[str]] = defaultdict(list)
     for key, entry in db.entries.items():
-        base[key] = f"{_names(entry)}, {_text(entry.fields.get('year', '')) or 'n.d.'}"
+        years[key] = _text(entry.fields.get("year", "")) or "n.d."
+        base[key] = f"{_names(entry)}, {years[key]}"
         groups[base[key]].append(key)
     titles = {key: _text(e.fields.get("title", "")) for key, e in db.entries.items()}
-    label = dict(base)
+    suffix = {key: "" for key in db.entries}
     for same in groups.values():
         if len(same) > len(_SUFFIXES):
             raise ValueError(f"bibliography {p}: {len(same)} entries share the label {base[same[0]]!r}; "
                              f"at most {len(_SUFFIXES)} can be told apart by a year suffix")
         if len(same) > 1:
             for letter, key in zip(_SUFFIXES, sorted(same, key=lambda k: (titles[k].lower(), k))):
-                label[key] = base[key] + letter
-    return {key: Reference(key=key, label=label[key], title=titles[key], url=str(e.fields.get("url", "")))
+                suffix[key] = letter
+    return {key: Reference(key=key, label=base[key] + suffix[key], title=titles[key],
+                           url=str(e.fields.get("url", "")), year=years[key], suffix=suffix[key])
             for key, e in db.entries.items()}
