@@ -103,3 +103,15 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
         os.close(write_end)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
     assert proc.returncode == 141
+
+
+@pytest.mark.parametrize("command, extra", [("sweep", ["--profile", "smoke"]), ("progress", []), ("pack", ["out"]),
+                                            ("finalize", [])])
+def test_every_command_that_reads_the_runs_root_takes_both_spellings(command, extra):
+    """`sweep`/`progress` called it --out-root and `pack`/`finalize` --runs-root: a user who learnt one spelling
+    got "unrecognized arguments" from the others. Each takes both, for the same setting."""
+    parser = build_parser()
+    a = parser.parse_args([command, *extra, "--runs-root", "/x/runs"])
+    b = parser.parse_args([command, *extra, "--out-root", "/x/runs"])
+    assert vars(a) == vars(b)
+    assert "/x/runs" in vars(a).values()

@@ -191,7 +191,7 @@ def format_progress(p: Dict[str, Any]) -> str:
 
 def add_progress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="full", help="the sweep's profile (default full)")
-    p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help="runs root (default book/runs)")
+    p.add_argument("--out-root", "--runs-root", dest="out_root", default=DEFAULT_OUT_ROOT, help="runs root (default book/runs)")
     p.add_argument("--models", nargs="+", default=None, help="default: the running sweep's plan, else all models")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the plan's, else 0 1 2")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -884,7 +884,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", default=None, metavar="LIST",
                    help="local executor: the GPUs to use, e.g. 0,1 (default: every visible GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per local run (default: cores // runs)")
-    p.add_argument("--out-root", default=DEFAULT_OUT_ROOT, help="runs go to OUT_ROOT/<profile>/ (default book/runs)")
+    p.add_argument("--out-root", "--runs-root", dest="out_root", default=DEFAULT_OUT_ROOT, help="runs go to OUT_ROOT/<profile>/ (default book/runs)")
     p.add_argument("--force", action="store_true", help="re-run runs that are already complete")
     p.add_argument("--data", choices=DATA_SOURCES, default=None,
                    help="CIFAR-10 source of every run, as in 'se-res2net train --data' (default: the profile's, "

@@ -990,7 +990,7 @@ def carry_plan_text(repo: PathLike, paths: Sequence[PathLike]) -> str:
 
 def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="folder for results-KK.tar.gz (must hold none yet)")
-    p.add_argument("--runs-root", default="book/runs", help="the sweep's runs root (default book/runs)")
+    p.add_argument("--runs-root", "--out-root", dest="runs_root", default="book/runs", help="the sweep's runs root (default book/runs)")
     p.add_argument("--prefix", default=None, help="path of the runs root inside the archives (default: as given)")
     p.add_argument("--extra", action="append", default=[], metavar="PATH", help="a file or folder to add, repeatable")
     p.add_argument("--weights", nargs="+", default=[], metavar="RUN",
@@ -1056,7 +1056,7 @@ def run_unpack(args: argparse.Namespace) -> int:
 
 
 def add_finalize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-root", default="book/runs", help="the sweep's runs root (default book/runs)")
+    p.add_argument("--runs-root", "--out-root", dest="runs_root", default="book/runs", help="the sweep's runs root (default book/runs)")
     p.add_argument("--force", action="store_true", help="replace weights that hold other tensors")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="write the weights but keep the complete runs' checkpoints")
