@@ -858,10 +858,11 @@ def test_seed_sd_sources_pools_the_report_the_literature_and_ours():
     from types import SimpleNamespace as E
 
     report = {"sd_a": 0.05, "n_a": 3, "sd_b": 0.04, "n_b": 3}
-    entries = [E(sd=0.16, source="he2016resnet", model="ResNet-110", runs=5),
-               E(sd=0.16, source="he2016resnet", model="ResNet-110", runs=5),  # the same spread, listed twice
-               E(sd=None, source="x", model="no spread", runs=None),
-               E(sd=0.149, source="jordan2024variance", model="ResNet-9", runs=60000)]
+    # (entries as load_literature gives them: a source's BibTeX key and its author–year label, which is printed)
+    entries = [E(sd=0.16, source="he2016resnet", cite="He et al., 2016a", model="ResNet-110", runs=5),
+               E(sd=0.16, source="he2016resnet", cite="He et al., 2016a", model="ResNet-110", runs=5),  # listed twice
+               E(sd=None, source="x", cite="X, 2020", model="no spread", runs=None),
+               E(sd=0.149, source="jordan2024variance", cite="Jordan, 2024", model="ResNet-9", runs=60000)]
     df = _table_records()
     smoke = df.assign(profile="smoke", final_test_error=df["final_test_error"] * 20)  # a plumbing check's spread
     sds = R.seed_sd_sources(report, entries, pd.concat([df, smoke], ignore_index=True))
@@ -871,7 +872,7 @@ def test_seed_sd_sources_pools_the_report_the_literature_and_ours():
     (ours,) = [v for k, v in sds.items() if k.startswith("ours, profile budget (n = 3 + 3")]
     assert rep == pytest.approx(pooled)
     assert ours == pytest.approx(math.sqrt((np.var([3.40, 3.45, 3.50], ddof=1) + np.var([2.94, 2.98, 3.02], ddof=1)) / 2))
-    assert sds["ResNet-9, 60,000 runs (jordan2024variance)"] == 0.149
+    assert sds["ResNet-9, 60,000 runs (Jordan, 2024)"] == 0.149
     one_seed = R.seed_sd_sources(report, [], df[df.seed == 0])  # n = 1 + 1 has no σ of ours
     assert list(one_seed) == [next(iter(one_seed))] and next(iter(one_seed)).startswith("the report's")
 
@@ -900,13 +901,13 @@ def test_power_at_published_sds_says_the_range_and_when_the_test_is_weak():
     from se_res2net.audit.stats import seeds_needed, t_test_power
 
     report = {"mean_a": 3.45, "mean_b": 2.98}
-    entries = [E(sd=0.14, source="a", model="A", runs=5), E(sd=0.20, source="b", model="B", runs=5),
-               E(sd=None, source="c", model="C", runs=None)]
+    entries = [E(sd=0.14, source="a", cite="A, 2001", model="A", runs=5), E(sd=0.20, source="b", cite="B, 2002", model="B", runs=5),
+               E(sd=None, source="c", cite="C, 2003", model="C", runs=None)]
     said = R.power_at_published_sds(report, entries)
     diff = 3.45 - 2.98
     assert "(0.14–0.20 pp)" in said and "Δ = 0.47 pp" in said
     assert f"power of {t_test_power(diff, 0.20, 3, 3):.2f}–{t_test_power(diff, 0.14, 3, 3):.2f}" in said
     assert f"takes {seeds_needed(diff, 0.14)}–{seeds_needed(diff, 0.20)} seeds per model" in said
     assert "weak evidence" in said  # at σ = 0.20 three seeds have less than 80 % power
-    assert "weak evidence" not in R.power_at_published_sds(report, entries[:1] + [E(sd=0.05, source="d", model="D", runs=3)])
+    assert "weak evidence" not in R.power_at_published_sds(report, entries[:1] + [E(sd=0.05, source="d", cite="D, 2004", model="D", runs=3)])
     assert R.power_at_published_sds(report, entries[2:]) == ""
