@@ -185,8 +185,6 @@ def errors_so_far(records: "pd.DataFrame", head: Optional[str], claims: Sequence
     """One markdown sentence for the bottom line: the test error of each model with complete runs under ``head``
     (mean ± SD over seeds; one run: its error), beside the report's claimed error where it makes one, and how
     far those runs are from a test of the report. "" when ``head`` has no complete run."""
-    import math
-
     from .results import _fmt_pm, model_label, results_table
 
     if records is None or len(records) == 0 or not head:
@@ -205,7 +203,7 @@ def errors_so_far(records: "pd.DataFrame", head: Optional[str], claims: Sequence
         how = f"{seeds}; their verdicts are in the *Claims ledger*"
     else:
         epochs = records.loc[records["profile"] == head, "planned_epochs"].dropna()
-        shortened = f"{int(epochs.iloc[0])} epochs, " if len(epochs) and not math.isnan(epochs.iloc[0]) else ""
+        shortened = f"{int(epochs.iloc[0])} epochs, " if len(epochs) else ""
         how = f"{shortened}{seeds}: indicative only, they test no claim of the report"
     return f"Their test errors under **{head}** ({how}): " + "; ".join(items) + " (*Results*)."
 
