@@ -86,6 +86,13 @@ def test_fast_path_settings_are_validated():
         TrainConfig("res2net29", sgd_impl="adam")
     with pytest.raises(ValueError, match="compile must be"):
         TrainConfig("res2net29", compile="reduce-overhead")
+    # a string such as "false" (a --set value that did not parse as JSON) would be truthy: refused, not read as on
+    with pytest.raises(ValueError, match=r"bf16 must be None \(the device's default\), True or False, got 'false'"):
+        TrainConfig("res2net29", bf16="false")
+    with pytest.raises(ValueError, match="channels_last must be None"):
+        TrainConfig("res2net29", channels_last=1)
+    for v in (None, True, False):
+        assert TrainConfig("res2net29", bf16=v, channels_last=v).bf16 is v
 
 
 # ----------------------------------------------------------------------------- step parity

@@ -179,6 +179,10 @@ def test_parameters_and_notebook(tmp_path):
     assert p["milestones"] == [5, 8] and p["epochs"] == 10 and p["profile"] == "budget" and p["seed"] == 2
     with pytest.raises(ValueError, match="overridable"):
         notebook_parameters(prof, "se_res2net29", 0, tmp_path, overrides={"momentum": 0.5})
+    # bf16: the device's default unless given, and what is given reaches the config the notebook builds
+    assert p["bf16"] is None and _planned_config(prof, p).bf16 is None
+    on = notebook_parameters(prof, "se_res2net29", 0, tmp_path, overrides={"bf16": True})
+    assert _planned_config(prof, on).bf16 is True
     nb = nbformat.read(resolve_notebook(), as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
@@ -267,3 +271,54 @@ def test_the_sweep_never_marks_failed_a_run_that_another_process_is_training(tmp
         live.release()
     sw._mark_failed(run, "smoke", "RuntimeError: the kernel died", "DeadKernelError", 0.0)
     assert read_record(run.record)["status"] == "failed"
+
+
+def test_bad_overrides_fail_once_before_any_run(tmp_path, capsys):
+    """An override every run would refuse is one error naming it, and nothing is written (not one failed run per
+    model and seed)."""
+    from se_res2net.cli import main
+
+    for bad in ({"bf16": "yes"}, {"lr": -1}, {"checkpoint_every": 0}, {"compile_mode": "fastest"}):
+        with pytest.raises(ValueError, match="invalid override for the sweep's runs: "):
+            run_sweep("smoke", models=MODELS, seeds=[0, 1], out_root=tmp_path, overrides={**TINY, **bad},
+                      progress=False)
+    assert not (tmp_path / "smoke").exists()
+    args = ["sweep", "--profile", "smoke", "--models", "res2net29", "--out-root", str(tmp_path), "--no-progress"]
+    assert main(args + ["--set", "bf16=yes"]) == 2
+    assert "bf16 must be None (the device's default), True or False, got 'yes'" in capsys.readouterr().err
+    assert main(args + ["--bf16", "--set", "bf16=false"]) == 2
+    assert "--bf16 and --set bf16=false disagree" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_another_device_type_at_the_precision_it_started(tmp_path, monkeypatch):
+    """A run started with bf16 on (as "auto" is on a GPU) resumed by a sweep whose device resolves it off (a CPU) is
+    refused with the fix named; with --bf16, as the run started, it goes on from its checkpoint and completes."""
+    from se_res2net.training import trainer
+
+    prof = get_profile("smoke")
+    tiny = {**TINY, "epochs": 2, "checkpoint_every": 1}
+    started = notebook_parameters(prof, "res2net29", 0, tmp_path, overrides={**tiny, "bf16": True})
+
+    def stop_after_epoch_1(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "_report_epoch", stop_after_epoch_1)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train(_planned_config(prof, started), tmp_path / "smoke", progress=False)
+    rec_path = tmp_path / "smoke" / "res2net29_seed0.json"
+    ckpt = tmp_path / "smoke" / "checkpoints" / "res2net29_seed0.pt"
+    before = ckpt.read_bytes()
+
+    refused = run_sweep("smoke", models=["res2net29"], seeds=[0], out_root=tmp_path, overrides=tiny, progress=False)
+    (failed,) = refused.failed
+    assert "bf16_resolved: checkpoint=True now=False" in failed.error and "pass --bf16 to" in failed.error
+    assert ckpt.read_bytes() == before
+
+    resumed = run_sweep("smoke", models=["res2net29"], seeds=[0], out_root=tmp_path, overrides={**tiny, "bf16": True},
+                        progress=False, force=False)
+    assert [o.model for o in resumed.completed] == ["res2net29"], resumed.summary()
+    rec = read_record(rec_path)
+    assert rec["status"] == "complete" and [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    assert len(rec["resumes"]) == 1 and rec["config"]["bf16"] is True and rec["provenance"]["bf16"] is True

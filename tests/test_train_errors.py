@@ -186,7 +186,8 @@ def test_resume_with_another_config_is_refused(tmp_path, monkeypatch):
     # bf16 resolved by device type: a run started with bf16 off (a CPU) and resumed with it on (as on a GPU) is
     # refused, and the error names the flag that matches the checkpoint
     with pytest.raises(ValueError, match=r"bf16_resolved: checkpoint=False now=True\); bf16 after 'auto' depends on "
-                                         r"the device type: .* pass --no-bf16, as the run started; resume with"):
+                                         r"the device type: .* pass --no-bf16 to 'se-res2net train' or 'se-res2net sweep', as "
+                                         r"the run started; resume with"):
         train(cfg.replace(bf16=True), tmp_path, resume=True, progress=False)
     assert ckpt.read_bytes() == before
     # non-result settings may change on resume

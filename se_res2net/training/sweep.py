@@ -102,11 +102,12 @@ OVERRIDABLE = (
     "device",
     "compile_mode",
     "checkpoint_every",
+    "bf16",
 )
 STATUSES = ("completed", "skipped", "failed", "busy")
 # The TrainConfig fields a run's notebook parameters set (the notebook's setup cell passes these through).
 _CONFIG_KEYS = ("epochs", "milestones", "batch_size", "lr", "weight_decay", "train_subset", "test_subset",
-                "data_source", "data_dir", "device")
+                "data_source", "data_dir", "device", "checkpoint_every", "bf16")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,6 +368,9 @@ def notebook_parameters(
         "device": "auto",
         "compile_mode": None,
         "checkpoint_every": None,
+        # None: the device type's default (on for CUDA); True/False to resume a run on another device type at the
+        # precision it started with (the trainer refuses a resume whose bf16 differs from its checkpoint's)
+        "bf16": None,
         "threads": threads,
         # papermill runs the notebook with cwd = the run directory: a relative path keeps machine
         # paths out of the committed notebooks.
@@ -381,13 +385,20 @@ def notebook_parameters(
     return params
 
 
-def _planned_config(profile: Profile, params: Mapping[str, Any]) -> Any:
-    """The TrainConfig the notebook will build (what the notebook's setup cell does), or None if invalid."""
+def _notebook_config(profile: Profile, params: Mapping[str, Any]) -> Any:
+    """The TrainConfig the notebook will build (what the notebook's setup cell does); ValueError if invalid."""
     kw = {k: params[k] for k in _CONFIG_KEYS if params.get(k) is not None}
     if "milestones" in kw:
         kw["milestones"] = tuple(kw["milestones"])
+    if params.get("compile_mode"):
+        kw.update(compile=True, compile_mode=params["compile_mode"])
+    return profile.train_config(params["model"], params["seed"], **kw)
+
+
+def _planned_config(profile: Profile, params: Mapping[str, Any]) -> Any:
+    """The TrainConfig the notebook will build, or None if invalid."""
     try:
-        return profile.train_config(params["model"], params["seed"], **kw)
+        return _notebook_config(profile, params)
     except (ValueError, TypeError):
         return None
 
@@ -728,6 +739,7 @@ def sweep(
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     overrides = dict(overrides or {})
+    _check_overrides(prof, notebook_parameters(prof, _ANY_MODEL, 0, out_root, overrides=overrides))
     on_cpu = str(overrides.get("device") or "auto") == "cpu"
     slots = device_slots(jobs, [] if on_cpu else list(visible_gpus() if gpus is None else gpus))
     nb_in = resolve_notebook(notebook)
@@ -799,6 +811,19 @@ def _write_plan(out_dir: Path, prof: Profile, models: Sequence[str], seeds: Sequ
         "slots": list(slots), "executor": executor, "overrides": dict(overrides), "epochs": int(
             overrides.get("epochs") or prof.epochs), "started": utc_now(), "pid": os.getpid(),
     })
+
+
+# Overrides are the same for every run and none of them is the model, so any registered model checks them.
+_ANY_MODEL = "res2net29"
+
+
+def _check_overrides(prof: Profile, params: Mapping[str, Any]) -> None:
+    """One clear error before anything runs for an override every run's trainer would refuse (``--set lr=-1``,
+    ``--set bf16=yes``), instead of one failed run per (model, seed)."""
+    try:
+        _notebook_config(prof, params)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid override for the sweep's runs: {exc}") from None
 
 
 def _check_data(prof: Profile, params: Mapping[str, Any]) -> None:
@@ -891,6 +916,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                         "auto; smoke falls back to the embedded sample); the same as --set data_source=...")
     p.add_argument("--data-dir", default=None, help="class-folder CIFAR-10 (default: $SE_RES2NET_DATA_DIR)")
     p.add_argument("--device", default=None, help="override the device of every run (auto, cpu, cuda)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast in every run (default: the device's, on for CUDA); to resume runs on "
+                        "another device type, as they started; the same as --set bf16=true|false")
     p.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
                    help="torch.compile every run (MODE: " + ", ".join(COMPILE_MODES) + ")")
     p.add_argument("--set", action="append", type=_parse_set, default=[], metavar="KEY=VALUE", dest="overrides",
@@ -925,6 +953,11 @@ def _run_sweep_cli(args: argparse.Namespace) -> int:
         overrides["data_source"] = args.data
     if args.device:
         overrides["device"] = args.device
+    if args.bf16 is not None:
+        if overrides.get("bf16", args.bf16) != args.bf16:
+            raise ValueError(f"--{'' if args.bf16 else 'no-'}bf16 and --set bf16={json.dumps(overrides['bf16'])} "
+                             "disagree; give one")
+        overrides["bf16"] = args.bf16
     if args.compile:
         overrides["compile_mode"] = args.compile
     cluster = None

@@ -117,8 +117,8 @@ CHECKPOINT_KEYS: Tuple[str, ...] = RESULT_KEYS + ("data_fingerprint", "bf16_reso
 # a run started on a GPU and resumed on a CPU meets the first).
 RESUME_FIXES: Dict[str, Callable[[Any, Any], str]] = {
     "bf16_resolved": lambda ck, now: (
-        "bf16 after 'auto' depends on the device type: resume on the type the run started on, or with "
-        f"'se-res2net train' pass {'--bf16' if ck else '--no-bf16'}, as the run started"),
+        "bf16 after 'auto' depends on the device type: resume on the type the run started on, or pass "
+        f"{'--bf16' if ck else '--no-bf16'} to 'se-res2net train' or 'se-res2net sweep', as the run started"),
     "data_fingerprint": lambda ck, now: (
         "the training data changed: point SE_RES2NET_DATA_DIR (or --data-dir) at the data the run started with "
         f"(fingerprint {str(ck)[:12]}…)"),
@@ -270,6 +270,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or an integer >= 1, got {v!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ValueError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        for name in ("bf16", "channels_last"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool):
+                raise ValueError(f"{name} must be None (the device's default), True or False, got {v!r}; "
+                                 f"pass --{name.replace('_', '-')} or --no-{name.replace('_', '-')}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}; choose the mode with compile_mode")
         if self.compile_mode not in COMPILE_MODES:
