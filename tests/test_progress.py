@@ -45,6 +45,8 @@ def test_progress_reports_states_throughput_and_eta(tmp_path, capsys):
     assert rows["resnet56_seed0"]["eta_s"] > 0 and p["eta_s"] >= max(r["eta_s"] for r in p["runs"])
     text = format_progress(p)
     assert "1 complete, 1 training, 1 incomplete" in text and "ETA of the sweep" in text
+    # started on a CPU (bf16 off): the unfinished two resume on a GPU only with --no-bf16; pending runs are not counted
+    assert text.splitlines()[-1].endswith(": 2 in fp32 (a sweep on a GPU needs --no-bf16)")
 
     from se_res2net.cli import main
 
@@ -88,6 +90,10 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
     text = format_progress(p)
     assert text.splitlines()[0].endswith("(the plan of the sweep started 2026-12-07T04:55:42Z)")
     assert "1 other run(s) in this folder, not in this sweep's plan (1 resumable" in text
-    assert text.splitlines()[-1].startswith("res2net29_seed1")
+    # it started on a GPU (bf16 "auto" on): the line and the hint say what a sweep on a CPU must pass
+    assert other["precision"] == "bf16" and text.splitlines()[-2].startswith("res2net29_seed1")
+    assert text.splitlines()[-2].split()[2] == "bf16"
+    assert text.splitlines()[-1] == ("unfinished runs resume at the precision they started with: 1 in bf16 (a sweep "
+                                     "on a CPU needs --bf16)")
     # naming the runs asks for exactly those
     assert sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1])["other_runs"] == []

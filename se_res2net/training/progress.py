@@ -51,7 +51,8 @@ def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optiona
     name = name or run_name(model, seed)
     row: Dict[str, Any] = {"run": name, "model": model, "seed": seed, "state": "pending", "epochs_done": 0,
                            "epochs": planned_epochs, "epoch_s": None, "images_per_s": None,
-                           "last_test_error": None, "final_test_error": None, "device_name": None}
+                           "last_test_error": None, "final_test_error": None, "device_name": None,
+                           "precision": None}
     if rec is None:
         try:
             rec = read_record(record_path(out, model, seed, name))
@@ -69,6 +70,8 @@ def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optiona
             last_test_error=eps[-1]["test_error"] if eps else None,
             final_test_error=rec.get("final_test_error"),
             device_name=rec["provenance"].get("device_name"),
+            # bf16 as resolved when the run (last) started: a resume must match it (trainer.RESUME_FIXES)
+            precision={True: "bf16", False: "fp32"}.get(rec["provenance"].get("bf16")),
         )
         if rec["status"] in ("complete", "failed"):
             row["state"] = rec["status"]
@@ -168,14 +171,16 @@ def format_progress(p: Dict[str, Any]) -> str:
         + f"{c['failed']} failed, {c['pending'] + c['starting']} pending"
         # the plan is the last sweep's that had runs to execute (one that skipped every run leaves it): say whose
         + (f" (the plan of the sweep started {p['plan_started']})" if p.get("plan_started") else ""),
-        f"{'run':<34} {'state':<11} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} {'ETA':>9}",
+        f"{'run':<34} {'state':<11} {'precision':<9} {'epochs':>9} {'s/epoch':>8} {'img/s':>8} {'test err %':>10} "
+        f"{'ETA':>9}",
     ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
 
     def line(r: Dict[str, Any]) -> str:
         err = r["final_test_error"] if r["final_test_error"] is not None else r["last_test_error"]
         eta = _hms(r["eta_s"]) if r.get("eta_s") else ""
-        return (f"{r['run']:<34} {r['state']:<11} {r['epochs_done']:>4}/{r['epochs']:<4} {fmt(r['epoch_s'], '.1f'):>8} "
+        return (f"{r['run']:<34} {r['state']:<11} {r.get('precision') or '?':<9} {r['epochs_done']:>4}/{r['epochs']:<4} "
+                f"{fmt(r['epoch_s'], '.1f'):>8} "
                 f"{fmt(r['images_per_s'], '.0f'):>8} {fmt(err, '.2f'):>10} {eta:>9}")
 
     lines += [line(r) for r in p["runs"]]
@@ -186,7 +191,18 @@ def format_progress(p: Dict[str, Any]) -> str:
         lines.append(f"{len(others)} other run(s) in this folder, not in this sweep's plan "
                      f"({sum(r['state'] == 'incomplete' for r in others)} resumable by a sweep that names them):")
         lines += [line(r) for r in others]
+    lines += _precision_hint(p["runs"] + list(others))
     return "\n".join(lines)
+
+
+def _precision_hint(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """How the unfinished runs resume: at the precision each started with, which a sweep on the other device type
+    must be told (bf16 "auto" is on for CUDA, off on a CPU; the trainer refuses a mismatch)."""
+    left = [r for r in rows if r["state"] in ("incomplete", "training")]
+    n = {prec: sum(r.get("precision") == prec for r in left) for prec in ("bf16", "fp32")}
+    parts = ([f"{n['bf16']} in bf16 (a sweep on a CPU needs --bf16)"] if n["bf16"] else []) + (
+        [f"{n['fp32']} in fp32 (a sweep on a GPU needs --no-bf16)"] if n["fp32"] else [])
+    return [f"unfinished runs resume at the precision they started with: {', '.join(parts)}"] if parts else []
 
 
 def add_progress_arguments(p: argparse.ArgumentParser) -> None:
