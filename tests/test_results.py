@@ -578,6 +578,12 @@ def test_hardware_data_and_profile_note_come_from_the_records():
         "Fake GPU (GPU), Other GPU (GPU); data: CIFAR-10, 50,000 training / 10,000 test images.")
     assert list(R.complete_runs(with_stopped)["seed"]) == list(df["seed"])
     assert R.hardware(pd.DataFrame({"profile": ["x"]}), "x") == "not recorded"
+    # several profiles: each machine once (a figure's title read "AMD EPYC (CPU), AMD EPYC (CPU), ..." when two
+    # profiles had trained on one machine), and only the profiles named
+    smoke = df.assign(profile="smoke")
+    two = pd.concat([df, smoke, pd.DataFrame([dict(elsewhere, profile="full")])], ignore_index=True)
+    assert R.hardware(two, ["budget", "smoke"]) == "Fake GPU (GPU)"
+    assert R.hardware(two, ("budget", "full")) == "Fake GPU (GPU), Other GPU (GPU)"
     assert R.faithful_first(["smoke", "custom", "budget", "full", "smoke"]) == ["full", "budget", "smoke", "custom"]
 
 

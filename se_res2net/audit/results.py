@@ -752,12 +752,12 @@ def device_kind(device: Any) -> str:
     return "GPU" if d.startswith("cuda") else ("CPU" if d == "cpu" else (d.upper() or "device not recorded"))
 
 
-def hardware(df: "pd.DataFrame", profile: Optional[str] = None) -> str:
-    """The hardware the runs (of ``profile``) ran on, from their records: ``"AMD EPYC (CPU)"``, several joined
-    by ``", "``, each machine once (a run resumed on another counts on both); ``"not recorded"`` when no record
-    names its device."""
+def hardware(df: "pd.DataFrame", profile: Union[None, str, Sequence[str]] = None) -> str:
+    """The hardware the runs (of ``profile``, or of any of several profiles) ran on, from their records:
+    ``"AMD EPYC (CPU)"``, several joined by ``", "``, each machine once (a run resumed on another counts on both;
+    a machine that ran two profiles' runs too); ``"not recorded"`` when no record names its device."""
     if profile is not None and "profile" in df:
-        df = df[df["profile"] == profile]
+        df = df[df["profile"] == profile] if isinstance(profile, str) else df[df["profile"].isin(list(profile))]
     if "machines" in df:  # from load_records: every machine that trained, once, with its kind
         listed = {m for ms in df["machines"] if isinstance(ms, tuple) for m in ms}
         if listed:
