@@ -52,6 +52,19 @@ def test_describe_run_names_every_device_of_a_resumed_run():
             "bf16 autocast") in text
     rec["resumes"] = [{"epoch": 30, "device": "cpu", "device_name": "AMD EPYC"}]  # resumed, nothing left to train
     assert "trained on" not in describe_run(rec) and "`cuda` (NVIDIA H100)" in describe_run(rec)
+    assert "augmentation" not in text  # resumes from before the augment_rng entry say nothing of it
+
+
+def test_describe_run_says_where_a_resume_reseeded_the_augmentation():
+    rec = copy.deepcopy(RECORD)
+    rec["resumes"] = [{"epoch": 18, "device": "cpu", "device_name": "Intel Xeon",
+                       "augment_rng": {"restored": False, "device": "cpu", "checkpoint_device": "cuda", "seed": 7}},
+                      {"epoch": 24, "device": "cpu", "device_name": "Intel Xeon",
+                       "augment_rng": {"restored": True, "device": "cpu"}}]
+    text = describe_run(rec)
+    assert ("- **augmentation**: a fresh random stream from epoch 19 (resumed on a CPU from a CUDA checkpoint)"
+            in text)
+    assert "epoch 25" not in text  # a resume that restored its stream is not named
 
 
 def test_describe_run_sample_subset_and_failure():

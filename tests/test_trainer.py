@@ -113,7 +113,8 @@ def test_train_writes_a_valid_record_and_checkpoint(tmp_path):
     ck = load_checkpoint(tmp_path / rec["checkpoint"])
     assert ck["epoch"] == 2 and ck["model"] == "res2net29"
     assert {"optimizer", "scheduler", "rng", "record", "config"} <= set(ck)
-    assert set(ck["rng"]) == {"torch", "cuda", "order", "augment"}
+    assert set(ck["rng"]) == {"torch", "cuda", "order", "augment", "augment_device"}
+    assert ck["rng"]["augment_device"] == "cpu"
     # no temporary files left behind
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
@@ -172,6 +173,73 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch, compacted)
     (resume,) = resumed["resumes"]
     assert {k: resume[k] for k in ("device_name", "torch", "cuda")} == {
         k: resumed["provenance"][k] for k in ("device_name", "torch", "cuda")}
+
+
+def _cut_after_epoch_1(tmp_path, monkeypatch, out):
+    """A 3-epoch run stopped in epoch 2's evaluation: its checkpoint holds epoch 1."""
+    import se_res2net.training.trainer as trainer_mod
+
+    real_evaluate, calls = trainer_mod.evaluate, {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_evaluate(*args, **kw)
+
+    cfg = tiny_config(epochs=3, milestones=(2,))
+    monkeypatch.setattr(trainer_mod, "evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    monkeypatch.setattr(trainer_mod, "evaluate", real_evaluate)
+    return cfg, out / "checkpoints" / "res2net29_seed0.pt"
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["augment_device", "older-checkpoint"])
+def test_a_checkpoint_written_on_cuda_resumes_on_a_cpu_with_a_recorded_fresh_augmentation_stream(
+        tmp_path, monkeypatch, marked):
+    """A CUDA augmentation generator's state (Philox seed + offset, 16 bytes) cannot set a CPU generator (Mersenne
+    Twister, 5,056 bytes): stop 46's CPU sweep of six GPU-started runs failed on it. Such a resume goes on with a
+    fresh stream seeded from (seed, epoch, device type), says so in its resume entry, and is itself repeatable;
+    the data order and the model's state continue. Here a CPU checkpoint is dressed as a CUDA one: its augmentation
+    state replaced by a 16-byte one, marked by its ``augment_device`` or, in checkpoints from before that key, by
+    the record's provenance."""
+    full = train(tiny_config(epochs=3, milestones=(2,)), tmp_path / "full", progress=False)
+    cfg, ck_path = _cut_after_epoch_1(tmp_path, monkeypatch, tmp_path / "cut")
+    ck = load_checkpoint(ck_path)
+    assert ck["epoch"] == 1
+    ck["rng"]["augment"] = torch.zeros(16, dtype=torch.uint8)  # what torch.cuda's generator get_state() returns
+    if marked:
+        ck["rng"]["augment_device"] = "cuda"
+    else:
+        del ck["rng"]["augment_device"]
+        ck["record"]["provenance"]["device"] = "cuda"
+    torch.save(ck, ck_path)
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(tmp_path / "cut", copy)
+
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["status"] == "complete"
+    (entry,) = resumed["resumes"]
+    rng = entry["augment_rng"]
+    assert rng["restored"] is False and rng["checkpoint_device"] == "cuda" and rng["device"] == "cpu"
+    assert isinstance(rng["seed"], int)
+    assert numbers(resumed)[0] == numbers(full)[0]  # the epoch before the resume is the checkpoint's
+    # other crops and flips from epoch 2 on: the training loss differs from the uninterrupted run's
+    assert [e["train_loss"] for e in resumed["epochs"][1:]] != [e["train_loss"] for e in full["epochs"][1:]]
+    again = train(cfg, copy, resume=True, progress=False)  # the same resume gives the same numbers
+    assert numbers(again) == numbers(resumed)
+    assert again["resumes"][0]["augment_rng"] == rng
+
+
+def test_a_resume_on_the_same_device_type_restores_the_augmentation_stream(tmp_path, monkeypatch):
+    cfg, _ = _cut_after_epoch_1(tmp_path, monkeypatch, tmp_path / "cut")
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["resumes"][0]["augment_rng"] == {"restored": True, "device": "cpu"}
+    assert numbers(resumed) == numbers(train(tiny_config(epochs=3, milestones=(2,)), tmp_path / "full",
+                                             progress=False))
 
 
 def test_resume_from_the_final_checkpoint_only_writes_the_record(tmp_path):

@@ -442,6 +442,13 @@ def describe_run(record: Mapping[str, Any]) -> str:
         f"- **data**: {_data_line(config, prov)}",
         f"- **epochs**: {done} of {planned}" + (f"; {', '.join(recipe)}" if recipe else ""),
         f"- **device**: {device_line}",
-        f"- **status**: {status}",
     ]
+    reseeded = [r for r in record.get("resumes") or [] if (r.get("augment_rng") or {}).get("restored") is False]
+    if reseeded:  # the trainer's _restore_augment_rng: a CUDA generator's stream cannot go on on a CPU, nor back
+        lines.append("- **augmentation**: a fresh random stream from " + ", ".join(
+            f"epoch {int(r['epoch']) + 1} (resumed on a {r['augment_rng']['device'].upper()} from a "
+            f"{r['augment_rng']['checkpoint_device'].upper()} checkpoint)" for r in reseeded)
+            + ", since one device's generator cannot continue the other's; the data order and the model's state "
+            "went on exactly")
+    lines.append(f"- **status**: {status}")
     return "\n".join(lines) + "\n"

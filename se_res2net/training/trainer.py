@@ -949,9 +949,9 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
     torch.set_rng_state(rng["torch"])
     if device.type == "cuda" and rng.get("cuda") is not None:
         torch.cuda.set_rng_state(rng["cuda"], device)
-    run.order_gen.set_state(rng["order"])
-    run.aug_gen.set_state(rng["augment"])
+    run.order_gen.set_state(rng["order"])  # a CPU generator on every device: the data order always goes on
     record, start_epoch = ck["record"], int(ck["epoch"])
+    augment_rng = _restore_augment_rng(run, rng, record, start_epoch, name)
     record["status"] = "running"  # completed by the epoch loop, also when resuming from the final checkpoint
     record["failure"] = None
     record["config"] = config.to_dict()  # non-result settings (device, progress, checkpoint_every, ...) may change
@@ -963,12 +963,47 @@ def _resume(run: _Run, name: str, ckpt_path: Path, code: Dict[str, Any]) -> Tupl
          # what the start's provenance says of its session, said again of this one
          **git_state(), "python": platform.python_version(), "platform": platform.platform(),
          "torch_threads": torch.get_num_threads(), "bf16": fast.bf16, "channels_last": fast.channels_last,
-         "compile": bool(config.compile), "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl}
+         "compile": bool(config.compile), "compile_mode": fast.compile_mode, "sgd_impl": fast.sgd_impl,
+         "augment_rng": augment_rng}
     )
     if record.get("code", {}).get("sha256") != code["sha256"]:
         log.warning("resuming %s with different package code than it was started with (code hash changed)", name)
     log.info("resuming %s from %s at epoch %d/%d", name, ckpt_path, start_epoch, config.epochs)
     return record, start_epoch
+
+
+def _augment_rng_device(rng: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    """The device type (``"cpu"`` / ``"cuda"``) whose generator wrote a checkpoint's augmentation state: its own
+    ``augment_device``, or, in checkpoints from before that key, the device of the record's last start or resume
+    (the one that trained up to the checkpoint)."""
+    if rng.get("augment_device"):
+        return str(rng["augment_device"])
+    marks = [record.get("provenance") or {}] + list(record.get("resumes") or [])
+    device = next((m["device"] for m in reversed(marks) if m.get("device")), "cpu")
+    return str(device).split(":")[0]
+
+
+def _restore_augment_rng(run: _Run, rng: Mapping[str, Any], record: Mapping[str, Any], epoch: int,
+                         name: str) -> Dict[str, Any]:
+    """Put the checkpoint's augmentation generator state back, where this device's generator can take it.
+
+    A CUDA generator's state (Philox: seed and offset, 16 bytes) and a CPU one's (Mersenne Twister, 5,056 bytes)
+    are different kinds of thing, and neither device can continue the other's stream. A run resumed on the other
+    device type therefore goes on with a fresh augmentation stream, seeded from the run seed, the epoch and the
+    device type (the same resume gives the same numbers), and its resume entry says so: its crops and flips from
+    there differ from an uninterrupted run's. The data order (a CPU generator everywhere) and the weights,
+    momenta and schedule continue exactly."""
+    saved = _augment_rng_device(rng, record)
+    here = run.device.type
+    if saved == here:
+        run.aug_gen.set_state(rng["augment"])
+        return {"restored": True, "device": here}
+    seed = _derive_seed(run.config.seed, f"augment/resumed-on-{here}-at-epoch-{epoch}")
+    run.aug_gen.manual_seed(seed)
+    log.warning("%s: the checkpoint's augmentation generator is a %s one, which a %s generator cannot continue; "
+                "epochs %d- augment with a fresh stream (seed %d), recorded in the run's resumes", name,
+                saved.upper(), here.upper(), epoch + 1, seed)
+    return {"restored": False, "device": here, "checkpoint_device": saved, "seed": seed}
 
 
 def _new_record(run: _Run, name: str, code: Dict[str, Any]) -> Dict[str, Any]:
@@ -1039,7 +1074,8 @@ def _save_checkpoint(run: _Run, record: Dict[str, Any], path: Path, rel_path: st
 
     rng = {"torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
-           "order": run.order_gen.get_state(), "augment": run.aug_gen.get_state()}
+           "order": run.order_gen.get_state(), "augment": run.aug_gen.get_state(),
+           "augment_device": run.device.type}
     save_checkpoint(path, {
         "model": run.config.model, "model_kwargs": run.config.model_kwargs_dict, "state_dict": run.model.state_dict(),
         "epoch": epoch_done, "config": run.ck_config, "optimizer": run.optimizer.state_dict(),
