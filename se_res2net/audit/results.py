@@ -531,7 +531,7 @@ def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[st
     listed = "; ".join(f"{model_label(a)} → {model_label(b)} ({model_label(a)}: {mix(a)}; {model_label(b)}: {mix(b)})"
                        for a, b in bad)
     return (f"**The two sides trained on different hardware** in {counted(len(bad), 'comparison')}: {listed}. Their Δ mixes "
-            "the models' difference with the devices' (this trainer runs fp32 on a CPU, bf16 on a GPU); it becomes a "
+            "the models' difference with the devices' (by default this trainer runs fp32 on a CPU, bf16 on a GPU); it becomes a "
             "comparison of the models alone once both sides hold the same mix of devices.")
 
 
