@@ -65,6 +65,7 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
     rec = read_record(committed)
     rec.update(status="running", final_test_error=None)  # unfinished, whatever the committed run has reached since
     rec["epochs"] = rec["epochs"][:5]
+    rec["resumes"] = [r for r in rec.get("resumes") or [] if r["epoch"] < 5]  # as the record stood at epoch 5
     out = tmp_path / "budget"
     out.mkdir()
     write_record(out / "res2net29_seed1.json", rec)
@@ -97,3 +98,40 @@ def test_progress_lists_the_folders_other_runs_apart_from_the_plan(tmp_path):
                                      "on a CPU needs --bf16)")
     # naming the runs asks for exactly those
     assert sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1])["other_runs"] == []
+
+
+def test_a_run_resumed_on_other_hardware_is_timed_on_the_device_that_trains_it_now(tmp_path):
+    """Six budget runs started on a GPU (≈ 13 s per epoch) went on on a CPU (≈ 1,500 s): their pace and ETA must
+    be the CPU's, not a mean over both, and the device named the CPU."""
+    out = tmp_path / "budget"
+    out.mkdir()
+    gpu = [{"epoch": e, "epoch_time_s": 13.0, "train_time_s": 11.5, "test_error": 20.0, "lr": 0.1,
+            "train_loss": 1.0, "train_acc": 60.0, "test_loss": 1.0} for e in range(1, 19)]
+    cpu = [{"epoch": e, "epoch_time_s": 1500.0, "train_time_s": 1380.0, "test_error": 12.0, "lr": 0.01,
+            "train_loss": 0.5, "train_acc": 85.0, "test_loss": 0.5} for e in range(19, 21)]
+    rec = {"schema": "se_res2net.run/1", "status": "running", "name": "res2net29_seed1", "model": "res2net29",
+           "model_kwargs": {}, "params": 1, "macs": 1,
+           "seed": 1, "profile": "budget", "config": {"epochs": 30}, "epochs": gpu + cpu, "final_test_error": None,
+           "failure": None, "checkpoint": "checkpoints/res2net29_seed1.pt",
+           "provenance": {"device": "cuda", "device_name": "NVIDIA H200", "bf16": True, "train_size": 50000},
+           "resumes": [{"epoch": 18, "device": "cpu", "device_name": "Intel Xeon", "bf16": True}]}
+    write_record(out / "res2net29_seed1.json", rec)
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "res2net29_seed1.pt").write_bytes(b"its checkpoint")
+    (row,) = sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1])["runs"]
+    assert row["epoch_s"] == pytest.approx(1500.0)
+    assert row["eta_s"] == pytest.approx(10 * 1500.0)
+    assert row["images_per_s"] == pytest.approx(50000 / 1380.0)
+    assert row["device_name"] == "Intel Xeon"
+    # resumed on the CPU, no epoch finished there yet: its pace is unknown, not the GPU's (nor its seeds' on the GPU)
+    rec["epochs"] = gpu
+    write_record(out / "res2net29_seed1.json", rec)
+    other = dict(rec, name="res2net29_seed2", seed=2, resumes=[])
+    write_record(out / "res2net29_seed2.json", other)
+    (out / "checkpoints" / "res2net29_seed2.pt").write_bytes(b"its checkpoint")
+    p = sweep_progress(tmp_path, "budget", models=["res2net29"], seeds=[1, 2])
+    row, gpu_row = p["runs"]
+    assert row["device_name"] == "Intel Xeon" and row["epoch_s"] is None and row["images_per_s"] is None
+    assert row["eta_s"] is None and p["eta_s"] is None
+    assert gpu_row["epoch_s"] == pytest.approx(13.0) and gpu_row["eta_s"] == pytest.approx(12 * 13.0)
+    assert "ETA of the sweep ? at concurrency" in format_progress(p)

@@ -18,7 +18,8 @@ the sweep wrote there (``.sweep-plan.json``: models, seeds, epochs, concurrency)
 
 Throughput is measured, not assumed: a run's images/s is its training images over its last epoch's training
 time; the ETA divides the remaining epochs by the concurrency, at each model's measured seconds per epoch (the
-mean of the runs measured so far when a model has not started yet).
+mean of the runs measured so far when a model has not started yet). A run resumed on other hardware is timed on
+the epochs of the device that trained its latest ones.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .atomic import PathLike
 from .locks import RunLock, sweep_lock_path, train_lock_path
 from .profiles import ALL_MODELS, DEFAULT_SEEDS, get_profile
-from .records import checkpoint_path, is_stranded, read_record, record_path, run_name
+from .records import checkpoint_path, is_stranded, read_record, record_path, run_name, trained_spans
 from .sweep import DEFAULT_OUT_ROOT, PLAN_FILE
 
 
@@ -61,15 +62,23 @@ def _run_row(out: Path, model: str, seed: int, planned_epochs: int, rec: Optiona
     if rec is not None:
         eps = rec["epochs"]
         train_size = rec["provenance"].get("train_size") or 0
-        recent = eps[-3:]
+        # the pace of the device that trains it now: a run resumed on other hardware (a GPU's 13 s epochs, then a
+        # CPU's 1,500 s) is timed by its last span's epochs only
+        spans = trained_spans(rec)
+        _, entry, first, _ = spans[-1] if spans else (0, rec["provenance"], 0, 0)
+        recent = eps[max(first, len(eps) - 3):]
+        latest = (rec.get("resumes") or [None])[-1]
+        if latest and int(latest.get("epoch", 0)) >= len(eps) and latest.get("device_name") != entry.get("device_name"):
+            entry, recent = latest, []  # resumed on another device that has not finished an epoch: pace unknown
         row.update(
             epochs_done=len(eps),
             epochs=int(rec["config"].get("epochs") or planned_epochs),
             epoch_s=_mean([e.get("epoch_time_s") for e in recent]),
-            images_per_s=(train_size / eps[-1]["train_time_s"]) if eps and eps[-1].get("train_time_s") else None,
+            images_per_s=(train_size / recent[-1]["train_time_s"]) if recent and recent[-1].get("train_time_s") else None,
             last_test_error=eps[-1]["test_error"] if eps else None,
             final_test_error=rec.get("final_test_error"),
-            device_name=rec["provenance"].get("device_name"),
+            device_name=entry.get("device_name"),
+            pace_unknown=bool(eps) and not recent,
             # bf16 as resolved when the run (last) started: a resume must match it (trainer.RESUME_FIXES)
             precision={True: "bf16", False: "fp32"}.get(rec["provenance"].get("bf16")),
         )
@@ -122,7 +131,8 @@ def sweep_progress(
             if path.stem not in planned:
                 other = _run_row(out, rec["model"], int(rec["seed"]), planned_epochs, rec=rec, name=path.stem)
                 left = 0 if other["state"] in _NO_EPOCHS_LEFT else other["epochs"] - other["epochs_done"]
-                other["eta_s"] = left * other["epoch_s"] if other["epoch_s"] else None  # at its own pace
+                # at its own pace; nothing left is 0 s, whatever the pace
+                other["eta_s"] = 0.0 if not left else (left * other["epoch_s"] if other["epoch_s"] else None)
                 others.append(other)
 
     # seconds per epoch: the run's own, else its model's, else every run's mean
@@ -131,7 +141,8 @@ def sweep_progress(
     remaining_s: List[float] = []
     for r in rows:
         left = 0 if r["state"] in _NO_EPOCHS_LEFT else max(0, r["epochs"] - r["epochs_done"])
-        per = r["epoch_s"] or by_model.get(r["model"]) or overall
+        # a run just resumed on other hardware has no pace there yet: its ETA is unknown, not another device's
+        per = r["epoch_s"] or (None if r.get("pace_unknown") else (by_model.get(r["model"]) or overall))
         r["eta_s"] = None if per is None else left * per
         if left:
             remaining_s.append(r["eta_s"] if r["eta_s"] is not None else math.nan)
