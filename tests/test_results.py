@@ -766,7 +766,7 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     df = load_records(root)
     assert sorted(df["device_kinds"]) == ["CPU"] + ["GPU"] * 6
     note = significance_table(df, [("res2net29", "se_res2net29")], n_resamples=200).iloc[0]["note"]
-    assert "Res2Net-29: 1 on a CPU, 3 on a GPU; SE-Res2Net-29: 3 on a GPU" in note
+    assert "Res2Net-29: 1 on a CPU in fp32, 3 on a GPU in bf16; SE-Res2Net-29: 3 on a GPU in bf16" in note
     assert note == hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
     abl = ablation_table(df, variants=[("se_res2net29", "SE on the fused output")], baseline="res2net29")
     assert "different hardware" in abl.set_index("model").at["se_res2net29", "note"]
@@ -779,7 +779,7 @@ def test_a_comparison_whose_sides_trained_on_different_hardware_says_so(tmp_path
     assert training_device_kinds(late) == "CPU + GPU"
     write(root, late)
     df = load_records(root)
-    assert "1 on a CPU and a GPU" in hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
+    assert "1 on a CPU and a GPU in fp32" in hardware_mix_note(df, "budget", "res2net29", "se_res2net29")
     # trained on the CPU alone, as its pair was: the same mix on both sides, and no note
     late["resumes"] = [{"epoch": 10, "device_name": "Intel Xeon", "cuda": None}, {"epoch": 31, "device": "cuda"}]
     assert training_device_kinds(late) == "CPU"  # a resume that trained no epoch does not count
@@ -804,8 +804,30 @@ def test_the_hardware_mix_is_said_in_prose_under_the_table_not_only_in_a_folded_
     pairs = [("res2net29", "se_res2net29"), ("resnet56", "se_resnet110")]
     text = hardware_mix_text(df, "budget", pairs)
     assert text.startswith("**The two sides trained on different hardware** in 1 comparison: Res2Net-29 → "
-                           "SE-Res2Net-29 (Res2Net-29: 1 on a CPU, 1 on a GPU; SE-Res2Net-29: 2 on a GPU)")
+                           "SE-Res2Net-29 (Res2Net-29: 1 on a CPU in fp32, 1 on a GPU in bf16; SE-Res2Net-29: 2 on a "
+                           "GPU in bf16)")
     assert hardware_mix_text(df, "budget", pairs[1:]) == ""
+
+
+def test_the_same_device_at_another_precision_is_another_mix(tmp_path):
+    """Stop 46 resumed GPU-started bf16 runs on a CPU with --bf16: a CPU can train in bf16 as well as in fp32, so
+    two sides on the same kind of device but at different precisions are not the same mix."""
+    from se_res2net.audit.results import hardware_mix_note, run_precision
+
+    root = tmp_path / "runs"
+    for model, bf16 in {"res2net29": [False, False], "se_res2net29": [False, True]}.items():
+        for seed, flag in enumerate(bf16):
+            rec = record(model, seed, 7.0 - seed * 0.1)
+            rec["provenance"].update(device="cpu", bf16=flag)
+            write(root, rec)
+    df = load_records(root)
+    assert sorted(df["precision"]) == ["bf16", "fp32", "fp32", "fp32"]
+    assert ("(Res2Net-29: 2 on a CPU in fp32; SE-Res2Net-29: 1 on a CPU in bf16, 1 on a CPU in fp32)"
+            in hardware_mix_note(df, "budget", "res2net29", "se_res2net29"))
+    # a record from before bf16 was recorded trained at its device's default
+    assert run_precision({"provenance": {"device": "cuda"}}) == "bf16"
+    assert run_precision({"provenance": {"device": "cpu"}}) == "fp32"
+    assert run_precision({"provenance": {"device": "cuda", "bf16": False}}) == "fp32"
 
 
 def test_epoch_times_split_a_run_by_the_device_that_trained_each_epoch(tmp_path):

@@ -94,7 +94,7 @@ RECORD_COLUMNS = [
     "planned_epochs", "last_test_error", "wall_time_s", "device_name", "data_source", "data_is_sample", "path",
     "named_profile", "folder", "deviations", "device", "train_size", "test_size",
     "start_time", "end_time", "torch", "python", "platform", "git_commit", "trained_on", "devices", "device_kinds",
-    "machines", "machine_names",
+    "precision", "machines", "machine_names",
 ]
 #: How the book names a record's status: a ``running`` record that no process is writing any more (the
 #: book cannot tell the difference, and a result it is not) is an **incomplete** run.
@@ -211,6 +211,17 @@ def training_device_kinds(rec: Mapping[str, Any]) -> str:
     another kind of machine): its start's ``provenance.device`` and each resume that trained an epoch."""
     kinds = {device_kind(_entry_device(k, entry)) for k, entry, _, _ in trained_spans(rec)}
     return " + ".join(sorted(kinds)) or device_kind((rec.get("provenance") or {}).get("device"))
+
+
+def run_precision(rec: Mapping[str, Any]) -> str:
+    """``"bf16"`` (autocast) or ``"fp32"``: what a run trained in, from its provenance (the trainer refuses a resume
+    at another precision, so one value holds for the whole run). A record from before ``bf16`` was recorded trained
+    at its device's default then: bf16 on CUDA, fp32 elsewhere."""
+    prov = rec.get("provenance") or {}
+    bf16 = prov.get("bf16")
+    if bf16 is None:
+        bf16 = device_kind(prov.get("device")) == "GPU"
+    return "bf16" if bf16 else "fp32"
 
 
 def _session_values(rec: Mapping[str, Any], key: str) -> Optional[str]:
@@ -384,6 +395,7 @@ def load_records(root: PathLike = "book/runs", profile: Union[None, str, Sequenc
             "trained_on": _trained_on(spans) if spans else (names[0] if names else NOT_RECORDED),
             "devices": len(names),
             "device_kinds": training_device_kinds(rec),
+            "precision": run_precision(rec),
             # each machine that trained an epoch, "name (KIND)", once, in order (the start's when none did yet)
             "machines": tuple(dict.fromkeys(f"{n} ({k})" for n, k in epoch_devices(rec)))
             or ((f"{prov['device_name']} ({device_kind(prov.get('device'))})",) if prov.get("device_name") else ()),
@@ -486,26 +498,30 @@ def _errors(df: "pd.DataFrame", profile: str, model: str) -> List[float]:
 
 def _hardware_mix(df: "pd.DataFrame", profile: str, model: str) -> Dict[str, int]:
     """How many complete runs of ``model`` in ``profile`` trained on each kind of device (``CPU``, ``GPU``; a
-    run resumed on another machine counts as the kinds of all its devices joined, e.g. ``CPU + GPU``)."""
+    run resumed on another machine counts as the kinds of all its devices joined, e.g. ``CPU + GPU``) at each
+    precision: keys such as ``"CPU, fp32"`` or ``"CPU + GPU, bf16"`` (a bf16 run on a CPU and an fp32 one on a
+    CPU are not the same mix)."""
     if "device_kinds" not in df.columns:  # a frame built by hand, without the records: nothing to tell
         return {}
     sel = _complete(df)
     sel = sel[(sel["profile"] == profile) & (sel["model"] == model)]
+    precisions = sel["precision"] if "precision" in sel.columns else [""] * len(sel)
     mix: Dict[str, int] = {}
-    for key in sel["device_kinds"]:
+    for kinds, precision in zip(sel["device_kinds"], precisions):
+        key = f"{kinds}, {precision}" if precision else kinds
         mix[key] = mix.get(key, 0) + 1
     return dict(sorted(mix.items()))
 
 
 def hardware_mix_note(df: "pd.DataFrame", profile: str, baseline: str, candidate: str) -> str:
-    """A note when the two sides of a comparison were trained on different mixes of device kinds (say one
-    model's seed 0 on a CPU in fp32 and the other's on a GPU in bf16): Δ then holds the devices' difference
-    too. Empty when the mixes match (or a side has no complete run)."""
+    """A note when the two sides of a comparison were trained on different mixes of device kinds and precisions
+    (say one model's seed 0 on a CPU in fp32 and the other's on a GPU in bf16, or both on a CPU, one in bf16): Δ then
+    holds that difference too. Empty when the mixes match (or a side has no complete run)."""
     a, b = _hardware_mix(df, profile, baseline), _hardware_mix(df, profile, candidate)
     if not a or not b or a == b:
         return ""
     return (f"the sides trained on different hardware ({model_label(baseline)}: {say_mix(a)}; "
-            f"{model_label(candidate)}: {say_mix(b)}), so Δ may hold the devices' difference too")
+            f"{model_label(candidate)}: {say_mix(b)}), so Δ may hold the devices' or precisions' difference too")
 
 
 def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
@@ -515,8 +531,12 @@ def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
 
 def say_mix(mix: Mapping[str, int]) -> str:
     """``{"CPU": 1, "GPU": 3}`` -> ``"1 on a CPU, 3 on a GPU"``; a ``"CPU + GPU"`` run (resumed from one onto the
-    other) reads ``"on a CPU and a GPU"``."""
-    return ", ".join(f"{n} on " + " and ".join(f"a {k}" for k in kind.split(" + ")) for kind, n in mix.items())
+    other) reads ``"on a CPU and a GPU"``, and a precision after a comma (:func:`_hardware_mix`) ``"... in bf16"``."""
+    def one(key: str, n: int) -> str:
+        kinds, _, precision = key.partition(", ")
+        return f"{n} on " + " and ".join(f"a {k}" for k in kinds.split(" + ")) + (f" in {precision}" if precision else "")
+
+    return ", ".join(one(key, n) for key, n in mix.items())
 
 
 def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[str, str]]) -> str:
@@ -531,8 +551,9 @@ def hardware_mix_text(df: "pd.DataFrame", profile: str, pairs: Iterable[Tuple[st
     listed = "; ".join(f"{model_label(a)} → {model_label(b)} ({model_label(a)}: {mix(a)}; {model_label(b)}: {mix(b)})"
                        for a, b in bad)
     return (f"**The two sides trained on different hardware** in {counted(len(bad), 'comparison')}: {listed}. Their Δ mixes "
-            "the models' difference with the devices' (by default this trainer runs fp32 on a CPU, bf16 on a GPU); it becomes a "
-            "comparison of the models alone once both sides hold the same mix of devices.")
+            "the models' difference with the devices' and precisions' (by default this trainer runs fp32 on a CPU, bf16 on "
+            "a GPU); it becomes a comparison of the models alone once both sides hold the same mix of devices and "
+            "precisions.")
 
 
 def _join_notes(*notes: str) -> str:
