@@ -137,6 +137,25 @@ def test_concurrency_runs_processes_together():
     assert r["torch"] == torch.__version__ and r["measured_at"].endswith("Z")
 
 
+def test_bench_times_the_trainer_at_the_precision_asked(probe, capsys):
+    """A GPU-started bf16 run resumed on a CPU keeps bf16 (stop 46): the bench times that step on a CPU with --bf16,
+    fp32 with --no-bf16 or by default; the plain loop stays fp32. Each row's setup says which."""
+    from se_res2net.cli import main
+
+    def setups(*flags):
+        assert main(["bench", "--models", "res2net29", "--variants", "plain", "eager", "--device", "cpu",
+                     "--batch-size", "8", "--steps", "1", "--warmup", "1", "--json", *flags]) == 0
+        return {row["variant"]: row["setup"] for row in json.loads(capsys.readouterr().out)["rows"]}
+
+    on = setups("--bf16")
+    assert "bf16 autocast" in on["eager"] and "fp32" in on["plain"]
+    assert "fp32" in setups("--no-bf16")["eager"] and "fp32" in setups()["eager"]
+    assert main(["bench", "--device", "cpu", "--concurrency", "1", "--bf16"]) == 2
+    assert "side-by-side bench only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="default precision"):
+        bench(models=["res2net29"], variants=["eager"], device="cpu", floor=True, bf16=True)
+
+
 def test_bench_bad_input():
     with pytest.raises(ValueError, match="steps"):
         bench(steps=0, device="cpu")

@@ -145,9 +145,10 @@ def _launches_per_step(step: Callable[[], None], device: Any) -> int:
 
 def _time_trainer_path(
     model_name: str, data: Any, device: Any, batch_size: int, steps: int, warmup: int, seed: int, variant: str,
-    barrier: Optional[Path] = None,
+    barrier: Optional[Path] = None, bf16: Optional[bool] = None,
 ) -> Dict[str, Any]:
-    """The trainer's step (:func:`se_res2net.training.trainer.train_step`) on device-resident uint8 data."""
+    """The trainer's step (:func:`se_res2net.training.trainer.train_step`) on device-resident uint8 data, in bf16
+    autocast or not as ``bf16`` says (``None``: the device's default, as the trainer's)."""
     import torch
 
     from ..models.registry import create_model
@@ -155,7 +156,7 @@ def _time_trainer_path(
 
     mode = _COMPILE[variant]
     config = TrainConfig(model_name, batch_size=batch_size, seed=seed, compile=mode is not None,
-                         compile_mode=mode or "default", device=str(device))
+                         compile_mode=mode or "default", device=str(device), bf16=bf16)
     fast = resolve_fast_path(config, device.type)
     torch.manual_seed(seed)
     model, step_model = prepare_model(create_model(model_name), device, fast)
@@ -340,8 +341,13 @@ def bench(
     floor: bool = False,
     barrier: Optional[Path] = None,
     on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
+    bf16: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """Time every (model, variant) in this process and return a JSON-ready dict.
+
+    ``bf16``: the trainer's variants in bf16 autocast (``True``) or fp32 (``False``); ``None`` is the device's default
+    (on for CUDA, off on a CPU), as in training. A run resumed on the other device type keeps its precision, so its
+    pace there is the one to time (stop 46: GPU-started bf16 runs going on on a CPU). ``plain`` is always fp32.
 
     ``rows``: one dict per (model, variant) with ``images_per_s``, ``step_ms``, ``tflops`` (achieved),
     ``vs_plain`` and ``vs_eager`` (ratios within the same model, ``None`` when that variant was not run).
@@ -372,6 +378,9 @@ def bench(
     if data not in DATA_CHOICES:
         raise ValueError(f"data must be one of {', '.join(DATA_CHOICES)}, got {data!r}")
     dev = resolve_device(device)
+    if floor and bf16 is not None and bool(bf16) != (dev.type == "cuda"):
+        raise ValueError("the floor counts the step at the device's default precision; measure it without "
+                         "--bf16/--no-bf16, and the other precision in a bench of its own")
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
     if workers < 0:
@@ -421,7 +430,8 @@ def bench(
                     if variant == "plain":
                         r = _time_plain_path(model, cifar, dev, batch_size, steps, warmup, seed, workers)
                     else:
-                        r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+                        r = _time_trainer_path(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier,
+                                               bf16=bf16)
                 except Exception as exc:  # noqa: BLE001 -- one variant failing (a compile, say) is a finding
                     if barrier is not None:  # a concurrency worker: its coordinator reports the failure
                         raise
@@ -836,6 +846,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                         "needs a running CUDA MPS control daemon (scripts/gpu-runbook.sh mps start)")
     p.add_argument("--floor", action="store_true",
                    help="also count FLOPs, bytes and launches per step and measure the device's rates (see 'floor')")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="the trainer's variants in bf16 autocast or fp32 (default: the device's, on for CUDA), as a "
+                        "run resumed on the other device type keeps its own")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="also keep the result as JSON in FILE, rewritten after every row: a bench killed outright "
@@ -854,6 +867,9 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--sharing {args.sharing} describes concurrent processes: give --concurrency N ... too")
     if args.stacked and args.concurrency:
         raise ValueError("--stacked and --concurrency are two benches: give one of them")
+    if args.bf16 is not None and (args.stacked or args.concurrency):
+        raise ValueError("--bf16/--no-bf16 sets the precision of the side-by-side bench only; drop it, or drop "
+                         "--stacked/--concurrency (they time the device's default precision)")
     if args.stacked:
         variant = next((v for v in args.variants if v != "plain"), "eager")
         result = bench_stacked(
@@ -890,6 +906,7 @@ def run_bench(args: argparse.Namespace) -> int:
         floor=args.floor,
         barrier=Path(args.barrier) if args.barrier else None,
         on_update=on_update,
+        bf16=args.bf16,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result), flush=True)
     if result["interrupted"]:
