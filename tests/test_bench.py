@@ -185,11 +185,11 @@ def test_an_interrupted_bench_prints_the_rows_it_measured_and_exits_130(probe, m
 
     timed, out, seen_before = bench_mod._time_trainer_path, tmp_path / "bench.json", []
 
-    def interrupted_at_compile(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier):
+    def interrupted_at_compile(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier, **kw):
         if variant == "compile":
             seen_before.append(json.loads(out.read_text()))  # what a SIGKILL here would leave
             raise KeyboardInterrupt
-        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier, **kw)
 
     monkeypatch.setattr(bench_mod, "_time_trainer_path", interrupted_at_compile)
     with _interrupt_must_not_escape():
@@ -217,10 +217,10 @@ def test_a_variant_that_raises_is_listed_and_the_others_and_the_floor_are_still_
 
     timed, out = bench_mod._time_trainer_path, tmp_path / "bench.json"
 
-    def compile_fails(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier):
+    def compile_fails(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier, **kw):
         if variant == "compile":
             raise RuntimeError("InductorError: fatal error: Python.h: No such file or directory\nmore lines")
-        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier)
+        return timed(model, cifar, dev, batch_size, steps, warmup, seed, variant, barrier, **kw)
 
     monkeypatch.setattr(bench_mod, "_time_trainer_path", compile_fails)
     rc = main(["bench", "--models", "res2net29", "--variants", "plain", "eager", "compile", "cudagraphs", "--floor",
